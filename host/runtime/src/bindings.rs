@@ -1,0 +1,12 @@
+//! Host bindings for the `sluice:op` world, generated once from `wit/op.wit`.
+//!
+//! Imports are synchronous (they only touch per-call state); exports are called `async` so the
+//! runtime can run them on tokio with epoch-based deadlines.
+
+wasmtime::component::bindgen!({
+    path: "../../wit",
+    world: "op",
+    exports: { default: async },
+});
+
+pub use sluice::op::types;

@@ -1,0 +1,15 @@
+//! sluice's integration tests: one binary (the `it` test of the `sluice` package).
+//!
+//! `runtime` drives `sluice-runtime` with the test ops from `plugins/test/`; `cli` runs the
+//! built `sluice` binary as a user would.
+
+mod cli;
+mod runtime;
+
+/// A fresh `$SLUICE_HOME` for one test.
+pub fn home() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("sluice-test-")
+        .tempdir()
+        .expect("temp dir")
+}
