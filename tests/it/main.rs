@@ -4,6 +4,7 @@
 //! built `sluice` binary as a user would.
 
 mod cli;
+mod jobs;
 mod runtime;
 
 /// A fresh `$SLUICE_HOME` for one test.

@@ -1,17 +1,19 @@
 //! `sluice`: the command line. Thin: parse arguments, call the libraries, print.
 //!
-//! Exit codes (docs/cli.md): 0 success or warning, 1 the op failed, 2 usage error (bad
-//! arguments, unknown op, input that is not JSON), 3 the op stopped at a gate, 4 the component
-//! could not be loaded (not a component, or it does not fit the `sluice:op` world), 70 an
-//! internal error of the host.
+//! Exit codes (docs/cli.md): 0 success, 1 the job or op did not succeed (or a rule has
+//! errors), 2 usage error (bad arguments, unknown op, bad params, input that is not JSON, a
+//! rule that does not validate), 3 waiting (at a gate, or queued for locks), 4 a component could
+//! not be loaded, 70 an internal error of the host.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+mod job;
 mod op;
 mod output;
+mod rule;
 
 /// sluice: a deployment rule engine whose ops are sandboxed WebAssembly components.
 #[derive(Debug, Parser)]
@@ -36,6 +38,24 @@ struct Global {
 
 #[derive(Debug, Subcommand)]
 enum Command {
+    /// Start a job of a rule and drive it until it ends or waits.
+    Run(job::RunArgs),
+    /// Check a rule and report every problem at once.
+    Validate(rule::ValidateArgs),
+    /// Print the JSON Schema of rule files, for editors.
+    Schema,
+    /// Walk a rule with scripted step outcomes, calling no op, and print the path.
+    Simulate(rule::SimulateArgs),
+    /// List jobs, newest first.
+    Jobs(job::JobsArgs),
+    /// Show a job: status, params, steps, history.
+    Show(job::ShowArgs),
+    /// Print a job's step logs.
+    Logs(job::LogsArgs),
+    /// Stop a job: nothing new starts, running steps finish, post runs.
+    Cancel(job::CancelArgs),
+    /// List locks and concurrency groups: who holds them, who waits.
+    Locks(job::LocksArgs),
     /// List, describe and run ops on their own.
     #[command(subcommand)]
     Op(op::OpCommand),
@@ -45,6 +65,8 @@ enum Command {
 pub(crate) struct Failed {
     code: u8,
     error: anyhow::Error,
+    /// Printed as is (already formatted diagnostics), not as `error: ...`.
+    raw: bool,
 }
 
 impl Failed {
@@ -58,18 +80,29 @@ impl Failed {
         Failed {
             code: Self::USAGE,
             error: error.into(),
+            raw: false,
         }
     }
     pub(crate) fn load(error: impl Into<anyhow::Error>) -> Self {
         Failed {
             code: Self::LOAD,
             error: error.into(),
+            raw: false,
         }
     }
     pub(crate) fn internal(error: impl Into<anyhow::Error>) -> Self {
         Failed {
             code: Self::INTERNAL,
             error: error.into(),
+            raw: false,
+        }
+    }
+    /// Already formatted text (such as rule diagnostics), printed as is with `code`.
+    pub(crate) fn rendered(code: u8, text: String) -> Self {
+        Failed {
+            code,
+            error: anyhow::anyhow!(text),
+            raw: true,
         }
     }
 }
@@ -82,8 +115,10 @@ fn main() -> ExitCode {
     init_tracing(cli.global.verbose);
     match run(cli) {
         Ok(code) => ExitCode::from(code),
-        Err(Failed { code, error }) => {
-            if !output::is_broken_pipe(&error) {
+        Err(Failed { code, error, raw }) => {
+            if raw {
+                eprintln!("{error}");
+            } else if !output::is_broken_pipe(&error) {
                 eprintln!("error: {error:#}");
             }
             ExitCode::from(code)
@@ -98,6 +133,15 @@ fn run(cli: Cli) -> CmdResult {
         .map_err(Failed::internal)?;
     rt.block_on(async {
         match cli.command {
+            Command::Run(args) => job::run(&cli.global, args).await,
+            Command::Validate(args) => rule::validate(args),
+            Command::Schema => output::print(sluice_rule::JSON_SCHEMA).map(|()| 0),
+            Command::Simulate(args) => rule::simulate(&cli.global, args).await,
+            Command::Jobs(args) => job::jobs(&cli.global, args),
+            Command::Show(args) => job::show(&cli.global, args),
+            Command::Logs(args) => job::logs(&cli.global, args).await,
+            Command::Cancel(args) => job::cancel(&cli.global, args).await,
+            Command::Locks(args) => job::locks(&cli.global, args),
             Command::Op(cmd) => op::run(&cli.global, cmd).await,
         }
     })

@@ -1,0 +1,524 @@
+//! Jobs from the command line: `run`, `jobs`, `show`, `logs`, `cancel`, `locks`.
+
+use std::io::Write as _;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use anyhow::{Context as _, anyhow};
+use clap::Args;
+use serde_json::json;
+use sluice_engine::{Event, Job, JobStatus, Millis, StepStatus};
+use sluice_rule::{Step, StepKind};
+use sluice_runner::{Observer, Runner, Standing};
+use sluice_runtime::{Runtime, RuntimeConfig};
+use sluice_store::{Journal, SqliteJournal};
+
+use crate::output::{self, print_json};
+use crate::rule::{read_rule, split_params};
+use crate::{CmdResult, Failed, Global};
+
+#[derive(Debug, Args)]
+pub(crate) struct RunArgs {
+    /// The rule file.
+    rule: PathBuf,
+    /// A param, as NAME=VALUE; repeat for more.
+    #[arg(short = 'p', long = "param", value_name = "NAME=VALUE")]
+    params: Vec<String>,
+    /// Print one JSON object per event and log line, for scripts.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct JobsArgs {
+    /// How many jobs to list.
+    #[arg(long, default_value_t = 50)]
+    limit: usize,
+    /// Print JSON for scripts.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ShowArgs {
+    /// The job id, such as `web-release-42`.
+    job: String,
+    /// Print JSON for scripts: the job's state and every event.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct LogsArgs {
+    /// The job id.
+    job: String,
+    /// Only this step's lines.
+    #[arg(long)]
+    step: Option<String>,
+    /// Keep printing new lines until the job ends.
+    #[arg(short, long)]
+    follow: bool,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct CancelArgs {
+    /// The job id.
+    job: String,
+    /// Why, recorded in the journal.
+    #[arg(long, default_value = "cancelled from the command line")]
+    reason: String,
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct LocksArgs {
+    /// Print JSON for scripts.
+    #[arg(long)]
+    json: bool,
+}
+
+fn journal(global: &Global) -> Result<Arc<SqliteJournal>, Failed> {
+    let path = global.home.join("sluice.db");
+    SqliteJournal::open(&path)
+        .with_context(|| format!("cannot open the journal at {}", path.display()))
+        .map(Arc::new)
+        .map_err(Failed::internal)
+}
+
+fn runner(global: &Global, observer: Arc<dyn Observer>) -> Result<Runner, Failed> {
+    let runtime = Runtime::new(RuntimeConfig::new(&global.home)).map_err(Failed::internal)?;
+    Ok(Runner::new(Arc::new(runtime), journal(global)?, observer))
+}
+
+pub(crate) fn user() -> String {
+    std::env::var("SLUICE_USER")
+        .or_else(|_| std::env::var("USER"))
+        .unwrap_or_else(|_| "unknown".into())
+}
+
+/// Prints events and logs as plain lines (or JSON lines) as the runner goes.
+struct Printer {
+    json: bool,
+    out: Mutex<()>,
+}
+
+impl Printer {
+    fn line(&self, text: &str) {
+        let _guard = self.out.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out = std::io::stdout().lock();
+        let _ = writeln!(out, "{text}");
+        let _ = out.flush();
+    }
+}
+
+fn phase_of(job: &Job, step: &str) -> &'static str {
+    if step.starts_with("undo:") {
+        return "rollback";
+    }
+    job.rule.step(step).map(|(p, _)| p.as_str()).unwrap_or("")
+}
+
+fn duration(ms: u64) -> String {
+    if ms < 1000 {
+        format!("{ms} ms")
+    } else {
+        format!("{:.1} s", ms as f64 / 1000.0)
+    }
+}
+
+impl Observer for Printer {
+    fn event(&self, job: &Job, event: &Event, at: Millis) {
+        if self.json {
+            self.line(&json!({ "job": job.id, "at": at, "event": event }).to_string());
+            return;
+        }
+        let text = match event {
+            Event::Created {
+                job_id,
+                rule,
+                started_by,
+                ..
+            } => {
+                format!(
+                    "starting job {job_id} of rule {} for {started_by}",
+                    rule.name
+                )
+            }
+            Event::Queued { behind } => format!("queued behind {}", behind.join(", ")),
+            Event::Started { locks } if locks.is_empty() => return,
+            Event::Started { locks } => format!("holding {}", locks.join(", ")),
+            Event::StepStarted { step, attempt, .. } => {
+                let again = if *attempt > 1 {
+                    format!(" (attempt {attempt})")
+                } else {
+                    String::new()
+                };
+                format!("{:>8}  {step}{again} ...", phase_of(job, step))
+            }
+            Event::StepFinished { step, result, .. } => {
+                let s = &job.steps[step];
+                let took = match (s.started_at, s.finished_at) {
+                    (Some(a), Some(b)) => format!(" in {}", duration(b.saturating_sub(a))),
+                    _ => String::new(),
+                };
+                let status = match s.status {
+                    StepStatus::RetryWait => "failed, will retry",
+                    StepStatus::Succeeded => "succeeded",
+                    StepStatus::Warning => "warning",
+                    _ => "failed",
+                };
+                let why = if result.message.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {}", result.message)
+                };
+                format!("{:>8}  {step} {status}{took}{why}", phase_of(job, step))
+            }
+            Event::StepSkipped { step, reason } => {
+                format!("{:>8}  {step} skipped: {reason}", phase_of(job, step))
+            }
+            Event::RollbackStarted { step, .. } => format!("rolling back: `{step}` failed"),
+            Event::CancelRequested { by, reason } => format!("cancel requested by {by}: {reason}"),
+            // `run` says "no job was created" itself.
+            Event::Finished {
+                status: JobStatus::CheckFailed,
+                ..
+            } => return,
+            Event::Finished { status, message } => {
+                format!("job {} {}: {message}", job.id, status.as_str())
+            }
+        };
+        self.line(&text);
+    }
+
+    fn logs(&self, job: &str, step: &str, lines: &[sluice_model::LogLine]) {
+        for l in lines {
+            if self.json {
+                self.line(&json!({ "job": job, "step": step, "log": l }).to_string());
+            } else {
+                self.line(&format!("{:>8}  | {step}: {}", "", l.message));
+            }
+        }
+    }
+}
+
+fn standing_code(standing: &Standing) -> u8 {
+    match standing {
+        Standing::Finished {
+            status: JobStatus::Succeeded,
+            ..
+        } => 0,
+        Standing::Finished { .. } | Standing::CheckFailed { .. } => Failed::OP_FAILED,
+        Standing::Queued { .. } | Standing::ElsewhereRunning => Failed::WAITING,
+    }
+}
+
+pub(crate) async fn run(global: &Global, args: RunArgs) -> CmdResult {
+    let rule = read_rule(&args.rule)?;
+    let params = split_params(&args.params)?;
+    let printer = Arc::new(Printer {
+        json: args.json,
+        out: Mutex::new(()),
+    });
+    let runner = runner(global, printer.clone())?;
+    let dir = sluice_runner::rule_dir(&args.rule);
+    let (id, standing) = runner
+        .start(rule, &dir, &params, &user())
+        .await
+        .map_err(|e| match e {
+            sluice_runner::RunError::Params(_) => Failed::usage(e),
+            sluice_runner::RunError::Op { .. } => Failed::load(e),
+            other => Failed::internal(other),
+        })?;
+    if !args.json {
+        match &standing {
+            Standing::Queued { behind } => printer.line(&format!(
+                "job {id} waits in line behind {}; it starts when they end (the process running them carries it on), or `sluice cancel {id}`",
+                behind.join(", ")
+            )),
+            Standing::CheckFailed { message } => printer.line(&format!("no job was created: {message}")),
+            Standing::ElsewhereRunning => printer.line(&format!("job {id} runs in another process")),
+            Standing::Finished { .. } => {}
+        }
+    }
+    Ok(standing_code(&standing))
+}
+
+pub(crate) fn jobs(global: &Global, args: JobsArgs) -> CmdResult {
+    let journal = journal(global)?;
+    let rows = journal.jobs(args.limit).map_err(Failed::internal)?;
+    if args.json {
+        print_json(&rows)?;
+        return Ok(0);
+    }
+    let mut out = format!(
+        "{:<24} {:<16} {:<16} {:<12} {}\n",
+        "JOB", "RULE", "STATUS", "STARTED BY", "MESSAGE"
+    );
+    for r in rows {
+        out.push_str(&format!(
+            "{:<24} {:<16} {:<16} {:<12} {}\n",
+            r.id, r.rule, r.status, r.started_by, r.message
+        ));
+    }
+    output::print(&out)?;
+    Ok(0)
+}
+
+fn load_job(journal: &SqliteJournal, id: &str) -> Result<(Job, Vec<(Event, Millis)>), Failed> {
+    let rows = journal.events(id, 0).map_err(Failed::internal)?;
+    if rows.is_empty() {
+        return Err(Failed::usage(anyhow!(
+            "no job `{id}`: `sluice jobs` lists them"
+        )));
+    }
+    let events: Vec<(Event, Millis)> = rows
+        .iter()
+        .map(|r| serde_json::from_str(&r.body).map(|e| (e, r.at)))
+        .collect::<Result<_, _>>()
+        .with_context(|| format!("job {id} has an unreadable event"))
+        .map_err(Failed::internal)?;
+    let job = Job::replay(events.iter().map(|(e, at)| (e, *at)))
+        .ok_or_else(|| Failed::internal(anyhow!("job {id} does not start with `created`")))?;
+    Ok((job, events))
+}
+
+pub(crate) fn show(global: &Global, args: ShowArgs) -> CmdResult {
+    let journal = journal(global)?;
+    let (job, events) = load_job(&journal, &args.job)?;
+    if args.json {
+        let history: Vec<_> = events
+            .iter()
+            .map(|(e, at)| json!({ "at": at, "event": e }))
+            .collect();
+        print_json(&json!({
+            "id": job.id,
+            "rule": job.rule.name,
+            "status": sluice_runner::status_of(&job).0,
+            "message": sluice_runner::status_of(&job).1,
+            "started_by": job.started_by,
+            "params": job.params,
+            "locks": job.locks,
+            "steps": job.steps,
+            "history": history,
+        }))?;
+        return Ok(0);
+    }
+    output::print(&show_text(&job))?;
+    Ok(0)
+}
+
+/// The human form of `sluice show`: header, then every step of the rule in order.
+pub(crate) fn show_text(job: &Job) -> String {
+    let (status, message) = sluice_runner::status_of(job);
+    let mut out = format!(
+        "job      {}\nrule     {}\nstatus   {status}",
+        job.id, job.rule.name
+    );
+    if !message.is_empty() {
+        out.push_str(&format!(" ({message})"));
+    }
+    out.push_str(&format!("\nstarted  by {}\n", job.started_by));
+    if !job.params.is_empty() {
+        let params: Vec<String> = job.params.iter().map(|(k, v)| format!("{k}={v}")).collect();
+        out.push_str(&format!("params   {}\n", params.join(" ")));
+    }
+    if let Some(locks) = job.locks.as_ref().filter(|l| !l.is_empty()) {
+        out.push_str(&format!("locks    {}\n", locks.join(", ")));
+    }
+    if let Some((by, reason)) = &job.cancel {
+        out.push_str(&format!("cancel   by {by}: {reason}\n"));
+    }
+    let rule = &job.rule;
+    for (phase, steps) in [
+        ("check", &rule.phases.check),
+        ("init", &rule.phases.init),
+        ("pre", &rule.phases.pre),
+        ("run", &rule.phases.run),
+        ("rollback", &rule.rollback),
+        ("post", &rule.phases.post),
+    ] {
+        let undo: Vec<&String> = if phase == "rollback" {
+            job.steps
+                .keys()
+                .filter(|k| k.starts_with("undo:"))
+                .collect()
+        } else {
+            vec![]
+        };
+        if steps.is_empty() && undo.is_empty() {
+            continue;
+        }
+        out.push_str(&format!("{phase}\n"));
+        if phase == "rollback" {
+            // Undo in the order it ran: the reverse of completion.
+            for id in job.completed.iter().rev() {
+                let key = format!("undo:{id}");
+                if job.steps.contains_key(&key) {
+                    out.push_str(&step_line(job, &key, 1));
+                }
+            }
+        }
+        step_lines(job, steps, 1, &mut out);
+    }
+    out
+}
+
+fn step_lines(job: &Job, steps: &[Step], depth: usize, out: &mut String) {
+    for s in steps {
+        match &s.kind {
+            StepKind::Op(_) => out.push_str(&step_line(job, &s.id, depth)),
+            StepKind::Parallel(p) => {
+                let status = job
+                    .steps
+                    .get(&s.id)
+                    .map(|st| status_word(st.status))
+                    .unwrap_or("");
+                out.push_str(&format!(
+                    "{}{} (parallel{}) {status}\n",
+                    "  ".repeat(depth),
+                    s.id,
+                    if p.fail_fast { ", fail-fast" } else { "" }
+                ));
+                for (i, b) in p.branches.iter().enumerate() {
+                    out.push_str(&format!("{}branch {}\n", "  ".repeat(depth + 1), i + 1));
+                    step_lines(job, b, depth + 2, out);
+                }
+            }
+        }
+    }
+}
+
+fn status_word(s: StepStatus) -> &'static str {
+    match s {
+        StepStatus::Running => "running",
+        StepStatus::RetryWait => "waiting to retry",
+        StepStatus::Succeeded => "succeeded",
+        StepStatus::Warning => "warning",
+        StepStatus::Failed => "failed",
+        StepStatus::Skipped => "skipped",
+    }
+}
+
+fn step_line(job: &Job, key: &str, depth: usize) -> String {
+    let pad = "  ".repeat(depth);
+    let Some(s) = job.steps.get(key) else {
+        return format!("{pad}{key:<20} not run\n");
+    };
+    let mut line = format!("{pad}{key:<20} {}", status_word(s.status));
+    if s.attempt > 1 {
+        line.push_str(&format!(" after {} attempts", s.attempt));
+    }
+    if let (Some(a), Some(b)) = (s.started_at, s.finished_at) {
+        line.push_str(&format!(" in {}", duration(b.saturating_sub(a))));
+    }
+    if let Some(r) = &s.result
+        && !r.message.is_empty()
+    {
+        line.push_str(&format!(": {}", r.message));
+    }
+    if let Some(reason) = &s.skip_reason {
+        line.push_str(&format!(": {reason}"));
+    }
+    line.push('\n');
+    line
+}
+
+pub(crate) async fn logs(global: &Global, args: LogsArgs) -> CmdResult {
+    let journal = journal(global)?;
+    let mut after = 0;
+    if journal.job(&args.job).map_err(Failed::internal)?.is_none() {
+        return Err(Failed::usage(anyhow!(
+            "no job `{}`: `sluice jobs` lists them",
+            args.job
+        )));
+    }
+    loop {
+        let rows = journal.logs(&args.job, after).map_err(Failed::internal)?;
+        let mut out = String::new();
+        for r in &rows {
+            after = r.id;
+            if args.step.as_ref().is_some_and(|s| s != &r.step) {
+                continue;
+            }
+            out.push_str(&format!(
+                "{}#{} [{} {}] {}\n",
+                r.step, r.attempt, r.source, r.level, r.message
+            ));
+        }
+        output::print(&out)?;
+        if !args.follow {
+            return Ok(0);
+        }
+        let row = journal.job(&args.job).map_err(Failed::internal)?;
+        let done = row.as_ref().is_some_and(|r| {
+            !matches!(
+                r.status.as_str(),
+                "running" | "queued" | "cancelling" | "rolling-back"
+            )
+        });
+        if done && rows.is_empty() {
+            return Ok(0);
+        }
+        // A tail: poll the journal for lines other processes append.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+}
+
+pub(crate) async fn cancel(global: &Global, args: CancelArgs) -> CmdResult {
+    let printer = Arc::new(Printer {
+        json: false,
+        out: Mutex::new(()),
+    });
+    let runner = runner(global, printer.clone())?;
+    if runner
+        .journal()
+        .job(&args.job)
+        .map_err(Failed::internal)?
+        .is_none()
+    {
+        return Err(Failed::usage(anyhow!(
+            "no job `{}`: `sluice jobs` lists them",
+            args.job
+        )));
+    }
+    let standing = runner
+        .cancel(&args.job, &user(), &args.reason)
+        .await
+        .map_err(Failed::internal)?;
+    match &standing {
+        Standing::ElsewhereRunning => printer.line(&format!(
+            "job {} runs in another process: it stops after its running steps, then runs post",
+            args.job
+        )),
+        Standing::Finished { status, .. } if *status != JobStatus::Cancelled => printer.line(
+            &format!("job {} had already ended: {}", args.job, status.as_str()),
+        ),
+        _ => {}
+    }
+    Ok(0)
+}
+
+pub(crate) fn locks(global: &Global, args: LocksArgs) -> CmdResult {
+    let journal = journal(global)?;
+    let rows = journal.locks().map_err(Failed::internal)?;
+    if args.json {
+        print_json(&rows)?;
+        return Ok(0);
+    }
+    let mut out = format!("{:<28} {:<24} {:<10} {}\n", "LOCK", "JOB", "MODE", "STATE");
+    for r in rows {
+        let mode = if r.exclusive { "exclusive" } else { "shared" };
+        let state = if r.held {
+            "held".to_string()
+        } else {
+            format!("waiting (#{})", r.ticket)
+        };
+        out.push_str(&format!(
+            "{:<28} {:<24} {mode:<10} {state}\n",
+            r.name, r.job
+        ));
+    }
+    output::print(&out)?;
+    Ok(0)
+}

@@ -1,0 +1,463 @@
+//! [`decide`]: from a job's state to the actions that move it on.
+//!
+//! The path of a job: `check` (before it exists) → take locks → `init`, `pre`, `run` in order →
+//! on an untrapped failure: undo completed steps in reverse order, then `rollback:` → `post`
+//! (always) → finished, locks given back. A cancel stops new steps from starting; what runs
+//! finishes, then post runs.
+
+use serde_json::Value;
+use sluice_model::Phase;
+use sluice_rule::expr::Evaluator;
+use sluice_rule::{OnError, OpCall, Parallel, Step, StepKind};
+
+use crate::{Action, Event, Job, JobStatus, LockRequest, Millis, StepCall, StepResult, StepStatus};
+
+/// How a list of steps stands.
+#[derive(Debug, Clone, PartialEq)]
+enum Flow {
+    /// Every step is over (succeeded, skipped, or failed without stopping the list).
+    Done,
+    /// Something runs or was just asked for; decide again after the next event.
+    Busy,
+    /// A step failed and stops the list.
+    Failed { step: String, message: String },
+    /// Not done, but starting new steps is not allowed (cancel, fail-fast).
+    Stopped,
+}
+
+struct Ctx<'a> {
+    job: &'a Job,
+    now: Millis,
+    ev: Evaluator,
+    data: Value,
+    actions: Vec<Action>,
+    phase: Phase,
+    /// Start nothing new.
+    no_start: bool,
+    /// Failures do not stop the list (post).
+    keep_going: bool,
+}
+
+/// What should happen next to `job` at time `now`. Empty when the job is finished, or when it
+/// waits for running steps (their results come back as events).
+pub fn decide(job: &Job, now: Millis) -> Vec<Action> {
+    if job.finished.is_some() {
+        return vec![];
+    }
+    let mut c = Ctx {
+        job,
+        now,
+        ev: Evaluator::new(),
+        data: job.context(),
+        actions: Vec::new(),
+        phase: Phase::Check,
+        no_start: false,
+        keep_going: false,
+    };
+
+    // check: before the job exists.
+    match c.seq(&job.rule.phases.check) {
+        Flow::Done => {}
+        Flow::Failed { step, message } => {
+            return vec![finish(
+                JobStatus::CheckFailed,
+                format!("check step `{step}` failed: {message}"),
+            )];
+        }
+        Flow::Busy | Flow::Stopped => return c.actions,
+    }
+
+    // Locks and the concurrency group, taken all at once.
+    if job.locks.is_none() {
+        if let Some((by, reason)) = &job.cancel {
+            return vec![
+                finish(
+                    JobStatus::Cancelled,
+                    format!("cancelled by {by} before it started: {reason}"),
+                ),
+                Action::ReleaseLocks,
+            ];
+        }
+        return match lock_requests(&c) {
+            Ok((locks, mode)) => vec![Action::AcquireLocks { locks, mode }],
+            Err(message) => vec![finish(JobStatus::Failed, message), Action::ReleaseLocks],
+        };
+    }
+
+    // init, pre, run.
+    let path = match &job.rollback {
+        None => {
+            c.no_start = job.cancel.is_some();
+            match c.forward() {
+                Flow::Busy => return c.actions,
+                Flow::Failed { step, message } if job.cancel.is_none() => {
+                    return vec![Action::Record(Event::RollbackStarted { step, message })];
+                }
+                Flow::Failed { .. } | Flow::Stopped => JobStatus::Cancelled,
+                Flow::Done if job.cancel.is_some() => JobStatus::Cancelled,
+                Flow::Done => JobStatus::Succeeded,
+            }
+        }
+        Some(_) => {
+            c.no_start = false;
+            c.phase = Phase::Rollback;
+            match c.rollback() {
+                Flow::Busy => return c.actions,
+                Flow::Failed { .. } => JobStatus::RollbackFailed,
+                Flow::Done | Flow::Stopped => JobStatus::RolledBack,
+            }
+        }
+    };
+
+    // post: always, every step, whatever failed before.
+    c.phase = Phase::Post;
+    c.no_start = false;
+    c.keep_going = true;
+    c.data["job"]["status"] = Value::String(path.as_str().to_string());
+    if c.seq(&job.rule.phases.post) == Flow::Busy {
+        return c.actions;
+    }
+    let post_failures = failed_steps(job, &job.rule.phases.post);
+    let (status, message) = match path {
+        JobStatus::Succeeded if !post_failures.is_empty() => (
+            JobStatus::Failed,
+            format!("post step {} failed", post_failures.join(", ")),
+        ),
+        JobStatus::Succeeded => (JobStatus::Succeeded, "every step succeeded".to_string()),
+        JobStatus::RolledBack | JobStatus::RollbackFailed => {
+            let (step, message) = job.rollback.clone().unwrap_or_default();
+            let how = if path == JobStatus::RolledBack {
+                "rolled back"
+            } else {
+                "rollback failed too"
+            };
+            (path, format!("step `{step}` failed ({message}); {how}"))
+        }
+        JobStatus::Cancelled => {
+            let (by, reason) = job.cancel.clone().unwrap_or_default();
+            (JobStatus::Cancelled, format!("cancelled by {by}: {reason}"))
+        }
+        other => (other, String::new()),
+    };
+    vec![finish(status, message), Action::ReleaseLocks]
+}
+
+fn finish(status: JobStatus, message: String) -> Action {
+    Action::Record(Event::Finished { status, message })
+}
+
+/// The status the job is headed for once its run part is over; `None` while it runs.
+pub(crate) fn path_status(job: &Job) -> Option<JobStatus> {
+    if let Some((s, _)) = &job.finished {
+        return Some(*s);
+    }
+    if job.rollback.is_some() {
+        let rb_failed = job.steps.iter().any(|(k, s)| {
+            s.status == StepStatus::Failed
+                && (k.starts_with("undo:")
+                    || job.rule.step(k).is_some_and(|(p, _)| p == Phase::Rollback))
+        });
+        return Some(if rb_failed {
+            JobStatus::RollbackFailed
+        } else {
+            JobStatus::RolledBack
+        });
+    }
+    if job.cancel.is_some() {
+        return Some(JobStatus::Cancelled);
+    }
+    let in_post = job
+        .steps
+        .keys()
+        .any(|k| job.rule.step(k).is_some_and(|(p, _)| p == Phase::Post));
+    in_post.then_some(JobStatus::Succeeded)
+}
+
+fn lock_requests(c: &Ctx<'_>) -> Result<(Vec<LockRequest>, sluice_rule::ConcurrencyMode), String> {
+    let rule = &c.job.rule;
+    let mut locks = Vec::new();
+    let mut mode = sluice_rule::ConcurrencyMode::Queue;
+    if let Some(conc) = &rule.concurrency {
+        let name = render_name(c, &conc.group)
+            .map_err(|e| format!("could not name the concurrency group: {e}"))?;
+        locks.push(LockRequest {
+            name: format!("group:{name}"),
+            exclusive: true,
+        });
+        mode = conc.mode;
+    }
+    for l in &rule.locks {
+        let name = render_name(c, &l.name)
+            .map_err(|e| format!("could not name lock `{}`: {e}", l.name))?;
+        locks.push(LockRequest {
+            name,
+            exclusive: l.mode == sluice_rule::LockMode::Exclusive,
+        });
+    }
+    Ok((locks, mode))
+}
+
+fn render_name(c: &Ctx<'_>, template: &str) -> Result<String, String> {
+    match c.ev.render_str(template, &c.data)? {
+        Value::String(s) => Ok(s),
+        other => Ok(other.to_string()),
+    }
+}
+
+/// Ids of the steps in `steps` (and their groups) that failed for good.
+fn failed_steps(job: &Job, steps: &[Step]) -> Vec<String> {
+    let mut out = Vec::new();
+    for s in steps {
+        if job
+            .steps
+            .get(&s.id)
+            .is_some_and(|st| st.status == StepStatus::Failed)
+        {
+            out.push(format!("`{}`", s.id));
+        }
+        if let StepKind::Parallel(p) = &s.kind {
+            for b in &p.branches {
+                out.extend(failed_steps(job, b));
+            }
+        }
+    }
+    out
+}
+
+impl Ctx<'_> {
+    fn record(&mut self, e: Event) {
+        self.actions.push(Action::Record(e));
+    }
+
+    fn forward(&mut self) -> Flow {
+        for phase in [Phase::Init, Phase::Pre, Phase::Run] {
+            self.phase = phase;
+            match self.seq(self.job.rule.phases.get(phase)) {
+                Flow::Done => {}
+                other => return other,
+            }
+        }
+        Flow::Done
+    }
+
+    /// Undo completed steps in reverse, then the rule's `rollback:` steps. Stops at the first
+    /// failure: later undos may depend on earlier ones.
+    fn rollback(&mut self) -> Flow {
+        let job = self.job;
+        for id in job.completed.iter().rev() {
+            let Some((_, step)) = job.rule.step(id) else {
+                continue;
+            };
+            let StepKind::Op(call) = &step.kind else {
+                continue;
+            };
+            if !job.ops.get(&call.op).is_some_and(|m| m.can_rollback) {
+                continue;
+            }
+            let key = format!("undo:{id}");
+            match job.steps.get(&key).map(|s| s.status) {
+                None => {
+                    let done = &job.steps[id];
+                    let output = done
+                        .result
+                        .as_ref()
+                        .map(|r| r.output.clone())
+                        .unwrap_or(Value::Null);
+                    self.actions.push(Action::Call(StepCall {
+                        step: key,
+                        op: call.op.clone(),
+                        phase: Phase::Rollback,
+                        attempt: 1,
+                        input: done.input.clone(),
+                        rollback_of: Some(output),
+                        timeout_ms: call.timeout_ms,
+                    }));
+                    return Flow::Busy;
+                }
+                Some(StepStatus::Running | StepStatus::RetryWait) => return Flow::Busy,
+                Some(StepStatus::Failed) => {
+                    let message = job.steps[&key]
+                        .result
+                        .as_ref()
+                        .map(|r| r.message.clone())
+                        .unwrap_or_default();
+                    return Flow::Failed { step: key, message };
+                }
+                Some(_) => {}
+            }
+        }
+        self.seq(&job.rule.rollback)
+    }
+
+    fn seq(&mut self, steps: &[Step]) -> Flow {
+        for step in steps {
+            let flow = match &step.kind {
+                StepKind::Op(call) => self.op_step(step, call),
+                StepKind::Parallel(p) => self.parallel(step, p),
+            };
+            match flow {
+                Flow::Done => {}
+                other => return other,
+            }
+        }
+        Flow::Done
+    }
+
+    /// Evaluates `when` for a step never seen before: `Some(flow)` when it does not run.
+    fn gate_when(&mut self, step: &Step) -> Option<Flow> {
+        let w = step.when.as_ref()?;
+        match self.ev.condition(w, &self.data) {
+            Ok(true) => None,
+            Ok(false) => {
+                self.record(Event::StepSkipped {
+                    step: step.id.clone(),
+                    reason: format!("`when: {w}` is false"),
+                });
+                Some(Flow::Busy)
+            }
+            Err(e) => {
+                let result = StepResult::failure(format!("`when` could not be evaluated: {e}"));
+                self.record(Event::StepFinished {
+                    step: step.id.clone(),
+                    attempt: 1,
+                    result,
+                });
+                Some(Flow::Busy)
+            }
+        }
+    }
+
+    fn op_step(&mut self, step: &Step, call: &OpCall) -> Flow {
+        let Some(state) = self.job.steps.get(&step.id) else {
+            if self.no_start {
+                return Flow::Stopped;
+            }
+            if let Some(flow) = self.gate_when(step) {
+                return flow;
+            }
+            match self.ev.render(&call.with, &self.data) {
+                Ok(input) => self
+                    .actions
+                    .push(Action::Call(self.call(step, call, 1, input))),
+                Err(e) => {
+                    let result = StepResult::failure(format!("`with` could not be rendered: {e}"));
+                    self.record(Event::StepFinished {
+                        step: step.id.clone(),
+                        attempt: 1,
+                        result,
+                    });
+                }
+            }
+            return Flow::Busy;
+        };
+        match state.status {
+            StepStatus::Running => Flow::Busy,
+            StepStatus::RetryWait => {
+                if self.no_start {
+                    return Flow::Stopped;
+                }
+                let at = state.retry_at.unwrap_or(0);
+                if self.now >= at {
+                    let call = self.call(step, call, state.attempt + 1, state.input.clone());
+                    self.actions.push(Action::Call(call));
+                } else {
+                    self.actions.push(Action::WakeAt(at));
+                }
+                Flow::Busy
+            }
+            StepStatus::Succeeded | StepStatus::Warning | StepStatus::Skipped => Flow::Done,
+            StepStatus::Failed => {
+                if call.on_error == OnError::Continue || self.keep_going {
+                    Flow::Done
+                } else {
+                    let message = state
+                        .result
+                        .as_ref()
+                        .map(|r| r.message.clone())
+                        .unwrap_or_default();
+                    Flow::Failed {
+                        step: step.id.clone(),
+                        message,
+                    }
+                }
+            }
+        }
+    }
+
+    fn call(&self, step: &Step, call: &OpCall, attempt: u32, input: Value) -> StepCall {
+        StepCall {
+            step: step.id.clone(),
+            op: call.op.clone(),
+            phase: self.phase,
+            attempt,
+            input,
+            rollback_of: None,
+            timeout_ms: call.timeout_ms,
+        }
+    }
+
+    fn parallel(&mut self, step: &Step, p: &Parallel) -> Flow {
+        if let Some(state) = self.job.steps.get(&step.id) {
+            return match state.status {
+                StepStatus::Failed if !self.keep_going => Flow::Failed {
+                    step: step.id.clone(),
+                    message: state
+                        .result
+                        .as_ref()
+                        .map(|r| r.message.clone())
+                        .unwrap_or_default(),
+                },
+                _ => Flow::Done,
+            };
+        }
+        let entered = p.branches.iter().flatten().any(|s| self.touched(s));
+        if !entered {
+            if self.no_start {
+                return Flow::Stopped;
+            }
+            if let Some(flow) = self.gate_when(step) {
+                return flow;
+            }
+        }
+
+        // First look without acting: does a branch fail while fail-fast is on?
+        let saved = std::mem::take(&mut self.actions);
+        let flows: Vec<Flow> = p.branches.iter().map(|b| self.seq(b)).collect();
+        let first_failure = flows
+            .iter()
+            .find(|f| matches!(f, Flow::Failed { .. }))
+            .cloned();
+        let stop_others = p.fail_fast && first_failure.is_some() && !self.keep_going;
+        let flows = if stop_others {
+            self.actions = saved;
+            let was = self.no_start;
+            self.no_start = true;
+            let flows: Vec<Flow> = p.branches.iter().map(|b| self.seq(b)).collect();
+            self.no_start = was;
+            flows
+        } else {
+            let mut acted = std::mem::replace(&mut self.actions, saved);
+            self.actions.append(&mut acted);
+            flows
+        };
+
+        if flows.contains(&Flow::Busy) {
+            Flow::Busy
+        } else if let Some(f) = first_failure {
+            f
+        } else if flows.contains(&Flow::Stopped) {
+            Flow::Stopped
+        } else {
+            Flow::Done
+        }
+    }
+
+    /// Whether `step` (or anything inside it) has any journal entry.
+    fn touched(&self, step: &Step) -> bool {
+        self.job.steps.contains_key(&step.id)
+            || match &step.kind {
+                StepKind::Parallel(p) => p.branches.iter().flatten().any(|s| self.touched(s)),
+                StepKind::Op(_) => false,
+            }
+    }
+}

@@ -1,0 +1,525 @@
+//! The job engine: a pure state machine over a job's journal.
+//!
+//! A job is its events ([`Event`]). [`Job::apply`] folds one event into the state; [`decide`]
+//! looks at the state (and the clock it is handed) and returns what should happen next as
+//! [`Action`]s: record an event the engine derived (a skipped step, the start of rollback, the
+//! end), call an op, take or give back locks, wake up later. A runner carries the actions out
+//! and feeds the results back as events. [`simulate`] is such a runner with scripted outcomes.
+//!
+//! Architecture Invariant: no I/O, no clock, no threads, no wasmtime, no tokio, no SQL. The
+//! same events always give the same state and the same actions, which is what makes a job
+//! recoverable from its journal and testable as data.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value, json};
+use sluice_rule::{Rule, StepKind};
+
+mod decide;
+mod simulate;
+
+pub use decide::decide;
+pub use simulate::{Script, SimLine, simulate};
+
+/// Milliseconds since the Unix epoch.
+pub type Millis = u64;
+
+/// What the engine knows of an op when a job starts (from its `describe`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct OpMeta {
+    /// The component's sha256.
+    pub digest: String,
+    /// Whether it implements `rollback`.
+    pub can_rollback: bool,
+    /// Whether re-running it is harmless.
+    pub idempotent: bool,
+}
+
+/// How a step attempt ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ResultStatus {
+    /// Done.
+    Success,
+    /// Done, with a warning.
+    Warning,
+    /// Not done.
+    Failure,
+}
+
+/// The result of one step attempt.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct StepResult {
+    /// Success, warning or failure.
+    pub status: ResultStatus,
+    /// The op's JSON output (null on failure).
+    #[serde(default)]
+    pub output: Value,
+    /// The failure message; empty otherwise.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub message: String,
+    /// Set when the op did not return on its own (panic, timeout...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub fault: Option<String>,
+}
+
+impl StepResult {
+    /// A success with `output`.
+    pub fn success(output: Value) -> Self {
+        StepResult {
+            status: ResultStatus::Success,
+            output,
+            message: String::new(),
+            fault: None,
+        }
+    }
+
+    /// A failure with `message`.
+    pub fn failure(message: impl Into<String>) -> Self {
+        StepResult {
+            status: ResultStatus::Failure,
+            output: Value::Null,
+            message: message.into(),
+            fault: None,
+        }
+    }
+}
+
+/// How a job ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum JobStatus {
+    /// Every step succeeded (or failed with `on-error: continue`), post too.
+    Succeeded,
+    /// Post failed after a successful run, or a step failed with nothing to roll back to.
+    Failed,
+    /// A step failed; completed steps were undone and `rollback:` ran; post ran.
+    RolledBack,
+    /// A step failed and rollback failed too; post ran.
+    RollbackFailed,
+    /// Someone cancelled it (or its concurrency group pushed it out); post ran if it had started.
+    Cancelled,
+    /// A `check` step failed: the job was never created.
+    CheckFailed,
+}
+
+impl JobStatus {
+    /// The kebab-case name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Succeeded => "succeeded",
+            JobStatus::Failed => "failed",
+            JobStatus::RolledBack => "rolled-back",
+            JobStatus::RollbackFailed => "rollback-failed",
+            JobStatus::Cancelled => "cancelled",
+            JobStatus::CheckFailed => "check-failed",
+        }
+    }
+}
+
+/// One entry of a job's journal.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "type", rename_all = "kebab-case")]
+pub enum Event {
+    /// The job exists, with a snapshot of its rule and the ops' metadata.
+    Created {
+        /// `<rule>-<n>`.
+        job_id: String,
+        /// The rule as it was when the job started.
+        rule: Box<Rule>,
+        /// Bound params.
+        params: Map<String, Value>,
+        /// Who started it.
+        started_by: String,
+        /// Every op the rule calls.
+        ops: BTreeMap<String, OpMeta>,
+    },
+    /// The job waits in line for locks or its concurrency group.
+    Queued {
+        /// The jobs holding what it needs.
+        behind: Vec<String>,
+    },
+    /// The job holds its locks and runs.
+    Started {
+        /// Locks taken, by name.
+        locks: Vec<String>,
+    },
+    /// An attempt of a step began.
+    StepStarted {
+        /// Step key (`id`, or `undo:<id>` for the undo of a step).
+        step: String,
+        /// 1, 2...
+        attempt: u32,
+        /// The rendered input.
+        input: Value,
+    },
+    /// An attempt of a step ended.
+    StepFinished {
+        /// Step key.
+        step: String,
+        /// Which attempt.
+        attempt: u32,
+        /// How it went.
+        result: StepResult,
+    },
+    /// A step did not run.
+    StepSkipped {
+        /// Step key.
+        step: String,
+        /// Why.
+        reason: String,
+    },
+    /// A step failed for good: completed steps are undone, then `rollback:` runs.
+    RollbackStarted {
+        /// The step that failed.
+        step: String,
+        /// Its failure.
+        message: String,
+    },
+    /// Someone asked the job to stop: no new step starts; post runs.
+    CancelRequested {
+        /// Who.
+        by: String,
+        /// Why.
+        reason: String,
+    },
+    /// The job ended.
+    Finished {
+        /// How.
+        status: JobStatus,
+        /// In a sentence.
+        message: String,
+    },
+}
+
+/// Where a step is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StepStatus {
+    /// An attempt is under way.
+    Running,
+    /// Waiting to retry.
+    RetryWait,
+    /// Succeeded.
+    Succeeded,
+    /// Succeeded with a warning.
+    Warning,
+    /// Failed for good.
+    Failed,
+    /// Did not run.
+    Skipped,
+}
+
+/// What the journal says of one step.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StepState {
+    /// Where it is.
+    pub status: StepStatus,
+    /// The latest attempt (0 when it never started).
+    pub attempt: u32,
+    /// The rendered input of the latest attempt.
+    pub input: Value,
+    /// The latest result.
+    pub result: Option<StepResult>,
+    /// Why it was skipped.
+    pub skip_reason: Option<String>,
+    /// When the first attempt started.
+    pub started_at: Option<Millis>,
+    /// When it last finished.
+    pub finished_at: Option<Millis>,
+    /// When the next attempt may start.
+    pub retry_at: Option<Millis>,
+}
+
+/// A job's state, rebuilt from its events.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Job {
+    /// The job id.
+    pub id: String,
+    /// The rule snapshot.
+    pub rule: Rule,
+    /// Bound params.
+    pub params: Map<String, Value>,
+    /// Who started it.
+    pub started_by: String,
+    /// Op metadata.
+    pub ops: BTreeMap<String, OpMeta>,
+    /// When it was created.
+    pub created_at: Millis,
+    /// Steps by key.
+    pub steps: BTreeMap<String, StepState>,
+    /// Forward steps that succeeded, in the order they finished (the undo order, reversed).
+    pub completed: Vec<String>,
+    /// Set while waiting in line.
+    pub queued_behind: Option<Vec<String>>,
+    /// Locks held, once started.
+    pub locks: Option<Vec<String>>,
+    /// The failing step and message, once rollback started.
+    pub rollback: Option<(String, String)>,
+    /// Who cancelled and why.
+    pub cancel: Option<(String, String)>,
+    /// How it ended.
+    pub finished: Option<(JobStatus, String)>,
+    /// When it ended.
+    pub finished_at: Option<Millis>,
+}
+
+/// An op call the runner should make.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct StepCall {
+    /// Step key.
+    pub step: String,
+    /// The op.
+    pub op: String,
+    /// The phase it runs in.
+    pub phase: sluice_model::Phase,
+    /// Which attempt.
+    pub attempt: u32,
+    /// The rendered input.
+    pub input: Value,
+    /// `run`, or `rollback` with the output of the earlier run.
+    pub rollback_of: Option<Value>,
+    /// Deadline in milliseconds.
+    pub timeout_ms: Option<u64>,
+}
+
+/// A lock to take.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LockRequest {
+    /// Rendered name (`group:<name>` for a concurrency group).
+    pub name: String,
+    /// Shared or exclusive.
+    pub exclusive: bool,
+}
+
+/// What should happen next.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub enum Action {
+    /// Record this event (the engine derived it; no I/O needed).
+    Record(Event),
+    /// Record `StepStarted`, call the op, record `StepFinished`.
+    Call(StepCall),
+    /// Take these locks all at once, or queue; then record `Started` or `Queued`.
+    AcquireLocks {
+        /// The locks.
+        locks: Vec<LockRequest>,
+        /// What to do when the concurrency group is busy.
+        mode: sluice_rule::ConcurrencyMode,
+    },
+    /// The job ended: give back its locks, and wake whoever waits for them.
+    ReleaseLocks,
+    /// Nothing to do before this time (a retry's delay).
+    WakeAt(Millis),
+}
+
+impl Job {
+    /// The state right after `Created`; `None` for any other first event.
+    pub fn new(first: &Event, at: Millis) -> Option<Job> {
+        let Event::Created {
+            job_id,
+            rule,
+            params,
+            started_by,
+            ops,
+        } = first
+        else {
+            return None;
+        };
+        Some(Job {
+            id: job_id.clone(),
+            rule: (**rule).clone(),
+            params: params.clone(),
+            started_by: started_by.clone(),
+            ops: ops.clone(),
+            created_at: at,
+            steps: BTreeMap::new(),
+            completed: Vec::new(),
+            queued_behind: None,
+            locks: None,
+            rollback: None,
+            cancel: None,
+            finished: None,
+            finished_at: None,
+        })
+    }
+
+    /// Rebuilds a job from its events (with their times).
+    pub fn replay<'a>(events: impl IntoIterator<Item = (&'a Event, Millis)>) -> Option<Job> {
+        let mut it = events.into_iter();
+        let (first, at) = it.next()?;
+        let mut job = Job::new(first, at)?;
+        for (e, at) in it {
+            job.apply(e, at);
+        }
+        Some(job)
+    }
+
+    /// Folds one event into the state.
+    pub fn apply(&mut self, event: &Event, at: Millis) {
+        match event {
+            Event::Created { .. } => {}
+            Event::Queued { behind } => self.queued_behind = Some(behind.clone()),
+            Event::Started { locks } => {
+                self.queued_behind = None;
+                self.locks = Some(locks.clone());
+            }
+            Event::StepStarted {
+                step,
+                attempt,
+                input,
+            } => {
+                let s = self.steps.entry(step.clone()).or_insert_with(|| StepState {
+                    status: StepStatus::Running,
+                    attempt: 0,
+                    input: Value::Null,
+                    result: None,
+                    skip_reason: None,
+                    started_at: Some(at),
+                    finished_at: None,
+                    retry_at: None,
+                });
+                s.status = StepStatus::Running;
+                s.attempt = *attempt;
+                s.input = input.clone();
+                s.retry_at = None;
+            }
+            Event::StepFinished {
+                step,
+                attempt,
+                result,
+            } => {
+                let retry = self.retry_policy(step);
+                let s = self.steps.entry(step.clone()).or_insert_with(|| StepState {
+                    status: StepStatus::Failed,
+                    attempt: *attempt,
+                    input: Value::Null,
+                    result: None,
+                    skip_reason: None,
+                    started_at: Some(at),
+                    finished_at: None,
+                    retry_at: None,
+                });
+                s.attempt = *attempt;
+                s.finished_at = Some(at);
+                s.result = Some(result.clone());
+                s.status = match result.status {
+                    ResultStatus::Success => StepStatus::Succeeded,
+                    ResultStatus::Warning => StepStatus::Warning,
+                    ResultStatus::Failure => match retry {
+                        Some(r) if *attempt < r.attempts && self.cancel.is_none() => {
+                            s.retry_at = Some(at + r.delay_before(attempt + 1));
+                            StepStatus::RetryWait
+                        }
+                        _ => StepStatus::Failed,
+                    },
+                };
+                let forward = !step.starts_with("undo:")
+                    && self.rule.step(step).is_some_and(|(p, _)| {
+                        matches!(
+                            p,
+                            sluice_model::Phase::Init
+                                | sluice_model::Phase::Pre
+                                | sluice_model::Phase::Run
+                        )
+                    });
+                if forward && matches!(s.status, StepStatus::Succeeded | StepStatus::Warning) {
+                    self.completed.push(step.clone());
+                }
+            }
+            Event::StepSkipped { step, reason } => {
+                self.steps.insert(
+                    step.clone(),
+                    StepState {
+                        status: StepStatus::Skipped,
+                        attempt: 0,
+                        input: Value::Null,
+                        result: None,
+                        skip_reason: Some(reason.clone()),
+                        started_at: None,
+                        finished_at: Some(at),
+                        retry_at: None,
+                    },
+                );
+            }
+            Event::RollbackStarted { step, message } => {
+                self.rollback = Some((step.clone(), message.clone()));
+            }
+            Event::CancelRequested { by, reason } => {
+                if self.cancel.is_none() {
+                    self.cancel = Some((by.clone(), reason.clone()));
+                }
+                // A step waiting to retry will not retry any more.
+                for s in self.steps.values_mut() {
+                    if s.status == StepStatus::RetryWait {
+                        s.status = StepStatus::Failed;
+                        s.retry_at = None;
+                    }
+                }
+            }
+            Event::Finished { status, message } => {
+                self.finished = Some((*status, message.clone()));
+                self.finished_at = Some(at);
+            }
+        }
+    }
+
+    fn retry_policy(&self, step: &str) -> Option<sluice_rule::Retry> {
+        let (_, s) = self.rule.step(step)?;
+        match &s.kind {
+            StepKind::Op(c) => c.retry,
+            StepKind::Parallel(_) => None,
+        }
+    }
+
+    /// Whether any step attempt is under way.
+    pub fn running(&self) -> bool {
+        self.steps.values().any(|s| s.status == StepStatus::Running)
+    }
+
+    /// What `job.status` reads in expressions: `running` until the run part is over, then the
+    /// status the job will end with if post succeeds.
+    pub fn status_word(&self) -> &'static str {
+        if let Some((s, _)) = &self.finished {
+            return s.as_str();
+        }
+        decide::path_status(self)
+            .map(JobStatus::as_str)
+            .unwrap_or("running")
+    }
+
+    /// The expression context: `params`, `job` and `steps`.
+    pub fn context(&self) -> Value {
+        let mut steps = Map::new();
+        for (key, s) in &self.steps {
+            let outcome = match s.status {
+                StepStatus::Succeeded => "success",
+                StepStatus::Warning => "warning",
+                StepStatus::Failed => "failure",
+                StepStatus::Skipped => "skipped",
+                StepStatus::Running | StepStatus::RetryWait => continue,
+            };
+            let (output, message) = match &s.result {
+                Some(r) => (r.output.clone(), r.message.clone()),
+                None => (Value::Null, s.skip_reason.clone().unwrap_or_default()),
+            };
+            steps.insert(
+                key.clone(),
+                json!({ "outcome": outcome, "output": output, "message": message }),
+            );
+        }
+        json!({
+            "params": self.params,
+            "job": {
+                "id": self.id,
+                "rule": self.rule.name,
+                "started_by": self.started_by,
+                "status": self.status_word(),
+            },
+            "steps": steps,
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,369 @@
+//! Rules: the YAML that describes how a release moves, parsed into a checked [`Rule`].
+//!
+//! [`parse`] reads YAML with spans (marked-yaml), checks everything it can without running
+//! anything (unknown fields, ops and params, bad expressions, duplicate step ids, values of the
+//! wrong type) and reports every problem at once as [`Diagnostics`] at file:line:column.
+//! [`expr`] is the one expression language used for `with:` templating and `when:` conditions.
+//!
+//! Architecture Invariant: no I/O here except what the caller hands in (the text); the result
+//! is plain serde data that the journal can snapshot, so a job keeps running the rule it
+//! started with even if the file changes.
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+pub use sluice_model::Phase;
+
+mod diag;
+pub mod expr;
+mod parse;
+
+pub use diag::{Diagnostic, Diagnostics, Loc};
+pub use parse::{ParseOptions, parse};
+
+/// The JSON Schema of a rule file, for editors (`sluice schema`).
+pub const JSON_SCHEMA: &str = include_str!("rule.schema.json");
+
+/// A checked rule.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Rule {
+    /// The rule's name; job ids are `<name>-<n>`.
+    pub name: String,
+    /// What the rule is for.
+    pub description: String,
+    /// The file it was read from, as given.
+    pub file: String,
+    /// Parameters a job is started with.
+    pub params: Vec<Param>,
+    /// Where non-standard ops come from, by the name steps use.
+    pub ops: BTreeMap<String, OpSource>,
+    /// Steps by phase.
+    pub phases: Phases,
+    /// Steps run after the undo of completed steps, when the job rolls back.
+    pub rollback: Vec<Step>,
+    /// At most one job of a group at a time.
+    pub concurrency: Option<Concurrency>,
+    /// Named locks held for the whole job, shared across rules.
+    pub locks: Vec<Lock>,
+    /// Defaults for every step.
+    pub defaults: Defaults,
+}
+
+/// The steps of each phase.
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+pub struct Phases {
+    /// Before the job exists; a failure creates no job.
+    pub check: Vec<Step>,
+    /// First phase.
+    pub init: Vec<Step>,
+    /// Preparation.
+    pub pre: Vec<Step>,
+    /// Main work.
+    pub run: Vec<Step>,
+    /// Always runs last.
+    pub post: Vec<Step>,
+}
+
+impl Phases {
+    /// The steps of `phase` (`rollback` has none here: see [`Rule::rollback`]).
+    pub fn get(&self, phase: Phase) -> &[Step] {
+        match phase {
+            Phase::Check => &self.check,
+            Phase::Init => &self.init,
+            Phase::Pre => &self.pre,
+            Phase::Run => &self.run,
+            Phase::Post => &self.post,
+            Phase::Rollback => &[],
+        }
+    }
+}
+
+/// A parameter's type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ParamType {
+    /// Text.
+    String,
+    /// A number.
+    Number,
+    /// true or false.
+    Boolean,
+}
+
+/// A parameter.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Param {
+    /// Its name.
+    pub name: String,
+    /// Its type.
+    #[serde(rename = "type")]
+    pub kind: ParamType,
+    /// Whether a job must be given it.
+    pub required: bool,
+    /// The value when not given.
+    pub default: Option<Value>,
+    /// The only values allowed, when not empty.
+    pub allowed: Vec<Value>,
+    /// What it means.
+    pub description: String,
+}
+
+/// Where an op comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OpSource {
+    /// A component file, resolved against the rule file's directory.
+    Path(String),
+}
+
+/// A step.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Step {
+    /// Unique in the rule; given, or made from the op's name.
+    pub id: String,
+    /// Runs only when this condition is true.
+    pub when: Option<String>,
+    /// Where it is in the file.
+    pub loc: Loc,
+    /// An op call or a parallel group.
+    pub kind: StepKind,
+}
+
+/// What a step does.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum StepKind {
+    /// Calls an op.
+    Op(OpCall),
+    /// Runs branches at once and waits for all.
+    Parallel(Parallel),
+}
+
+/// An op call.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct OpCall {
+    /// The op's name: a standard op or a key of `ops:`.
+    pub op: String,
+    /// The input, with `${{ }}` expressions.
+    pub with: Value,
+    /// Deadline of one attempt, in milliseconds.
+    pub timeout_ms: Option<u64>,
+    /// Retry policy.
+    pub retry: Option<Retry>,
+    /// What a failure does.
+    pub on_error: OnError,
+}
+
+/// A parallel group.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Parallel {
+    /// Each branch runs its steps in order; branches run at once.
+    pub branches: Vec<Vec<Step>>,
+    /// Once a branch fails, start nothing more in the others.
+    pub fail_fast: bool,
+}
+
+/// How a failed step is tried again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Retry {
+    /// Attempts in all, the first included.
+    pub attempts: u32,
+    /// Delay before the second attempt, in milliseconds; doubled for each later one.
+    pub delay_ms: u64,
+    /// The longest delay, in milliseconds.
+    pub max_delay_ms: u64,
+}
+
+impl Retry {
+    /// The delay before attempt `next` (2, 3, ...).
+    pub fn delay_before(&self, next: u32) -> u64 {
+        let doublings = next.saturating_sub(2).min(32);
+        self.delay_ms
+            .saturating_mul(1u64 << doublings)
+            .min(self.max_delay_ms)
+    }
+}
+
+/// What a failed step does to its job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum OnError {
+    /// Fail the job: rollback, then post.
+    Fail,
+    /// Go on (Spinnaker's "ignore failure"); `steps.<id>.outcome` says `failure`.
+    Continue,
+    /// Stop and wait for a person.
+    Trap,
+}
+
+/// What a new job does when its concurrency group is busy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ConcurrencyMode {
+    /// Wait in line.
+    Queue,
+    /// Do not start.
+    Reject,
+    /// Cancel the jobs waiting in line, then wait (GitHub's concurrency groups).
+    CancelPending,
+}
+
+/// A concurrency group.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Concurrency {
+    /// The group's name, with `${{ }}` over `params` and `job`.
+    pub group: String,
+    /// What a new job does when the group is busy.
+    pub mode: ConcurrencyMode,
+}
+
+/// How a lock is held.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum LockMode {
+    /// Alone.
+    Exclusive,
+    /// With other shared holders.
+    Shared,
+}
+
+/// A named lock.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Lock {
+    /// The lock's name, with `${{ }}` over `params` and `job`.
+    pub name: String,
+    /// Exclusive or shared.
+    pub mode: LockMode,
+}
+
+/// Defaults for every step of the rule.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct Defaults {
+    /// Deadline of one attempt, in milliseconds.
+    pub timeout_ms: Option<u64>,
+    /// Retry policy.
+    pub retry: Option<Retry>,
+}
+
+impl Rule {
+    /// Every step, depth first, in file order, with its phase (`rollback` for `rollback:`).
+    pub fn all_steps(&self) -> Vec<(Phase, &Step)> {
+        fn walk<'a>(phase: Phase, steps: &'a [Step], out: &mut Vec<(Phase, &'a Step)>) {
+            for s in steps {
+                out.push((phase, s));
+                if let StepKind::Parallel(p) = &s.kind {
+                    for b in &p.branches {
+                        walk(phase, b, out);
+                    }
+                }
+            }
+        }
+        let mut out = Vec::new();
+        for phase in [
+            Phase::Check,
+            Phase::Init,
+            Phase::Pre,
+            Phase::Run,
+            Phase::Post,
+        ] {
+            walk(phase, self.phases.get(phase), &mut out);
+        }
+        walk(Phase::Rollback, &self.rollback, &mut out);
+        out
+    }
+
+    /// The step with `id`.
+    pub fn step(&self, id: &str) -> Option<(Phase, &Step)> {
+        self.all_steps().into_iter().find(|(_, s)| s.id == id)
+    }
+
+    /// The op names steps call, each once.
+    pub fn op_names(&self) -> Vec<String> {
+        let mut names: Vec<String> = self
+            .all_steps()
+            .into_iter()
+            .filter_map(|(_, s)| match &s.kind {
+                StepKind::Op(c) => Some(c.op.clone()),
+                StepKind::Parallel(_) => None,
+            })
+            .collect();
+        names.sort();
+        names.dedup();
+        names
+    }
+
+    /// Checks `given` (name and text value pairs from `-p name=value`) against the params and
+    /// fills in defaults. Every problem is reported at once.
+    pub fn bind_params(
+        &self,
+        given: &[(String, String)],
+    ) -> Result<serde_json::Map<String, Value>, Vec<String>> {
+        let mut errors = Vec::new();
+        let mut out = serde_json::Map::new();
+        for (name, _) in given {
+            if !self.params.iter().any(|p| &p.name == name) {
+                let known: Vec<&str> = self.params.iter().map(|p| p.name.as_str()).collect();
+                let hint = match diag::did_you_mean(name, &known) {
+                    Some(s) => format!("; did you mean `{s}`?"),
+                    None if known.is_empty() => "; this rule takes no params".to_string(),
+                    None => format!("; its params are {}", known.join(", ")),
+                };
+                errors.push(format!("rule `{}` has no param `{name}`{hint}", self.name));
+            }
+        }
+        for p in &self.params {
+            let value = match given.iter().rev().find(|(n, _)| n == &p.name) {
+                Some((_, text)) => match typed(p.kind, text) {
+                    Ok(v) => v,
+                    Err(e) => {
+                        errors.push(format!("param `{}`: {e}", p.name));
+                        continue;
+                    }
+                },
+                None => match &p.default {
+                    Some(v) => v.clone(),
+                    None if p.required => {
+                        errors.push(format!(
+                            "param `{}` is required: pass -p {}=VALUE",
+                            p.name, p.name
+                        ));
+                        continue;
+                    }
+                    None => Value::Null,
+                },
+            };
+            if !p.allowed.is_empty() && !p.allowed.contains(&value) {
+                let allowed: Vec<String> = p.allowed.iter().map(|v| v.to_string()).collect();
+                errors.push(format!(
+                    "param `{}` is {value}; allowed: {}",
+                    p.name,
+                    allowed.join(", ")
+                ));
+                continue;
+            }
+            out.insert(p.name.clone(), value);
+        }
+        if errors.is_empty() {
+            Ok(out)
+        } else {
+            Err(errors)
+        }
+    }
+}
+
+fn typed(kind: ParamType, text: &str) -> Result<Value, String> {
+    match kind {
+        ParamType::String => Ok(Value::String(text.to_string())),
+        ParamType::Number => text
+            .parse::<i64>()
+            .map(Value::from)
+            .or_else(|_| text.parse::<f64>().map(Value::from))
+            .map_err(|_| format!("`{text}` is not a number")),
+        ParamType::Boolean => match text {
+            "true" | "yes" => Ok(Value::Bool(true)),
+            "false" | "no" => Ok(Value::Bool(false)),
+            _ => Err(format!("`{text}` is not true or false")),
+        },
+    }
+}

@@ -1,0 +1,1014 @@
+//! YAML text to a checked [`Rule`], collecting every problem with its place.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use marked_yaml::types::{MarkedMappingNode, MarkedScalarNode};
+use marked_yaml::{LoaderOptions, Node};
+use serde_json::Value;
+
+use crate::diag::{Diagnostics, Loc, did_you_mean};
+use crate::expr::{self, Evaluator, JOB_FIELDS, STEP_FIELDS};
+use crate::*;
+
+/// What the parser needs to know from outside.
+#[derive(Debug, Clone, Copy)]
+pub struct ParseOptions<'a> {
+    /// The file name shown in diagnostics and kept in the rule.
+    pub file: &'a str,
+    /// Names of the standard ops, callable without an `ops:` entry.
+    pub std_ops: &'a [&'a str],
+}
+
+const TOP_KEYS: &[&str] = &[
+    "rule",
+    "description",
+    "params",
+    "ops",
+    "phases",
+    "rollback",
+    "concurrency",
+    "locks",
+    "defaults",
+];
+const PARAM_KEYS: &[&str] = &["type", "required", "default", "allowed", "description"];
+const PHASE_KEYS: &[&str] = &["check", "init", "pre", "run", "post"];
+const STEP_KEYS: &[&str] = &[
+    "id",
+    "op",
+    "with",
+    "when",
+    "timeout",
+    "retry",
+    "on-error",
+    "parallel",
+    "fail-fast",
+];
+const RETRY_KEYS: &[&str] = &["attempts", "delay", "max-delay"];
+
+/// Parses and checks a rule. Every problem is reported at once; nothing half-checked is returned.
+pub fn parse(text: &str, opts: &ParseOptions<'_>) -> Result<Rule, Diagnostics> {
+    let mut p = Parser {
+        d: Diagnostics::new(opts.file, text),
+        opts: *opts,
+        ids: BTreeSet::new(),
+    };
+    let root = match marked_yaml::parse_yaml_with_options(
+        0,
+        text,
+        LoaderOptions::default().error_on_duplicate_keys(true),
+    ) {
+        Ok(root) => root,
+        Err(e) => {
+            p.load_error(e);
+            return Err(p.d);
+        }
+    };
+    // Reference checks run even after other errors, so one run reports everything.
+    let rule = p.rule(&root);
+    if let Some(rule) = &rule {
+        p.check_references(rule);
+    }
+    match rule {
+        Some(rule) if p.d.is_empty() => Ok(rule),
+        _ => Err(p.d),
+    }
+}
+
+struct Parser<'a> {
+    d: Diagnostics,
+    opts: ParseOptions<'a>,
+    ids: BTreeSet<String>,
+}
+
+fn loc(n: &Node) -> Loc {
+    Loc::of(n.span())
+}
+
+fn kind_name(n: &Node) -> &'static str {
+    match n {
+        Node::Scalar(_) => "a single value",
+        Node::Mapping(_) => "a mapping",
+        Node::Sequence(_) => "a list",
+    }
+}
+
+impl Parser<'_> {
+    fn err(&mut self, at: Loc, msg: impl Into<String>, hint: Option<String>) {
+        self.d.error(at, msg, hint);
+    }
+
+    fn load_error(&mut self, e: marked_yaml::LoadError) {
+        use marked_yaml::LoadError::*;
+        let at = |m: &marked_yaml::Marker| Loc {
+            line: m.line(),
+            column: m.column(),
+        };
+        match e {
+            TopLevelMustBeMapping(m) | TopLevelMustBeSequence(m) => self.err(
+                at(&m),
+                "a rule is a mapping",
+                Some("start with `rule: NAME`".into()),
+            ),
+            UnexpectedAnchor(m) => {
+                self.err(at(&m), "YAML anchors are not supported in rules", None)
+            }
+            MappingKeyMustBeScalar(m) => self.err(at(&m), "mapping keys must be plain names", None),
+            UnexpectedTag(m) => self.err(at(&m), "YAML tags are not supported in rules", None),
+            ScanError(m, e) => self.err(at(&m), format!("this is not valid YAML: {e}"), None),
+            DuplicateKey(inner) => {
+                let first = Loc::of(inner.prev_key.span());
+                self.err(
+                    Loc::of(inner.key.span()),
+                    format!("`{}` is given twice", inner.key.as_str()),
+                    Some(format!("the first is at line {}; keep one", first.line)),
+                )
+            }
+            #[allow(unreachable_patterns)]
+            other => self.err(Loc::default(), other.to_string(), None),
+        }
+    }
+
+    /// The node as a mapping whose keys are all in `allowed`; unknown keys are reported.
+    fn mapping<'n>(
+        &mut self,
+        n: &'n Node,
+        what: &str,
+        allowed: &[&str],
+    ) -> Option<&'n MarkedMappingNode> {
+        let Some(m) = n.as_mapping() else {
+            self.err(
+                loc(n),
+                format!("{what} must be a mapping, not {}", kind_name(n)),
+                None,
+            );
+            return None;
+        };
+        for (k, _) in m.iter() {
+            if !allowed.contains(&k.as_str()) {
+                let hint = match (k.as_str(), did_you_mean(k.as_str(), allowed)) {
+                    ("finally" | "always" | "on-exit" | "onExit", _)
+                        if allowed.contains(&"post") =>
+                    {
+                        "use `post`: it always runs, like finally".to_string()
+                    }
+                    (_, Some(s)) => format!("did you mean `{s}`?"),
+                    (_, None) => format!("{what} takes {}", allowed.join(", ")),
+                };
+                self.err(
+                    Loc::of(k.span()),
+                    format!("unknown field `{}` in {what}", k.as_str()),
+                    Some(hint),
+                );
+            }
+        }
+        Some(m)
+    }
+
+    fn string(&mut self, n: &Node, what: &str) -> Option<String> {
+        match n.as_scalar() {
+            Some(s) => Some(s.as_str().to_string()),
+            None => {
+                self.err(
+                    loc(n),
+                    format!("{what} must be text, not {}", kind_name(n)),
+                    None,
+                );
+                None
+            }
+        }
+    }
+
+    fn boolean(&mut self, n: &Node, what: &str) -> Option<bool> {
+        match n.as_scalar().and_then(MarkedScalarNode::as_bool) {
+            Some(b) => Some(b),
+            None => {
+                self.err(loc(n), format!("{what} must be true or false"), None);
+                None
+            }
+        }
+    }
+
+    fn duration_ms(&mut self, n: &Node, what: &str) -> Option<u64> {
+        let text = self.string(n, what)?;
+        match parse_duration_ms(&text) {
+            Some(ms) => Some(ms),
+            None => {
+                self.err(
+                    loc(n),
+                    format!("{what} `{text}` is not a duration"),
+                    Some("write 500ms, 30s, 5m or 2h".into()),
+                );
+                None
+            }
+        }
+    }
+
+    fn rule(&mut self, root: &Node) -> Option<Rule> {
+        let m = self.mapping(root, "a rule", TOP_KEYS)?;
+        let name = match m.get_node("rule") {
+            Some(n) => self.string(n, "`rule`").unwrap_or_default(),
+            None => {
+                self.err(
+                    loc(root),
+                    "the rule has no name",
+                    Some("add `rule: NAME` at the top".into()),
+                );
+                String::new()
+            }
+        };
+        if !name.is_empty() && !valid_id(&name) {
+            let at = m.get_node("rule").map(loc).unwrap_or_default();
+            self.err(
+                at,
+                format!("rule name `{name}` is not a plain name"),
+                Some("use lowercase letters, digits and `-`".into()),
+            );
+        }
+        let description = m
+            .get_node("description")
+            .and_then(|n| self.string(n, "`description`"))
+            .unwrap_or_default();
+        let params = m
+            .get_node("params")
+            .map(|n| self.params(n))
+            .unwrap_or_default();
+        let ops = m.get_node("ops").map(|n| self.ops(n)).unwrap_or_default();
+        let defaults = m
+            .get_node("defaults")
+            .map(|n| self.defaults(n))
+            .unwrap_or_default();
+
+        let mut phases = Phases::default();
+        if let Some(n) = m.get_node("phases")
+            && let Some(pm) = self.mapping(n, "`phases`", PHASE_KEYS)
+        {
+            for (k, v) in pm.iter() {
+                let phase = match k.as_str() {
+                    "check" => Phase::Check,
+                    "init" => Phase::Init,
+                    "pre" => Phase::Pre,
+                    "run" => Phase::Run,
+                    "post" => Phase::Post,
+                    _ => continue,
+                };
+                let steps = self.steps(v, phase, &defaults);
+                match phase {
+                    Phase::Check => phases.check = steps,
+                    Phase::Init => phases.init = steps,
+                    Phase::Pre => phases.pre = steps,
+                    Phase::Run => phases.run = steps,
+                    Phase::Post => phases.post = steps,
+                    Phase::Rollback => {}
+                }
+            }
+        } else if m.get_node("phases").is_none() {
+            self.err(
+                loc(root),
+                "the rule has no `phases`",
+                Some("add `phases:` with at least `run:`".into()),
+            );
+        }
+        let rollback = m
+            .get_node("rollback")
+            .map(|n| self.steps(n, Phase::Rollback, &defaults))
+            .unwrap_or_default();
+        let concurrency = m.get_node("concurrency").and_then(|n| self.concurrency(n));
+        let locks = m
+            .get_node("locks")
+            .map(|n| self.locks(n))
+            .unwrap_or_default();
+
+        Some(Rule {
+            name,
+            description,
+            file: self.opts.file.to_string(),
+            params,
+            ops,
+            phases,
+            rollback,
+            concurrency,
+            locks,
+            defaults,
+        })
+    }
+
+    fn params(&mut self, n: &Node) -> Vec<Param> {
+        // Param names are free, so no key check here.
+        let Some(m) = n.as_mapping() else {
+            self.err(
+                loc(n),
+                "`params` must be a mapping of names to types",
+                Some("for example `image: { type: string }`".into()),
+            );
+            return vec![];
+        };
+        let mut out = Vec::new();
+        for (k, v) in m.iter() {
+            let name = k.as_str().to_string();
+            if !valid_param(&name) {
+                self.err(
+                    Loc::of(k.span()),
+                    format!("param name `{name}` is not a plain name"),
+                    Some("use letters, digits and `_`".into()),
+                );
+            }
+            let what = format!("param `{name}`");
+            // `image: string` is short for `image: { type: string, required: true }`.
+            if let Some(s) = v.as_scalar() {
+                if let Some(kind) = self.param_type(s, &what) {
+                    out.push(Param {
+                        name,
+                        kind,
+                        required: true,
+                        default: None,
+                        allowed: vec![],
+                        description: String::new(),
+                    });
+                }
+                continue;
+            }
+            let Some(pm) = self.mapping(v, &what, PARAM_KEYS) else {
+                continue;
+            };
+            let kind = match pm.get_scalar("type") {
+                Some(s) => self.param_type(s, &what),
+                None => Some(ParamType::String),
+            };
+            let Some(kind) = kind else { continue };
+            let default = pm
+                .get_node("default")
+                .and_then(|d| self.param_value(d, kind, &what));
+            let required = match pm.get_node("required") {
+                Some(r) => self
+                    .boolean(r, &format!("`required` of {what}"))
+                    .unwrap_or(false),
+                None => default.is_none(),
+            };
+            let allowed = match pm.get_node("allowed") {
+                Some(a) => match a.as_sequence() {
+                    Some(seq) => seq
+                        .iter()
+                        .filter_map(|x| self.param_value(x, kind, &what))
+                        .collect(),
+                    None => {
+                        self.err(loc(a), format!("`allowed` of {what} must be a list"), None);
+                        vec![]
+                    }
+                },
+                None => vec![],
+            };
+            if let (Some(d), false) = (&default, allowed.is_empty())
+                && !allowed.contains(d)
+            {
+                let at = pm.get_node("default").map(loc).unwrap_or_default();
+                self.err(
+                    at,
+                    format!("the default of {what} is not one of its allowed values"),
+                    None,
+                );
+            }
+            let description = pm
+                .get_node("description")
+                .and_then(|d| self.string(d, "`description`"))
+                .unwrap_or_default();
+            out.push(Param {
+                name,
+                kind,
+                required,
+                default,
+                allowed,
+                description,
+            });
+        }
+        out
+    }
+
+    fn param_type(&mut self, s: &MarkedScalarNode, what: &str) -> Option<ParamType> {
+        match s.as_str() {
+            "string" => Some(ParamType::String),
+            "number" => Some(ParamType::Number),
+            "boolean" | "bool" => Some(ParamType::Boolean),
+            other => {
+                self.err(
+                    Loc::of(s.span()),
+                    format!("{what} has unknown type `{other}`"),
+                    Some("use string, number or boolean".into()),
+                );
+                None
+            }
+        }
+    }
+
+    fn param_value(&mut self, n: &Node, kind: ParamType, what: &str) -> Option<Value> {
+        let v = to_json(n);
+        let ok = match kind {
+            ParamType::String => v.is_string(),
+            ParamType::Number => v.is_number(),
+            ParamType::Boolean => v.is_boolean(),
+        };
+        if ok {
+            Some(v)
+        } else {
+            let k = match kind {
+                ParamType::String => "text",
+                ParamType::Number => "a number",
+                ParamType::Boolean => "true or false",
+            };
+            self.err(loc(n), format!("{what} takes {k}, and {v} is not"), None);
+            None
+        }
+    }
+
+    fn ops(&mut self, n: &Node) -> BTreeMap<String, OpSource> {
+        let mut out = BTreeMap::new();
+        let Some(m) = n.as_mapping() else {
+            self.err(
+                loc(n),
+                "`ops` must be a mapping of op names to sources",
+                None,
+            );
+            return out;
+        };
+        for (k, v) in m.iter() {
+            let name = k.as_str().to_string();
+            if self.opts.std_ops.contains(&name.as_str()) {
+                self.err(
+                    Loc::of(k.span()),
+                    format!("`{name}` is a standard op"),
+                    Some("pick another name for your op".into()),
+                );
+            }
+            let what = format!("op `{name}`");
+            let Some(om) = self.mapping(v, &what, &["path", "package", "digest"]) else {
+                continue;
+            };
+            if let Some(p) = om.get_node("path") {
+                if let Some(path) = self.string(p, "`path`") {
+                    out.insert(name, OpSource::Path(path));
+                }
+            } else if let Some(p) = om.get_node("package") {
+                self.err(
+                    loc(p),
+                    "op packages are not supported yet",
+                    Some("use `path: FILE.wasm` for now".into()),
+                );
+            } else {
+                self.err(loc(v), format!("{what} needs `path: FILE.wasm`"), None);
+            }
+        }
+        out
+    }
+
+    fn defaults(&mut self, n: &Node) -> Defaults {
+        let Some(m) = self.mapping(n, "`defaults`", &["timeout", "retry"]) else {
+            return Defaults::default();
+        };
+        Defaults {
+            timeout_ms: m
+                .get_node("timeout")
+                .and_then(|t| self.duration_ms(t, "`timeout`")),
+            retry: m.get_node("retry").and_then(|r| self.retry(r)),
+        }
+    }
+
+    fn retry(&mut self, n: &Node) -> Option<Retry> {
+        // `retry: 3` is short for `retry: { attempts: 3 }`.
+        if let Some(s) = n.as_scalar() {
+            return match s.as_str().parse::<u32>() {
+                Ok(a) if a >= 1 => Some(Retry {
+                    attempts: a,
+                    delay_ms: 1000,
+                    max_delay_ms: 60_000,
+                }),
+                _ => {
+                    self.err(
+                        loc(n),
+                        "`retry` must be a number of attempts of 1 or more",
+                        None,
+                    );
+                    None
+                }
+            };
+        }
+        let m = self.mapping(n, "`retry`", RETRY_KEYS)?;
+        let attempts = match m.get_scalar("attempts").map(|s| s.as_str().parse::<u32>()) {
+            Some(Ok(a)) if a >= 1 => a,
+            _ => {
+                self.err(
+                    loc(n),
+                    "`retry` needs `attempts`: a number of 1 or more, the first attempt included",
+                    None,
+                );
+                return None;
+            }
+        };
+        let delay_ms = m
+            .get_node("delay")
+            .and_then(|d| self.duration_ms(d, "`delay`"))
+            .unwrap_or(1000);
+        let max_delay_ms = m
+            .get_node("max-delay")
+            .and_then(|d| self.duration_ms(d, "`max-delay`"))
+            .unwrap_or(60_000);
+        Some(Retry {
+            attempts,
+            delay_ms,
+            max_delay_ms: max_delay_ms.max(delay_ms),
+        })
+    }
+
+    fn steps(&mut self, n: &Node, phase: Phase, defaults: &Defaults) -> Vec<Step> {
+        let Some(seq) = n.as_sequence() else {
+            self.err(
+                loc(n),
+                format!("`{}` must be a list of steps", phase.as_str()),
+                None,
+            );
+            return vec![];
+        };
+        seq.iter()
+            .filter_map(|s| self.step(s, phase, defaults))
+            .collect()
+    }
+
+    fn step(&mut self, n: &Node, phase: Phase, defaults: &Defaults) -> Option<Step> {
+        let m = self.mapping(n, "a step", STEP_KEYS)?;
+        let at = loc(n);
+        let when = m.get_node("when").and_then(|w| match w.as_scalar() {
+            Some(s) => Some(s.as_str().to_string()),
+            None => {
+                self.err(
+                    loc(w),
+                    "`when` must be a condition such as `${{ params.env == 'prod' }}`",
+                    None,
+                );
+                None
+            }
+        });
+        let kind = match (m.get_node("op"), m.get_node("parallel")) {
+            (Some(_), Some(p)) => {
+                self.err(
+                    loc(p),
+                    "a step is either an `op` or a `parallel` group, not both",
+                    None,
+                );
+                return None;
+            }
+            (None, None) => {
+                self.err(at, "a step needs `op: NAME` or `parallel:`", None);
+                return None;
+            }
+            (Some(op), None) => {
+                for k in ["fail-fast"] {
+                    if let Some(x) = m.get_node(k) {
+                        self.err(
+                            loc(x),
+                            format!("`{k}` belongs to a `parallel` group, not an op step"),
+                            None,
+                        );
+                    }
+                }
+                let op_name = self.string(op, "`op`")?;
+                let with = m
+                    .get_node("with")
+                    .map(to_json)
+                    .unwrap_or(Value::Object(Default::default()));
+                let timeout_ms = match m.get_node("timeout") {
+                    Some(t) => self.duration_ms(t, "`timeout`"),
+                    None => defaults.timeout_ms,
+                };
+                let retry = match m.get_node("retry") {
+                    Some(r) => self.retry(r),
+                    None => defaults.retry,
+                };
+                let on_error = match m
+                    .get_scalar("on-error")
+                    .map(|s| (s.as_str(), Loc::of(s.span())))
+                {
+                    None | Some(("fail", _)) => OnError::Fail,
+                    Some(("continue", _)) => OnError::Continue,
+                    Some(("trap", l)) => {
+                        self.err(
+                            l,
+                            "`on-error: trap` is not supported yet",
+                            Some("use `fail` or `continue` until gates land".into()),
+                        );
+                        OnError::Trap
+                    }
+                    Some((other, l)) => {
+                        self.err(
+                            l,
+                            format!("`on-error: {other}` is not a choice"),
+                            Some("use fail, continue or trap".into()),
+                        );
+                        OnError::Fail
+                    }
+                };
+                StepKind::Op(OpCall {
+                    op: op_name,
+                    with,
+                    timeout_ms,
+                    retry,
+                    on_error,
+                })
+            }
+            (None, Some(p)) => {
+                for k in ["with", "timeout", "retry", "on-error"] {
+                    if let Some(x) = m.get_node(k) {
+                        self.err(
+                            loc(x),
+                            format!(
+                                "`{k}` belongs to an op step; put it on the steps inside the group"
+                            ),
+                            None,
+                        );
+                    }
+                }
+                let Some(branches) = p.as_sequence() else {
+                    self.err(loc(p), "`parallel` must be a list of branches", None);
+                    return None;
+                };
+                if branches.is_empty() {
+                    self.err(loc(p), "`parallel` has no branches", None);
+                }
+                let branches = branches
+                    .iter()
+                    .map(|b| match b {
+                        Node::Sequence(_) => self.steps(b, phase, defaults),
+                        _ => self.step(b, phase, defaults).into_iter().collect(),
+                    })
+                    .collect();
+                let fail_fast = m
+                    .get_node("fail-fast")
+                    .and_then(|f| self.boolean(f, "`fail-fast`"))
+                    .unwrap_or(false);
+                StepKind::Parallel(Parallel {
+                    branches,
+                    fail_fast,
+                })
+            }
+        };
+        let id = match m.get_node("id") {
+            Some(idn) => {
+                let id = self.string(idn, "`id`")?;
+                if !valid_id(&id) {
+                    self.err(
+                        loc(idn),
+                        format!("step id `{id}` is not a plain name"),
+                        Some("use lowercase letters, digits and `-`".into()),
+                    );
+                }
+                if !self.ids.insert(id.clone()) {
+                    self.err(
+                        loc(idn),
+                        format!("step id `{id}` is used twice"),
+                        Some("step ids are unique in a rule".into()),
+                    );
+                }
+                id
+            }
+            None => self.fresh_id(match &kind {
+                StepKind::Op(c) => &c.op,
+                StepKind::Parallel(_) => "parallel",
+            }),
+        };
+        Some(Step {
+            id,
+            when,
+            loc: at,
+            kind,
+        })
+    }
+
+    /// `base`, or `base-2`, `base-3`... whichever is free. Explicit ids win over later ones
+    /// because they are checked as they come; a clash is reported.
+    fn fresh_id(&mut self, base: &str) -> String {
+        let base: String = base
+            .chars()
+            .map(|c| {
+                if c.is_ascii_alphanumeric() || c == '-' {
+                    c.to_ascii_lowercase()
+                } else {
+                    '-'
+                }
+            })
+            .collect();
+        let mut id = base.clone();
+        let mut n = 2;
+        while self.ids.contains(&id) {
+            id = format!("{base}-{n}");
+            n += 1;
+        }
+        self.ids.insert(id.clone());
+        id
+    }
+
+    fn concurrency(&mut self, n: &Node) -> Option<Concurrency> {
+        let m = self.mapping(n, "`concurrency`", &["group", "mode"])?;
+        let group = match m.get_node("group") {
+            Some(g) => self.string(g, "`group`")?,
+            None => {
+                self.err(
+                    loc(n),
+                    "`concurrency` needs a `group` name",
+                    Some("for example `group: deploy-${{ params.env }}`".into()),
+                );
+                return None;
+            }
+        };
+        let mode = match m
+            .get_scalar("mode")
+            .map(|s| (s.as_str(), Loc::of(s.span())))
+        {
+            None | Some(("queue", _)) => ConcurrencyMode::Queue,
+            Some(("reject", _)) => ConcurrencyMode::Reject,
+            Some(("cancel-pending", _)) => ConcurrencyMode::CancelPending,
+            Some((other, l)) => {
+                self.err(
+                    l,
+                    format!("concurrency mode `{other}` is not a choice"),
+                    Some("use queue, reject or cancel-pending".into()),
+                );
+                return None;
+            }
+        };
+        Some(Concurrency { group, mode })
+    }
+
+    fn locks(&mut self, n: &Node) -> Vec<Lock> {
+        let Some(seq) = n.as_sequence() else {
+            self.err(
+                loc(n),
+                "`locks` must be a list such as `[{ name: env-qa, mode: exclusive }]`",
+                None,
+            );
+            return vec![];
+        };
+        let mut out = Vec::new();
+        for item in seq.iter() {
+            // `- env-qa` is short for `- { name: env-qa, mode: exclusive }`.
+            if let Some(s) = item.as_scalar() {
+                out.push(Lock {
+                    name: s.as_str().to_string(),
+                    mode: LockMode::Exclusive,
+                });
+                continue;
+            }
+            let Some(m) = self.mapping(item, "a lock", &["name", "mode"]) else {
+                continue;
+            };
+            let Some(name) = m.get_node("name").and_then(|x| self.string(x, "`name`")) else {
+                self.err(loc(item), "a lock needs a `name`", None);
+                continue;
+            };
+            let mode = match m
+                .get_scalar("mode")
+                .map(|s| (s.as_str(), Loc::of(s.span())))
+            {
+                None | Some(("exclusive", _)) => LockMode::Exclusive,
+                Some(("shared", _)) => LockMode::Shared,
+                Some((other, l)) => {
+                    self.err(
+                        l,
+                        format!("lock mode `{other}` is not a choice"),
+                        Some("use exclusive or shared".into()),
+                    );
+                    continue;
+                }
+            };
+            out.push(Lock { name, mode });
+        }
+        out
+    }
+
+    /// Checks what needs the whole rule: ops exist, expressions compile and name only known
+    /// params, job fields and step ids.
+    fn check_references(&mut self, rule: &Rule) {
+        let ev = Evaluator::new();
+        let step_ids: BTreeSet<&str> = rule
+            .all_steps()
+            .iter()
+            .map(|(_, s)| s.id.as_str())
+            .collect();
+        let params: Vec<&str> = rule.params.iter().map(|p| p.name.as_str()).collect();
+        let mut known_ops: Vec<&str> = self.opts.std_ops.to_vec();
+        known_ops.extend(rule.ops.keys().map(String::as_str));
+
+        let mut problems: Vec<(Loc, String, Option<String>)> = Vec::new();
+        let check_expr =
+            |text: &str,
+             at: Loc,
+             allow_steps: bool,
+             problems: &mut Vec<(Loc, String, Option<String>)>| {
+                let found = match expr::find(text) {
+                    Ok(f) => f,
+                    Err(e) => {
+                        problems.push((at, e, None));
+                        return;
+                    }
+                };
+                for f in found {
+                    check_names(&ev, f.expr, at, allow_steps, &params, &step_ids, problems);
+                }
+            };
+
+        for (_, step) in rule.all_steps() {
+            if let Some(w) = &step.when {
+                match expr::condition_expr(w) {
+                    Ok(e) => check_names(&ev, e, step.loc, true, &params, &step_ids, &mut problems),
+                    Err(e) => problems.push((
+                        step.loc,
+                        format!("`when` of step `{}`: {e}", step.id),
+                        None,
+                    )),
+                }
+            }
+            if let StepKind::Op(call) = &step.kind {
+                if !known_ops.contains(&call.op.as_str()) {
+                    let hint = match did_you_mean(&call.op, &known_ops) {
+                        Some(s) => format!("did you mean `{s}`?"),
+                        None => format!(
+                            "the standard ops are {}; declare your own under `ops:`",
+                            self.opts.std_ops.join(", ")
+                        ),
+                    };
+                    problems.push((
+                        step.loc,
+                        format!("step `{}` calls unknown op `{}`", step.id, call.op),
+                        Some(hint),
+                    ));
+                }
+                for s in strings(&call.with) {
+                    check_expr(s, step.loc, true, &mut problems);
+                }
+            }
+        }
+        if let Some(c) = &rule.concurrency {
+            check_expr(&c.group, Loc::default(), false, &mut problems);
+        }
+        for l in &rule.locks {
+            check_expr(&l.name, Loc::default(), false, &mut problems);
+        }
+        for (at, msg, hint) in problems {
+            self.err(at, msg, hint);
+        }
+    }
+}
+
+#[allow(clippy::too_many_arguments)]
+fn check_names(
+    ev: &Evaluator,
+    expr: &str,
+    at: Loc,
+    allow_steps: bool,
+    params: &[&str],
+    step_ids: &BTreeSet<&str>,
+    problems: &mut Vec<(Loc, String, Option<String>)>,
+) {
+    let mut names = match ev.names(expr) {
+        Ok(n) => n,
+        Err(e) => {
+            problems.push((at, format!("bad expression `{expr}`: {e}"), None));
+            return;
+        }
+    };
+    // `steps["a-b"]` hides the id from minijinja's names: read `steps.ID` from the text too.
+    for id in expr::step_refs(expr) {
+        if !names
+            .iter()
+            .any(|n| n == &format!("steps.{id}") || n.starts_with(&format!("steps.{id}.")))
+        {
+            names.push(format!("steps.{id}"));
+        }
+    }
+    names.retain(|n| n != "steps");
+    for name in names {
+        let parts: Vec<&str> = name.split('.').collect();
+        let problem = match parts.as_slice() {
+            ["params", p, ..] if !params.contains(p) => Some((
+                format!("`{name}`: the rule has no param `{p}`"),
+                did_you_mean(p, params)
+                    .map(|s| format!("did you mean `params.{s}`?"))
+                    .or_else(|| Some("declare it under `params:`".into())),
+            )),
+            ["job", f, ..] if !JOB_FIELDS.contains(f) => Some((
+                format!("`{name}`: a job has no field `{f}`"),
+                Some(format!("job fields are {}", JOB_FIELDS.join(", "))),
+            )),
+            ["steps", ..] if !allow_steps => Some((
+                format!("`{name}`: step results are not known yet here"),
+                Some("use only params and job".into()),
+            )),
+            ["steps", id, rest @ ..] => {
+                if !step_ids.contains(id) {
+                    let ids: Vec<&str> = step_ids.iter().copied().collect();
+                    Some((
+                        format!("`{name}`: there is no step `{id}`"),
+                        did_you_mean(id, &ids).map(|s| format!("did you mean `steps.{s}`?")),
+                    ))
+                } else {
+                    rest.first().filter(|f| !STEP_FIELDS.contains(f)).map(|f| {
+                        (
+                            format!("`{name}`: a step has no field `{f}`"),
+                            Some(format!("step fields are {}", STEP_FIELDS.join(", "))),
+                        )
+                    })
+                }
+            }
+            ["params"] | ["job"] | ["steps"] | ["params", ..] | ["job", ..] => None,
+            [root, ..] => Some((
+                format!("unknown name `{root}` in `{expr}`"),
+                Some(
+                    "expressions read `params.NAME`, `job.FIELD` and `steps.ID.outcome|output`"
+                        .into(),
+                ),
+            )),
+            [] => None,
+        };
+        if let Some((msg, hint)) = problem {
+            problems.push((at, msg, hint));
+        }
+    }
+}
+
+/// Every string inside a JSON value.
+fn strings(v: &Value) -> Vec<&str> {
+    let mut out = Vec::new();
+    fn walk<'a>(v: &'a Value, out: &mut Vec<&'a str>) {
+        match v {
+            Value::String(s) => out.push(s),
+            Value::Array(a) => a.iter().for_each(|x| walk(x, out)),
+            Value::Object(m) => m.values().for_each(|x| walk(x, out)),
+            _ => {}
+        }
+    }
+    walk(v, &mut out);
+    out
+}
+
+/// YAML to JSON: plain scalars become null, booleans and numbers where they read as such;
+/// quoted scalars stay text.
+fn to_json(n: &Node) -> Value {
+    match n {
+        Node::Scalar(s) => {
+            let t = s.as_str();
+            if !s.may_coerce() {
+                return Value::String(t.to_string());
+            }
+            match t {
+                "null" | "~" | "" => Value::Null,
+                "true" => Value::Bool(true),
+                "false" => Value::Bool(false),
+                _ => t
+                    .parse::<i64>()
+                    .map(Value::from)
+                    .ok()
+                    .or_else(|| {
+                        t.parse::<f64>()
+                            .ok()
+                            .filter(|f| f.is_finite())
+                            .map(Value::from)
+                    })
+                    .unwrap_or_else(|| Value::String(t.to_string())),
+            }
+        }
+        Node::Sequence(seq) => Value::Array(seq.iter().map(to_json).collect()),
+        Node::Mapping(m) => Value::Object(
+            m.iter()
+                .map(|(k, v)| (k.as_str().to_string(), to_json(v)))
+                .collect(),
+        ),
+    }
+}
+
+fn valid_id(s: &str) -> bool {
+    !s.is_empty()
+        && s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_')
+}
+
+fn valid_param(s: &str) -> bool {
+    s.chars()
+        .next()
+        .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
+}
+
+/// `500ms`, `30s`, `5m`, `2h`, or a bare number of seconds.
+pub(crate) fn parse_duration_ms(s: &str) -> Option<u64> {
+    let s = s.trim();
+    let (num, mult) = if let Some(n) = s.strip_suffix("ms") {
+        (n, 1)
+    } else if let Some(n) = s.strip_suffix('s') {
+        (n, 1000)
+    } else if let Some(n) = s.strip_suffix('m') {
+        (n, 60_000)
+    } else if let Some(n) = s.strip_suffix('h') {
+        (n, 3_600_000)
+    } else {
+        (s, 1000)
+    };
+    let v: f64 = num.trim().parse().ok()?;
+    (v.is_finite() && v >= 0.0).then_some((v * mult as f64) as u64)
+}

@@ -1,0 +1,746 @@
+//! Drives jobs: carries out the engine's actions with the runtime and the journal.
+//!
+//! [`Runner::start`] makes a job from a rule (binding params, loading and describing its ops,
+//! running `check` in memory: a failed check writes nothing), then [`Runner::drive`]s it:
+//! decide, record, call ops (parallel branches at once), record their results, until the job
+//! ends or waits. Every event is in the journal before the next decision, so any process can
+//! pick a job up from its events. When a job ends it gives back its locks and drives the jobs
+//! that waited for them.
+//!
+//! Architecture Invariant: the runner decides nothing. What happens next is `sluice_engine::decide`;
+//! what an op did is `sluice_runtime`'s report; the runner only moves data between them.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use serde_json::Value;
+use sluice_engine::{
+    Action, Event, Job, JobStatus, Millis, OpMeta, ResultStatus, StepCall, StepResult, decide,
+};
+use sluice_model::{JobContext, Outcome};
+use sluice_rule::{OpSource, Rule};
+use sluice_runtime::{Call, Grants, LoadedOp, Runtime};
+use sluice_store::{Acquired, GroupMode, JobRow, Journal, LockAsk, StoreError};
+use tokio::task::JoinSet;
+
+/// Why a job could not be started or driven.
+#[derive(Debug, thiserror::Error)]
+pub enum RunError {
+    /// The params do not fit the rule.
+    #[error("{}", .0.join("\n"))]
+    Params(Vec<String>),
+    /// An op could not be loaded or described.
+    #[error("op `{op}`: {message}")]
+    Op {
+        /// The op.
+        op: String,
+        /// What is wrong.
+        message: String,
+    },
+    /// The journal failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// A stored event could not be read.
+    #[error("job {job}: event {seq} is unreadable: {message}")]
+    Corrupt {
+        /// The job.
+        job: String,
+        /// The event.
+        seq: u64,
+        /// The parse error.
+        message: String,
+    },
+}
+
+/// Where a job stands when the runner stops driving it.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Standing {
+    /// It ended.
+    Finished {
+        /// How.
+        status: JobStatus,
+        /// In a sentence.
+        message: String,
+    },
+    /// It waits in line for locks held by these jobs.
+    Queued {
+        /// The jobs ahead.
+        behind: Vec<String>,
+    },
+    /// Its check failed; no job was created.
+    CheckFailed {
+        /// What failed.
+        message: String,
+    },
+    /// Steps of it run in another process; that process carries it on.
+    ElsewhereRunning,
+}
+
+/// What the runner reports as it goes, for the CLI to print.
+pub trait Observer: Send + Sync {
+    /// An event was recorded for `job`.
+    fn event(&self, job: &Job, event: &Event, at: Millis);
+    /// Log lines of a step attempt.
+    fn logs(&self, job: &str, step: &str, lines: &[sluice_model::LogLine]);
+}
+
+/// An observer that says nothing.
+pub struct Quiet;
+
+impl Observer for Quiet {
+    fn event(&self, _: &Job, _: &Event, _: Millis) {}
+    fn logs(&self, _: &str, _: &str, _: &[sluice_model::LogLine]) {}
+}
+
+/// The current time in milliseconds.
+pub fn now() -> Millis {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Drives jobs.
+pub struct Runner {
+    runtime: Arc<Runtime>,
+    journal: Arc<dyn Journal>,
+    observer: Arc<dyn Observer>,
+}
+
+/// One job being driven: its state, and whether it is in the journal yet.
+struct Driving {
+    job: Job,
+    last_seq: u64,
+    /// False while `check` runs: events wait in `pending` until the job is created.
+    persisted: bool,
+    pending: Vec<(Millis, Event)>,
+    pending_logs: Vec<(String, u32, Vec<sluice_model::LogLine>)>,
+}
+
+type CallDone = (StepCall, sluice_runtime::OpReport);
+
+impl Runner {
+    /// A runner over `runtime` and `journal`, reporting to `observer`.
+    pub fn new(
+        runtime: Arc<Runtime>,
+        journal: Arc<dyn Journal>,
+        observer: Arc<dyn Observer>,
+    ) -> Self {
+        Runner {
+            runtime,
+            journal,
+            observer,
+        }
+    }
+
+    /// The journal.
+    pub fn journal(&self) -> &Arc<dyn Journal> {
+        &self.journal
+    }
+
+    /// Starts a job of `rule` (read from a file in `rule_dir`) with `params`, as `user`, and
+    /// drives it until it ends or waits.
+    pub async fn start(
+        &self,
+        mut rule: Rule,
+        rule_dir: &Path,
+        params: &[(String, String)],
+        user: &str,
+    ) -> Result<(String, Standing), RunError> {
+        let params = rule.bind_params(params).map_err(RunError::Params)?;
+        // Op files are pinned by absolute path and digest in the job's snapshot.
+        for src in rule.ops.values_mut() {
+            let OpSource::Path(p) = src;
+            let abs = rule_dir.join(&*p);
+            *p = abs.canonicalize().unwrap_or(abs).display().to_string();
+        }
+        let mut ops = BTreeMap::new();
+        for name in rule.op_names() {
+            let (op, _) = self.load_op(&rule, &name, None)?;
+            let info = self.runtime.describe(&op).await.map_err(|e| RunError::Op {
+                op: name.clone(),
+                message: e.to_string(),
+            })?;
+            ops.insert(
+                name,
+                OpMeta {
+                    digest: op.digest().to_string(),
+                    can_rollback: info.can_rollback,
+                    idempotent: info.idempotent,
+                },
+            );
+        }
+        let id = self.journal.next_job_id(&rule.name)?;
+        let created = Event::Created {
+            job_id: id.clone(),
+            rule: Box::new(rule),
+            params,
+            started_by: user.to_string(),
+            ops,
+        };
+        let at = now();
+        let job = Job::new(&created, at).expect("a Created event makes a job");
+        self.observer.event(&job, &created, at);
+        let mut d = Driving {
+            job,
+            last_seq: 0,
+            persisted: false,
+            pending: vec![(at, created)],
+            pending_logs: vec![],
+        };
+        let standing = self.run(&mut d).await?;
+        if d.persisted {
+            self.after(&d.job.id, &standing).await?;
+        }
+        Ok((id, standing))
+    }
+
+    /// Drives a job that is in the journal until it ends or waits.
+    pub async fn drive(&self, job_id: &str) -> Result<Standing, RunError> {
+        let mut d = self.load(job_id)?;
+        let standing = self.run(&mut d).await?;
+        self.after(job_id, &standing).await?;
+        Ok(standing)
+    }
+
+    /// Asks `job_id` to stop: nothing new starts, running steps finish, post runs. Then drives
+    /// it, unless another process is running its steps.
+    pub async fn cancel(&self, job_id: &str, by: &str, reason: &str) -> Result<Standing, RunError> {
+        loop {
+            let d = self.load(job_id)?;
+            if let Some((status, message)) = &d.job.finished {
+                return Ok(Standing::Finished {
+                    status: *status,
+                    message: message.clone(),
+                });
+            }
+            let e = Event::CancelRequested {
+                by: by.to_string(),
+                reason: reason.to_string(),
+            };
+            match self
+                .journal
+                .append(job_id, d.last_seq, &[(now(), json(&e))], None)
+            {
+                Ok(_) => break,
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        self.drive(job_id).await
+    }
+
+    /// Rebuilds a job from the journal.
+    fn load(&self, job_id: &str) -> Result<Driving, RunError> {
+        let rows = self.journal.events(job_id, 0)?;
+        if rows.is_empty() {
+            return Err(StoreError::NoJob(job_id.to_string()).into());
+        }
+        let events = parse_events(job_id, &rows)?;
+        let job = Job::replay(events.iter().map(|(e, at)| (e, *at))).ok_or_else(|| {
+            RunError::Corrupt {
+                job: job_id.into(),
+                seq: 1,
+                message: "the first event is not `created`".into(),
+            }
+        })?;
+        Ok(Driving {
+            job,
+            last_seq: rows.last().map(|r| r.seq).unwrap_or(0),
+            persisted: true,
+            pending: vec![],
+            pending_logs: vec![],
+        })
+    }
+
+    /// After a job stops: if it ended, give back its locks (again: harmless) and drive the jobs
+    /// that waited for them.
+    async fn after(&self, job_id: &str, standing: &Standing) -> Result<(), RunError> {
+        if !matches!(standing, Standing::Finished { .. }) {
+            return Ok(());
+        }
+        let mut waiting = self.journal.release(job_id)?;
+        let mut seen = vec![job_id.to_string()];
+        while let Some(next) = waiting.first().cloned() {
+            waiting.remove(0);
+            if seen.contains(&next) {
+                continue;
+            }
+            seen.push(next.clone());
+            let standing = Box::pin(self.drive_one(&next)).await?;
+            if matches!(standing, Standing::Finished { .. }) {
+                for w in self.journal.release(&next)? {
+                    if !waiting.contains(&w) {
+                        waiting.push(w);
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    async fn drive_one(&self, job_id: &str) -> Result<Standing, RunError> {
+        let mut d = self.load(job_id)?;
+        self.run(&mut d).await
+    }
+
+    fn load_op(
+        &self,
+        rule: &Rule,
+        name: &str,
+        pinned: Option<&str>,
+    ) -> Result<(Arc<LoadedOp>, String), RunError> {
+        let err = |message: String| RunError::Op {
+            op: name.to_string(),
+            message,
+        };
+        let bytes: Vec<u8> = match rule.ops.get(name) {
+            Some(OpSource::Path(p)) => {
+                std::fs::read(p).map_err(|e| err(format!("cannot read {p}: {e}")))?
+            }
+            None => match sluice_ops::std_op(name) {
+                Some(op) => op.wasm.to_vec(),
+                None => {
+                    return Err(err(
+                        "no such standard op, and the rule's `ops:` does not declare it".into(),
+                    ));
+                }
+            },
+        };
+        let (op, _) = self.runtime.load(&bytes).map_err(|e| err(e.to_string()))?;
+        if let Some(digest) = pinned
+            && op.digest() != digest
+        {
+            return Err(err(format!(
+                "the component changed since the job started (sha256 {} now, {digest} then); start a new job to use it",
+                op.digest()
+            )));
+        }
+        Ok((op, name.to_string()))
+    }
+
+    /// Appends `events` (or buffers them before the job exists); on a conflict, reloads.
+    /// Returns false when the journal had moved on: the caller decides again.
+    fn record(&self, d: &mut Driving, events: Vec<Event>) -> Result<bool, RunError> {
+        let at = now();
+        if !d.persisted {
+            for e in events {
+                d.job.apply(&e, at);
+                self.observer.event(&d.job, &e, at);
+                d.pending.push((at, e));
+            }
+            return Ok(true);
+        }
+        let mut next = d.job.clone();
+        for e in &events {
+            next.apply(e, at);
+        }
+        let status = status_of(&next);
+        let bodies: Vec<(Millis, String)> = events.iter().map(|e| (at, json(e))).collect();
+        match self
+            .journal
+            .append(&d.job.id, d.last_seq, &bodies, Some((&status.0, &status.1)))
+        {
+            Ok(seq) => {
+                d.last_seq = seq;
+                for e in &events {
+                    d.job.apply(e, at);
+                    self.observer.event(&d.job, e, at);
+                }
+                Ok(true)
+            }
+            Err(StoreError::Conflict { .. }) => {
+                self.catch_up(d)?;
+                Ok(false)
+            }
+            Err(e) => Err(e.into()),
+        }
+    }
+
+    /// Applies events other processes appended.
+    fn catch_up(&self, d: &mut Driving) -> Result<(), RunError> {
+        let rows = self.journal.events(&d.job.id, d.last_seq)?;
+        for (e, at) in parse_events(&d.job.id, &rows)? {
+            d.job.apply(&e, at);
+            self.observer.event(&d.job, &e, at);
+        }
+        if let Some(r) = rows.last() {
+            d.last_seq = r.seq;
+        }
+        Ok(())
+    }
+
+    /// Creates the job in the journal with everything buffered during `check`.
+    fn persist(&self, d: &mut Driving) -> Result<(), RunError> {
+        let status = status_of(&d.job);
+        let row = JobRow {
+            id: d.job.id.clone(),
+            rule: d.job.rule.name.clone(),
+            status: status.0,
+            message: status.1,
+            started_by: d.job.started_by.clone(),
+            created_at: d.job.created_at,
+            updated_at: d.job.created_at,
+            last_seq: 0,
+        };
+        let bodies: Vec<(Millis, String)> =
+            d.pending.drain(..).map(|(at, e)| (at, json(&e))).collect();
+        d.last_seq = self.journal.create_job(&row, &bodies)?;
+        d.persisted = true;
+        for (step, attempt, lines) in std::mem::take(&mut d.pending_logs) {
+            self.store_logs(&d.job.id, &step, attempt, &lines)?;
+        }
+        Ok(())
+    }
+
+    fn store_logs(
+        &self,
+        job: &str,
+        step: &str,
+        attempt: u32,
+        lines: &[sluice_model::LogLine],
+    ) -> Result<(), RunError> {
+        let rows: Vec<(String, String, String)> = lines
+            .iter()
+            .map(|l| {
+                let source = serde_json::to_value(l.source)
+                    .ok()
+                    .and_then(|v| v.as_str().map(String::from))
+                    .unwrap_or_default();
+                (l.level.as_str().to_string(), source, l.message.clone())
+            })
+            .collect();
+        if !rows.is_empty() {
+            self.journal.add_logs(job, step, attempt, now(), &rows)?;
+        }
+        Ok(())
+    }
+
+    async fn run(&self, d: &mut Driving) -> Result<Standing, RunError> {
+        let mut inflight: JoinSet<CallDone> = JoinSet::new();
+        loop {
+            if let Some((status, message)) = &d.job.finished {
+                if *status == JobStatus::CheckFailed {
+                    return Ok(Standing::CheckFailed {
+                        message: message.clone(),
+                    });
+                }
+                return Ok(Standing::Finished {
+                    status: *status,
+                    message: message.clone(),
+                });
+            }
+            let actions = decide(&d.job, now());
+            let mut wake: Option<Millis> = None;
+            let mut moved = false;
+            let mut records = Vec::new();
+            let mut calls = Vec::new();
+            for a in actions {
+                match a {
+                    Action::Record(e) => records.push(e),
+                    Action::Call(c) => calls.push(c),
+                    Action::WakeAt(t) => wake = Some(wake.map_or(t, |w: Millis| w.min(t))),
+                    Action::ReleaseLocks => {} // after the job stops: see `after`
+                    Action::AcquireLocks { locks, mode } => {
+                        if !d.persisted {
+                            self.persist(d)?;
+                        }
+                        if let Some(standing) = self.acquire(d, &locks, mode).await? {
+                            return Ok(standing);
+                        }
+                        moved = true;
+                    }
+                }
+            }
+            if !records.is_empty() {
+                if !self.record(d, records)? {
+                    continue;
+                }
+                moved = true;
+            }
+            if !calls.is_empty() {
+                let started: Vec<Event> = calls
+                    .iter()
+                    .map(|c| Event::StepStarted {
+                        step: c.step.clone(),
+                        attempt: c.attempt,
+                        input: c.input.clone(),
+                    })
+                    .collect();
+                if !self.record(d, started)? {
+                    continue;
+                }
+                for c in calls {
+                    self.spawn(d, c, &mut inflight)?;
+                }
+                moved = true;
+            }
+            if moved {
+                continue;
+            }
+            // Nothing to do now: wait for a running op, or the next retry.
+            if inflight.is_empty() {
+                match wake {
+                    Some(t) => {
+                        tokio::time::sleep(Duration::from_millis(t.saturating_sub(now()))).await;
+                        continue;
+                    }
+                    None if d.job.running() => return Ok(Standing::ElsewhereRunning),
+                    None => {
+                        return Err(RunError::Corrupt {
+                            job: d.job.id.clone(),
+                            seq: d.last_seq,
+                            message: "the engine has nothing to do and the job is not finished"
+                                .into(),
+                        });
+                    }
+                }
+            }
+            let done = match wake {
+                Some(t) => {
+                    tokio::select! {
+                        r = inflight.join_next() => r,
+                        _ = tokio::time::sleep(Duration::from_millis(t.saturating_sub(now()))) => continue,
+                    }
+                }
+                None => inflight.join_next().await,
+            };
+            let Some(done) = done else { continue };
+            let (call, report) = done.map_err(|e| RunError::Op {
+                op: "?".into(),
+                message: format!("op task failed: {e}"),
+            })?;
+            self.finish_call(d, call, report)?;
+        }
+    }
+
+    fn spawn(
+        &self,
+        d: &Driving,
+        c: StepCall,
+        inflight: &mut JoinSet<CallDone>,
+    ) -> Result<(), RunError> {
+        let job = &d.job;
+        let pinned = job.ops.get(&c.op).map(|m| m.digest.clone());
+        let loaded = self.load_op(&job.rule, &c.op, pinned.as_deref());
+        let ctx = JobContext {
+            job_id: job.id.clone(),
+            rule: job.rule.name.clone(),
+            phase: c.phase,
+            step_id: c.step.clone(),
+            attempt: c.attempt,
+            started_by: job.started_by.clone(),
+        };
+        let runtime = self.runtime.clone();
+        inflight.spawn(async move {
+            let report = match loaded {
+                Err(e) => sluice_runtime::OpReport {
+                    outcome: Outcome::failure(e.to_string()),
+                    fault: Some(sluice_runtime::Fault::Instantiate),
+                    logs: vec![],
+                    annotations: vec![],
+                    progress: None,
+                },
+                Ok((op, name)) => {
+                    let input = c.input.to_string();
+                    let call = match &c.rollback_of {
+                        Some(output) => Call::Rollback {
+                            ctx,
+                            input,
+                            output: output.to_string(),
+                        },
+                        None => Call::Run { ctx, input },
+                    };
+                    let timeout = c.timeout_ms.map(Duration::from_millis);
+                    runtime
+                        .call(&op, &name, call, Arc::new(Grants::none()), timeout)
+                        .await
+                }
+            };
+            (c, report)
+        });
+        Ok(())
+    }
+
+    /// Records how a call ended (re-reading the journal as often as others append to it).
+    fn finish_call(
+        &self,
+        d: &mut Driving,
+        call: StepCall,
+        report: sluice_runtime::OpReport,
+    ) -> Result<(), RunError> {
+        let mut lines = report.logs.clone();
+        for a in &report.annotations {
+            lines.push(sluice_model::LogLine {
+                level: sluice_model::LogLevel::Info,
+                source: sluice_model::LogSource::Op,
+                message: format!("annotation `{}`: {}", a.title, a.body),
+            });
+        }
+        self.observer.logs(&d.job.id, &call.step, &lines);
+        if d.persisted {
+            self.store_logs(&d.job.id, &call.step, call.attempt, &lines)?;
+        } else {
+            d.pending_logs
+                .push((call.step.clone(), call.attempt, lines));
+        }
+        let fault = report.fault.map(|f| {
+            serde_json::to_value(f)
+                .ok()
+                .and_then(|v| v.as_str().map(String::from))
+                .unwrap_or_default()
+        });
+        let result = match report.outcome {
+            Outcome::Success { output } => StepResult {
+                status: ResultStatus::Success,
+                output: parse_output(&output),
+                message: String::new(),
+                fault,
+            },
+            Outcome::Warning { output } => StepResult {
+                status: ResultStatus::Warning,
+                output: parse_output(&output),
+                message: String::new(),
+                fault,
+            },
+            Outcome::Failure(f) => StepResult {
+                status: ResultStatus::Failure,
+                output: Value::Null,
+                message: f.message,
+                fault,
+            },
+            Outcome::Suspend(g) => StepResult::failure(format!(
+                "op `{}` opened a {:?} gate (\"{}\"): gates are not supported yet",
+                call.op, g.kind, g.message
+            )),
+        };
+        let e = Event::StepFinished {
+            step: call.step,
+            attempt: call.attempt,
+            result,
+        };
+        while !self.record(d, vec![e.clone()])? {}
+        Ok(())
+    }
+
+    async fn acquire(
+        &self,
+        d: &mut Driving,
+        locks: &[sluice_engine::LockRequest],
+        mode: sluice_rule::ConcurrencyMode,
+    ) -> Result<Option<Standing>, RunError> {
+        let asks: Vec<LockAsk> = locks
+            .iter()
+            .map(|l| LockAsk {
+                name: l.name.clone(),
+                exclusive: l.exclusive,
+            })
+            .collect();
+        let mode = match mode {
+            sluice_rule::ConcurrencyMode::Queue => GroupMode::Queue,
+            sluice_rule::ConcurrencyMode::Reject => GroupMode::Reject,
+            sluice_rule::ConcurrencyMode::CancelPending => GroupMode::CancelPending,
+        };
+        let (acquired, pushed_out) = self.journal.acquire(&d.job.id, &asks, mode)?;
+        for other in pushed_out {
+            Box::pin(self.cancel(
+                &other,
+                "concurrency",
+                &format!("superseded by {} in its concurrency group", d.job.id),
+            ))
+            .await?;
+        }
+        match acquired {
+            Acquired::Held => {
+                let names = locks.iter().map(|l| l.name.clone()).collect();
+                self.record(d, vec![Event::Started { locks: names }])?;
+                Ok(None)
+            }
+            Acquired::Queued { behind } => {
+                if d.job.queued_behind.as_ref() != Some(&behind) {
+                    self.record(
+                        d,
+                        vec![Event::Queued {
+                            behind: behind.clone(),
+                        }],
+                    )?;
+                }
+                Ok(Some(Standing::Queued { behind }))
+            }
+            Acquired::Rejected { by } => {
+                let group = locks
+                    .iter()
+                    .find(|l| l.name.starts_with("group:"))
+                    .map(|l| l.name.clone())
+                    .unwrap_or_default();
+                let reason = format!(
+                    "{group} is busy with {} and the rule rejects new jobs meanwhile",
+                    by.join(", ")
+                );
+                self.record(
+                    d,
+                    vec![Event::CancelRequested {
+                        by: "concurrency".into(),
+                        reason,
+                    }],
+                )?;
+                Ok(None)
+            }
+        }
+    }
+}
+
+fn parse_output(s: &str) -> Value {
+    serde_json::from_str(s).unwrap_or_else(|_| Value::String(s.to_string()))
+}
+
+fn json(e: &Event) -> String {
+    serde_json::to_string(e).expect("events serialize")
+}
+
+fn parse_events(
+    job: &str,
+    rows: &[sluice_store::Recorded],
+) -> Result<Vec<(Event, Millis)>, RunError> {
+    rows.iter()
+        .map(|r| {
+            serde_json::from_str::<Event>(&r.body)
+                .map(|e| (e, r.at))
+                .map_err(|e| RunError::Corrupt {
+                    job: job.to_string(),
+                    seq: r.seq,
+                    message: e.to_string(),
+                })
+        })
+        .collect()
+}
+
+/// The job index's status word and message for `job`.
+pub fn status_of(job: &Job) -> (String, String) {
+    if let Some((s, m)) = &job.finished {
+        return (s.as_str().to_string(), m.clone());
+    }
+    if let Some(behind) = &job.queued_behind {
+        return (
+            "queued".into(),
+            format!("waiting for {}", behind.join(", ")),
+        );
+    }
+    if job.cancel.is_some() {
+        return ("cancelling".into(), String::new());
+    }
+    if job.rollback.is_some() {
+        return ("rolling-back".into(), String::new());
+    }
+    ("running".into(), String::new())
+}
+
+/// Where a rule file's relative op paths are resolved from.
+pub fn rule_dir(path: &Path) -> PathBuf {
+    path.parent()
+        .map(Path::to_path_buf)
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or_else(|| PathBuf::from("."))
+}

@@ -1,0 +1,773 @@
+//! The journal: every job's events, append-only, plus the job index, step logs and locks.
+//!
+//! [`Journal`] is the trait the runner uses; [`SqliteJournal`] is the embedded default: one
+//! file (`$SLUICE_HOME/sluice.db`), WAL, `synchronous=FULL`, so an event is on disk before the
+//! next action is taken. Events are stored as JSON text: this crate does not know their shape.
+//!
+//! Appends are guarded by the last sequence number the writer saw: a writer whose view is stale
+//! (someone else appended, such as `sluice cancel` from another process) gets
+//! [`StoreError::Conflict`], reloads and decides again. Nothing is kept only in memory.
+//!
+//! Locks: a job asks for all its locks at once; it gets them when no other job holds a
+//! conflicting one and no job that asked earlier waits for a conflicting one (first come, first
+//! served). Exclusive conflicts with everything; shared with exclusive only.
+
+use std::path::Path;
+use std::sync::Mutex;
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+use serde::Serialize;
+
+/// Milliseconds since the Unix epoch.
+pub type Millis = u64;
+
+/// Why the store failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// SQLite failed.
+    #[error("journal database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
+    /// Someone else appended since this writer last read.
+    #[error(
+        "job {job} changed under this writer (expected event {expected}, found {found}); reload and retry"
+    )]
+    Conflict {
+        /// The job.
+        job: String,
+        /// The last sequence the writer saw.
+        expected: u64,
+        /// The last sequence in the journal.
+        found: u64,
+    },
+    /// No such job.
+    #[error("no job `{0}`: `sluice jobs` lists them")]
+    NoJob(String),
+    /// The database directory could not be made.
+    #[error("cannot create {path}: {source}")]
+    Io {
+        /// The path.
+        path: String,
+        /// The error.
+        source: std::io::Error,
+    },
+}
+
+/// A stored event.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Recorded {
+    /// 1, 2, 3... per job.
+    pub seq: u64,
+    /// When it was appended.
+    pub at: Millis,
+    /// The event as JSON.
+    pub body: String,
+}
+
+/// A job's row in the index.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct JobRow {
+    /// Its id.
+    pub id: String,
+    /// Its rule's name.
+    pub rule: String,
+    /// `queued`, `running`, or how it ended.
+    pub status: String,
+    /// A sentence about the status.
+    pub message: String,
+    /// Who started it.
+    pub started_by: String,
+    /// When it was created.
+    pub created_at: Millis,
+    /// When it last changed.
+    pub updated_at: Millis,
+    /// The last event's sequence number.
+    pub last_seq: u64,
+}
+
+/// One stored log line of a step attempt.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LogRow {
+    /// Increasing across the whole store: `logs --follow` continues after it.
+    pub id: i64,
+    /// The step key.
+    pub step: String,
+    /// The attempt.
+    pub attempt: u32,
+    /// When it was stored.
+    pub at: Millis,
+    /// Level name.
+    pub level: String,
+    /// `op`, `stdout`, `stderr` or `host`.
+    pub source: String,
+    /// The text.
+    pub message: String,
+}
+
+/// A lock a job asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LockAsk {
+    /// The name (`group:NAME` for a concurrency group).
+    pub name: String,
+    /// Exclusive or shared.
+    pub exclusive: bool,
+}
+
+/// What a busy concurrency group does to a new job.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum GroupMode {
+    /// Wait in line.
+    Queue,
+    /// Do not run.
+    Reject,
+    /// Cancel jobs waiting in the group, then wait.
+    CancelPending,
+}
+
+/// The answer to [`Journal::acquire`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Acquired {
+    /// Held now.
+    Held,
+    /// Waiting behind these jobs.
+    Queued {
+        /// Holders or earlier waiters of conflicting locks.
+        behind: Vec<String>,
+    },
+    /// The concurrency group is busy and the rule says reject.
+    Rejected {
+        /// The jobs in the group.
+        by: Vec<String>,
+    },
+}
+
+/// A row of `sluice locks`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LockRow {
+    /// Lock name.
+    pub name: String,
+    /// The job.
+    pub job: String,
+    /// Exclusive or shared.
+    pub exclusive: bool,
+    /// Held, or waiting.
+    pub held: bool,
+    /// Place in line (lower is earlier).
+    pub ticket: i64,
+}
+
+/// The journal of every job, behind a trait so that other stores (PostgreSQL) can follow.
+pub trait Journal: Send + Sync {
+    /// A new job id for `rule`: `<rule>-<n>`, n counting from 1 per rule.
+    fn next_job_id(&self, rule: &str) -> Result<String, StoreError>;
+    /// Creates the job with its first events; fails if the id exists.
+    fn create_job(&self, job: &JobRow, events: &[(Millis, String)]) -> Result<u64, StoreError>;
+    /// Appends events if the job's last sequence is still `expected`; updates its status.
+    fn append(
+        &self,
+        job: &str,
+        expected: u64,
+        events: &[(Millis, String)],
+        status: Option<(&str, &str)>,
+    ) -> Result<u64, StoreError>;
+    /// The job's events after sequence `after` (0 for all).
+    fn events(&self, job: &str, after: u64) -> Result<Vec<Recorded>, StoreError>;
+    /// The job's row.
+    fn job(&self, job: &str) -> Result<Option<JobRow>, StoreError>;
+    /// The newest jobs first, at most `limit`.
+    fn jobs(&self, limit: usize) -> Result<Vec<JobRow>, StoreError>;
+    /// Stores log lines of a step attempt.
+    fn add_logs(
+        &self,
+        job: &str,
+        step: &str,
+        attempt: u32,
+        at: Millis,
+        lines: &[(String, String, String)],
+    ) -> Result<(), StoreError>;
+    /// Log lines of a job after log id `after`.
+    fn logs(&self, job: &str, after: i64) -> Result<Vec<LogRow>, StoreError>;
+    /// Takes all of `asks` at once for `job`, or queues it. With `CancelPending`, the jobs it
+    /// pushes out of the group's line are returned in `cancelled`.
+    fn acquire(
+        &self,
+        job: &str,
+        asks: &[LockAsk],
+        mode: GroupMode,
+    ) -> Result<(Acquired, Vec<String>), StoreError>;
+    /// Gives back every lock of `job` (held or asked for); returns jobs still waiting, in line
+    /// order, so the caller can try them.
+    fn release(&self, job: &str) -> Result<Vec<String>, StoreError>;
+    /// Every lock held or waited for.
+    fn locks(&self) -> Result<Vec<LockRow>, StoreError>;
+}
+
+/// The embedded journal: one SQLite file.
+pub struct SqliteJournal {
+    conn: Mutex<Connection>,
+}
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS counters (rule TEXT PRIMARY KEY, next INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    rule TEXT NOT NULL,
+    status TEXT NOT NULL,
+    message TEXT NOT NULL DEFAULT '',
+    started_by TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    last_seq INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS events (
+    job_id TEXT NOT NULL REFERENCES jobs(id),
+    seq INTEGER NOT NULL,
+    at INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    PRIMARY KEY (job_id, seq)
+);
+CREATE TABLE IF NOT EXISTS logs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    job_id TEXT NOT NULL,
+    step TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    at INTEGER NOT NULL,
+    level TEXT NOT NULL,
+    source TEXT NOT NULL,
+    message TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS logs_by_job ON logs (job_id, id);
+CREATE TABLE IF NOT EXISTS lock_line (
+    ticket INTEGER PRIMARY KEY AUTOINCREMENT,
+    job_id TEXT NOT NULL UNIQUE
+);
+CREATE TABLE IF NOT EXISTS lock_asks (
+    job_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    exclusive INTEGER NOT NULL,
+    held INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (job_id, name)
+);
+";
+
+impl SqliteJournal {
+    /// Opens (creating if needed) the journal at `path`.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|source| StoreError::Io {
+                path: dir.display().to_string(),
+                source,
+            })?;
+        }
+        let conn = Connection::open(path)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "synchronous", "FULL")?;
+        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.execute_batch(SCHEMA)?;
+        Ok(SqliteJournal {
+            conn: Mutex::new(conn),
+        })
+    }
+
+    fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
+        self.conn.lock().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
+fn job_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobRow> {
+    Ok(JobRow {
+        id: r.get(0)?,
+        rule: r.get(1)?,
+        status: r.get(2)?,
+        message: r.get(3)?,
+        started_by: r.get(4)?,
+        created_at: r.get::<_, i64>(5)? as u64,
+        updated_at: r.get::<_, i64>(6)? as u64,
+        last_seq: r.get::<_, i64>(7)? as u64,
+    })
+}
+
+const JOB_COLUMNS: &str = "id, rule, status, message, started_by, created_at, updated_at, last_seq";
+
+impl Journal for SqliteJournal {
+    fn next_job_id(&self, rule: &str) -> Result<String, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let n: i64 = tx
+            .query_row("SELECT next FROM counters WHERE rule = ?1", [rule], |r| {
+                r.get(0)
+            })
+            .optional()?
+            .unwrap_or(1);
+        tx.execute(
+            "INSERT INTO counters (rule, next) VALUES (?1, ?2) ON CONFLICT(rule) DO UPDATE SET next = ?2",
+            params![rule, n + 1],
+        )?;
+        tx.commit()?;
+        Ok(format!("{rule}-{n}"))
+    }
+
+    fn create_job(&self, job: &JobRow, events: &[(Millis, String)]) -> Result<u64, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute(
+            "INSERT INTO jobs (id, rule, status, message, started_by, created_at, updated_at, last_seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, 0)",
+            params![job.id, job.rule, job.status, job.message, job.started_by, job.created_at as i64],
+        )?;
+        let last = insert_events(&tx, &job.id, 0, events)?;
+        tx.execute(
+            "UPDATE jobs SET last_seq = ?2 WHERE id = ?1",
+            params![job.id, last as i64],
+        )?;
+        tx.commit()?;
+        Ok(last)
+    }
+
+    fn append(
+        &self,
+        job: &str,
+        expected: u64,
+        events: &[(Millis, String)],
+        status: Option<(&str, &str)>,
+    ) -> Result<u64, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let found: i64 = tx
+            .query_row("SELECT last_seq FROM jobs WHERE id = ?1", [job], |r| {
+                r.get(0)
+            })
+            .optional()?
+            .ok_or_else(|| StoreError::NoJob(job.to_string()))?;
+        if found as u64 != expected {
+            return Err(StoreError::Conflict {
+                job: job.to_string(),
+                expected,
+                found: found as u64,
+            });
+        }
+        let last = insert_events(&tx, job, expected, events)?;
+        let now = events.last().map(|(at, _)| *at as i64).unwrap_or(0);
+        match status {
+            Some((s, m)) => tx.execute(
+                "UPDATE jobs SET last_seq = ?2, status = ?3, message = ?4, updated_at = ?5 WHERE id = ?1",
+                params![job, last as i64, s, m, now],
+            )?,
+            None => tx.execute(
+                "UPDATE jobs SET last_seq = ?2, updated_at = ?3 WHERE id = ?1",
+                params![job, last as i64, now],
+            )?,
+        };
+        tx.commit()?;
+        Ok(last)
+    }
+
+    fn events(&self, job: &str, after: u64) -> Result<Vec<Recorded>, StoreError> {
+        let conn = self.conn();
+        let mut st = conn.prepare_cached(
+            "SELECT seq, at, body FROM events WHERE job_id = ?1 AND seq > ?2 ORDER BY seq",
+        )?;
+        let rows = st.query_map(params![job, after as i64], |r| {
+            Ok(Recorded {
+                seq: r.get::<_, i64>(0)? as u64,
+                at: r.get::<_, i64>(1)? as u64,
+                body: r.get(2)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn job(&self, job: &str) -> Result<Option<JobRow>, StoreError> {
+        let conn = self.conn();
+        Ok(conn
+            .query_row(
+                &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"),
+                [job],
+                job_row,
+            )
+            .optional()?)
+    }
+
+    fn jobs(&self, limit: usize) -> Result<Vec<JobRow>, StoreError> {
+        let conn = self.conn();
+        let mut st = conn.prepare(&format!(
+            "SELECT {JOB_COLUMNS} FROM jobs ORDER BY created_at DESC, rowid DESC LIMIT ?1"
+        ))?;
+        let rows = st.query_map([limit as i64], job_row)?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn add_logs(
+        &self,
+        job: &str,
+        step: &str,
+        attempt: u32,
+        at: Millis,
+        lines: &[(String, String, String)],
+    ) -> Result<(), StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction()?;
+        {
+            let mut st = tx.prepare_cached(
+                "INSERT INTO logs (job_id, step, attempt, at, level, source, message) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?;
+            for (level, source, message) in lines {
+                st.execute(params![
+                    job, step, attempt, at as i64, level, source, message
+                ])?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    fn logs(&self, job: &str, after: i64) -> Result<Vec<LogRow>, StoreError> {
+        let conn = self.conn();
+        let mut st = conn.prepare_cached(
+            "SELECT id, step, attempt, at, level, source, message FROM logs WHERE job_id = ?1 AND id > ?2 ORDER BY id",
+        )?;
+        let rows = st.query_map(params![job, after], |r| {
+            Ok(LogRow {
+                id: r.get(0)?,
+                step: r.get(1)?,
+                attempt: r.get(2)?,
+                at: r.get::<_, i64>(3)? as u64,
+                level: r.get(4)?,
+                source: r.get(5)?,
+                message: r.get(6)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn acquire(
+        &self,
+        job: &str,
+        asks: &[LockAsk],
+        mode: GroupMode,
+    ) -> Result<(Acquired, Vec<String>), StoreError> {
+        if asks.is_empty() {
+            return Ok((Acquired::Held, vec![]));
+        }
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let mut cancelled = Vec::new();
+
+        // Already held (a second call after a crash): nothing to do.
+        let held: i64 = tx.query_row(
+            "SELECT COUNT(*) FROM lock_asks WHERE job_id = ?1 AND held = 1",
+            [job],
+            |r| r.get(0),
+        )?;
+        if held > 0 {
+            return Ok((Acquired::Held, vec![]));
+        }
+
+        for ask in asks.iter().filter(|a| a.name.starts_with("group:")) {
+            let others: Vec<(String, bool)> = {
+                let mut st = tx.prepare(
+                    "SELECT a.job_id, a.held FROM lock_asks a JOIN lock_line l ON l.job_id = a.job_id
+                     WHERE a.name = ?1 AND a.job_id != ?2 ORDER BY l.ticket",
+                )?;
+                st.query_map(params![ask.name, job], |r| {
+                    Ok((r.get(0)?, r.get::<_, i64>(1)? == 1))
+                })?
+                .collect::<Result<_, _>>()?
+            };
+            match mode {
+                GroupMode::Reject if !others.is_empty() => {
+                    let by = others.into_iter().map(|(j, _)| j).collect();
+                    return Ok((Acquired::Rejected { by }, vec![]));
+                }
+                GroupMode::CancelPending => {
+                    for (other, is_held) in others {
+                        if !is_held {
+                            tx.execute("DELETE FROM lock_asks WHERE job_id = ?1", [&other])?;
+                            tx.execute("DELETE FROM lock_line WHERE job_id = ?1", [&other])?;
+                            cancelled.push(other);
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+
+        tx.execute(
+            "INSERT OR IGNORE INTO lock_line (job_id) VALUES (?1)",
+            [job],
+        )?;
+        let ticket: i64 = tx.query_row(
+            "SELECT ticket FROM lock_line WHERE job_id = ?1",
+            [job],
+            |r| r.get(0),
+        )?;
+        for ask in asks {
+            tx.execute(
+                "INSERT OR IGNORE INTO lock_asks (job_id, name, exclusive, held) VALUES (?1, ?2, ?3, 0)",
+                params![job, ask.name, ask.exclusive as i64],
+            )?;
+        }
+
+        let mut behind = Vec::new();
+        for ask in asks {
+            let mut st = tx.prepare(
+                "SELECT a.job_id FROM lock_asks a JOIN lock_line l ON l.job_id = a.job_id
+                 WHERE a.name = ?1 AND a.job_id != ?2 AND (a.exclusive = 1 OR ?3 = 1)
+                   AND (a.held = 1 OR l.ticket < ?4)
+                 ORDER BY l.ticket",
+            )?;
+            let rows = st.query_map(params![ask.name, job, ask.exclusive as i64, ticket], |r| {
+                r.get::<_, String>(0)
+            })?;
+            for r in rows {
+                let r = r?;
+                if !behind.contains(&r) {
+                    behind.push(r);
+                }
+            }
+        }
+        let result = if behind.is_empty() {
+            tx.execute("UPDATE lock_asks SET held = 1 WHERE job_id = ?1", [job])?;
+            Acquired::Held
+        } else {
+            Acquired::Queued { behind }
+        };
+        tx.commit()?;
+        Ok((result, cancelled))
+    }
+
+    fn release(&self, job: &str) -> Result<Vec<String>, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute("DELETE FROM lock_asks WHERE job_id = ?1", [job])?;
+        tx.execute("DELETE FROM lock_line WHERE job_id = ?1", [job])?;
+        let waiting: Vec<String> = {
+            let mut st = tx.prepare(
+                "SELECT DISTINCT l.job_id, l.ticket FROM lock_line l JOIN lock_asks a ON a.job_id = l.job_id
+                 WHERE a.held = 0 ORDER BY l.ticket",
+            )?;
+            st.query_map([], |r| r.get::<_, String>(0))?
+                .collect::<Result<_, _>>()?
+        };
+        tx.commit()?;
+        Ok(waiting)
+    }
+
+    fn locks(&self) -> Result<Vec<LockRow>, StoreError> {
+        let conn = self.conn();
+        let mut st = conn.prepare(
+            "SELECT a.name, a.job_id, a.exclusive, a.held, l.ticket FROM lock_asks a JOIN lock_line l ON l.job_id = a.job_id
+             ORDER BY a.name, a.held DESC, l.ticket",
+        )?;
+        let rows = st.query_map([], |r| {
+            Ok(LockRow {
+                name: r.get(0)?,
+                job: r.get(1)?,
+                exclusive: r.get::<_, i64>(2)? == 1,
+                held: r.get::<_, i64>(3)? == 1,
+                ticket: r.get(4)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
+
+fn insert_events(
+    tx: &rusqlite::Transaction<'_>,
+    job: &str,
+    after: u64,
+    events: &[(Millis, String)],
+) -> Result<u64, StoreError> {
+    let mut st =
+        tx.prepare_cached("INSERT INTO events (job_id, seq, at, body) VALUES (?1, ?2, ?3, ?4)")?;
+    let mut seq = after;
+    for (at, body) in events {
+        seq += 1;
+        st.execute(params![job, seq as i64, *at as i64, body])?;
+    }
+    Ok(seq)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn journal() -> (tempfile::TempDir, SqliteJournal) {
+        let dir = tempfile::tempdir().unwrap();
+        let j = SqliteJournal::open(&dir.path().join("sluice.db")).unwrap();
+        (dir, j)
+    }
+
+    fn row(id: &str) -> JobRow {
+        JobRow {
+            id: id.into(),
+            rule: "deploy".into(),
+            status: "running".into(),
+            message: String::new(),
+            started_by: "ann".into(),
+            created_at: 1,
+            updated_at: 1,
+            last_seq: 0,
+        }
+    }
+
+    fn ask(name: &str, exclusive: bool) -> LockAsk {
+        LockAsk {
+            name: name.into(),
+            exclusive,
+        }
+    }
+
+    #[test]
+    fn job_ids_count_per_rule() {
+        let (_d, j) = journal();
+        assert_eq!(j.next_job_id("deploy").unwrap(), "deploy-1");
+        assert_eq!(j.next_job_id("deploy").unwrap(), "deploy-2");
+        assert_eq!(j.next_job_id("cleanup").unwrap(), "cleanup-1");
+    }
+
+    #[test]
+    fn appends_are_ordered_and_a_stale_writer_is_refused() {
+        let (_d, j) = journal();
+        let last = j
+            .create_job(&row("deploy-1"), &[(1, "a".into()), (2, "b".into())])
+            .unwrap();
+        assert_eq!(last, 2);
+        assert_eq!(
+            j.append("deploy-1", 2, &[(3, "c".into())], Some(("succeeded", "ok")))
+                .unwrap(),
+            3
+        );
+        let err = j
+            .append("deploy-1", 2, &[(4, "d".into())], None)
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                StoreError::Conflict {
+                    expected: 2,
+                    found: 3,
+                    ..
+                }
+            ),
+            "{err}"
+        );
+        let bodies: Vec<String> = j
+            .events("deploy-1", 0)
+            .unwrap()
+            .into_iter()
+            .map(|r| r.body)
+            .collect();
+        assert_eq!(bodies, ["a", "b", "c"]);
+        assert_eq!(j.events("deploy-1", 2).unwrap().len(), 1);
+        assert_eq!(j.job("deploy-1").unwrap().unwrap().status, "succeeded");
+    }
+
+    #[test]
+    fn exclusive_locks_queue_first_come_first_served_and_shared_ones_overlap() {
+        let (_d, j) = journal();
+        assert_eq!(
+            j.acquire("a", &[ask("env", true)], GroupMode::Queue)
+                .unwrap()
+                .0,
+            Acquired::Held
+        );
+        assert_eq!(
+            j.acquire("b", &[ask("env", false)], GroupMode::Queue)
+                .unwrap()
+                .0,
+            Acquired::Queued {
+                behind: vec!["a".into()]
+            }
+        );
+        assert_eq!(
+            j.acquire("c", &[ask("env", false)], GroupMode::Queue)
+                .unwrap()
+                .0,
+            Acquired::Queued {
+                behind: vec!["a".into()]
+            }
+        );
+        assert_eq!(j.release("a").unwrap(), ["b", "c"]);
+        assert_eq!(
+            j.acquire("b", &[ask("env", false)], GroupMode::Queue)
+                .unwrap()
+                .0,
+            Acquired::Held
+        );
+        assert_eq!(
+            j.acquire("c", &[ask("env", false)], GroupMode::Queue)
+                .unwrap()
+                .0,
+            Acquired::Held,
+            "shared with b"
+        );
+        assert_eq!(
+            j.acquire("d", &[ask("env", true)], GroupMode::Queue)
+                .unwrap()
+                .0,
+            Acquired::Queued {
+                behind: vec!["b".into(), "c".into()]
+            }
+        );
+        let rows = j.locks().unwrap();
+        assert_eq!(rows.iter().filter(|r| r.held).count(), 2);
+    }
+
+    #[test]
+    fn a_later_job_cannot_jump_the_line() {
+        let (_d, j) = journal();
+        j.acquire("a", &[ask("x", true)], GroupMode::Queue).unwrap();
+        j.acquire("b", &[ask("x", true), ask("y", true)], GroupMode::Queue)
+            .unwrap();
+        // c wants only y, which is free, but b asked for y first.
+        assert_eq!(
+            j.acquire("c", &[ask("y", true)], GroupMode::Queue)
+                .unwrap()
+                .0,
+            Acquired::Queued {
+                behind: vec!["b".into()]
+            }
+        );
+    }
+
+    #[test]
+    fn group_modes_reject_and_cancel_pending() {
+        let (_d, j) = journal();
+        j.acquire("a", &[ask("group:deploy", true)], GroupMode::Queue)
+            .unwrap();
+        assert_eq!(
+            j.acquire("b", &[ask("group:deploy", true)], GroupMode::Reject)
+                .unwrap()
+                .0,
+            Acquired::Rejected {
+                by: vec!["a".into()]
+            }
+        );
+        j.acquire("c", &[ask("group:deploy", true)], GroupMode::Queue)
+            .unwrap();
+        let (r, cancelled) = j
+            .acquire("d", &[ask("group:deploy", true)], GroupMode::CancelPending)
+            .unwrap();
+        assert_eq!(
+            r,
+            Acquired::Queued {
+                behind: vec!["a".into()]
+            }
+        );
+        assert_eq!(cancelled, ["c"]);
+    }
+
+    #[test]
+    fn logs_continue_after_an_id() {
+        let (_d, j) = journal();
+        let line = |m: &str| ("info".to_string(), "op".to_string(), m.to_string());
+        j.add_logs("x-1", "build", 1, 5, &[line("one"), line("two")])
+            .unwrap();
+        let all = j.logs("x-1", 0).unwrap();
+        assert_eq!(all.len(), 2);
+        j.add_logs("x-1", "build", 2, 6, &[line("three")]).unwrap();
+        let more = j.logs("x-1", all[1].id).unwrap();
+        assert_eq!(more.len(), 1);
+        assert_eq!((more[0].attempt, more[0].message.as_str()), (2, "three"));
+    }
+}
