@@ -34,7 +34,8 @@ fn err(o: &Output) -> String {
 }
 
 fn json(o: &Output) -> Value {
-    serde_json::from_slice(&o.stdout).unwrap_or_else(|e| panic!("not JSON ({e}):\n{}{}", out(o), err(o)))
+    serde_json::from_slice(&o.stdout)
+        .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}{}", out(o), err(o)))
 }
 
 /// Durations vary from run to run: `in 12 ms` and `in 1.3 s` become `in <t>`.
@@ -335,7 +336,11 @@ phases:
     // Compile every op into this home's cache first, so that neither process spends its
     // time in the compiler once the deploy holds the lock.
     assert!(sluice(home.path(), &["op", "list"]).status.success());
-    assert!(sluice(home.path(), &["op", "describe", test_ops::SPIN]).status.success());
+    assert!(
+        sluice(home.path(), &["op", "describe", test_ops::SPIN])
+            .status
+            .success()
+    );
     let first = Command::new(env!("CARGO_BIN_EXE_sluice"))
         .args(["run", deploy.to_str().unwrap()])
         .env("SLUICE_HOME", home.path())

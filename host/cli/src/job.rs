@@ -96,10 +96,41 @@ pub(crate) fn user() -> String {
         .unwrap_or_else(|_| "unknown".into())
 }
 
-/// Prints events and logs as plain lines (or JSON lines) as the runner goes.
+/// Prints events and logs as plain lines (or JSON lines) as the runner goes; on a terminal,
+/// redraws a live tree of the job's steps instead.
 struct Printer {
     json: bool,
+    /// Lines of the tree drawn last, when drawing live on a terminal.
+    live: Option<Mutex<usize>>,
     out: Mutex<()>,
+}
+
+impl Printer {
+    fn new(json: bool) -> Self {
+        use std::io::IsTerminal;
+        let live =
+            (!json && std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none())
+                .then(|| Mutex::new(0));
+        Printer {
+            json,
+            live,
+            out: Mutex::new(()),
+        }
+    }
+
+    /// Redraws the tree of `job` over the previous drawing.
+    fn redraw(&self, job: &Job, lines_drawn: &Mutex<usize>) {
+        let text = show_text(job);
+        let mut drawn = lines_drawn.lock().unwrap_or_else(|p| p.into_inner());
+        let mut out = std::io::stdout().lock();
+        if *drawn > 0 {
+            // Up to where the last drawing began, and clear from there down.
+            let _ = write!(out, "\x1b[{}A\x1b[J", *drawn);
+        }
+        let _ = write!(out, "{text}");
+        let _ = out.flush();
+        *drawn = text.lines().count();
+    }
 }
 
 impl Printer {
@@ -128,6 +159,12 @@ fn duration(ms: u64) -> String {
 
 impl Observer for Printer {
     fn event(&self, job: &Job, event: &Event, at: Millis) {
+        if let Some(drawn) = &self.live {
+            if !matches!(event, Event::Created { .. }) {
+                self.redraw(job, drawn);
+            }
+            return;
+        }
         if self.json {
             self.line(&json!({ "job": job.id, "at": at, "event": event }).to_string());
             return;
@@ -192,6 +229,9 @@ impl Observer for Printer {
     }
 
     fn logs(&self, job: &str, step: &str, lines: &[sluice_model::LogLine]) {
+        if self.live.is_some() {
+            return; // the tree stays readable; `sluice logs JOB` has them
+        }
         for l in lines {
             if self.json {
                 self.line(&json!({ "job": job, "step": step, "log": l }).to_string());
@@ -216,10 +256,7 @@ fn standing_code(standing: &Standing) -> u8 {
 pub(crate) async fn run(global: &Global, args: RunArgs) -> CmdResult {
     let rule = read_rule(&args.rule)?;
     let params = split_params(&args.params)?;
-    let printer = Arc::new(Printer {
-        json: args.json,
-        out: Mutex::new(()),
-    });
+    let printer = Arc::new(Printer::new(args.json));
     let runner = runner(global, printer.clone())?;
     let dir = sluice_runner::rule_dir(&args.rule);
     let (id, standing) = runner
@@ -466,10 +503,7 @@ pub(crate) async fn logs(global: &Global, args: LogsArgs) -> CmdResult {
 }
 
 pub(crate) async fn cancel(global: &Global, args: CancelArgs) -> CmdResult {
-    let printer = Arc::new(Printer {
-        json: false,
-        out: Mutex::new(()),
-    });
+    let printer = Arc::new(Printer::new(false));
     let runner = runner(global, printer.clone())?;
     if runner
         .journal()
