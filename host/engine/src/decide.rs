@@ -10,7 +10,48 @@ use sluice_model::Phase;
 use sluice_rule::expr::Evaluator;
 use sluice_rule::{OnError, OpCall, Parallel, Step, StepKind};
 
-use crate::{Action, Event, Job, JobStatus, LockRequest, Millis, StepCall, StepResult, StepStatus};
+use crate::{
+    Action, DecisionKind, Ending, Event, Gate, GateKind, Job, JobStatus, LockRequest, Millis, StepCall, StepResult,
+    StepState, StepStatus,
+};
+
+/// A step a person ended: rejected, aborted, or sent to rollback at its trap.
+fn ended_by_person(step: &Step, state: &StepState) -> Option<Flow> {
+    if matches!(state.status, StepStatus::Running | StepStatus::Waiting) {
+        return None;
+    }
+    if let Some(e) = &state.ending {
+        return Some(match e {
+            Ending::Aborted(by) => Flow::Ended { status: JobStatus::Failed, message: format!("aborted by {by} at `{}`", step.id) },
+            Ending::Rejected(by) => Flow::Ended { status: JobStatus::Rejected, message: format!("rejected by {by} at `{}`", step.id) },
+            Ending::RollbackAsked(by) => Flow::Failed { step: step.id.clone(), message: format!("{by} picked rollback at the trap") },
+        });
+    }
+    let d = state.gate.as_ref()?.decision.as_ref()?;
+    (d.kind == DecisionKind::Reject).then(|| {
+        let why = if d.comment.is_empty() { String::new() } else { format!(": {}", d.comment) };
+        Flow::Ended { status: JobStatus::Rejected, message: format!("rejected by {} at `{}`{why}", d.by, step.id) }
+    })
+}
+
+/// How a step ended, as `steps.ID.outcome` reads it; a parallel group by its worst branch step.
+fn outcome_word(job: &Job, step: &Step) -> Option<String> {
+    if let Some(s) = job.steps.get(&step.id) {
+        return Some(
+            match s.status {
+                StepStatus::Succeeded => "success",
+                StepStatus::Warning => "warning",
+                StepStatus::Failed => "failure",
+                StepStatus::Skipped => "skipped",
+                StepStatus::Running | StepStatus::RetryWait | StepStatus::Waiting => return None,
+            }
+            .to_string(),
+        );
+    }
+    let StepKind::Parallel(p) = &step.kind else { return None };
+    let words: Vec<String> = p.branches.iter().flatten().filter_map(|s| outcome_word(job, s)).collect();
+    ["failure", "warning", "success", "skipped"].iter().find(|w| words.iter().any(|x| x == *w)).map(|w| w.to_string())
+}
 
 /// How a list of steps stands.
 #[derive(Debug, Clone, PartialEq)]
@@ -23,6 +64,8 @@ enum Flow {
     Failed { step: String, message: String },
     /// Not done, but starting new steps is not allowed (cancel, fail-fast).
     Stopped,
+    /// A person ended the job at a gate (reject, abort): no rollback; post runs.
+    Ended { status: JobStatus, message: String },
 }
 
 struct Ctx<'a> {
@@ -36,6 +79,8 @@ struct Ctx<'a> {
     no_start: bool,
     /// Failures do not stop the list (post).
     keep_going: bool,
+    /// How the step before the current one in its list ended.
+    prev: Option<String>,
 }
 
 /// What should happen next to `job` at time `now`. Empty when the job is finished, or when it
@@ -53,6 +98,7 @@ pub fn decide(job: &Job, now: Millis) -> Vec<Action> {
         phase: Phase::Check,
         no_start: false,
         keep_going: false,
+        prev: None,
     };
 
     // check: before the job exists.
@@ -64,7 +110,7 @@ pub fn decide(job: &Job, now: Millis) -> Vec<Action> {
                 format!("check step `{step}` failed: {message}"),
             )];
         }
-        Flow::Busy | Flow::Stopped => return c.actions,
+        Flow::Busy | Flow::Stopped | Flow::Ended { .. } => return c.actions,
     }
 
     // Locks and the concurrency group, taken all at once.
@@ -85,6 +131,7 @@ pub fn decide(job: &Job, now: Millis) -> Vec<Action> {
     }
 
     // init, pre, run.
+    let mut ended: Option<String> = None;
     let path = match &job.rollback {
         None => {
             c.no_start = job.cancel.is_some();
@@ -92,6 +139,10 @@ pub fn decide(job: &Job, now: Millis) -> Vec<Action> {
                 Flow::Busy => return c.actions,
                 Flow::Failed { step, message } if job.cancel.is_none() => {
                     return vec![Action::Record(Event::RollbackStarted { step, message })];
+                }
+                Flow::Ended { status, message } => {
+                    ended = Some(message);
+                    status
                 }
                 Flow::Failed { .. } | Flow::Stopped => JobStatus::Cancelled,
                 Flow::Done if job.cancel.is_some() => JobStatus::Cancelled,
@@ -103,7 +154,7 @@ pub fn decide(job: &Job, now: Millis) -> Vec<Action> {
             c.phase = Phase::Rollback;
             match c.rollback() {
                 Flow::Busy => return c.actions,
-                Flow::Failed { .. } => JobStatus::RollbackFailed,
+                Flow::Failed { .. } | Flow::Ended { .. } => JobStatus::RollbackFailed,
                 Flow::Done | Flow::Stopped => JobStatus::RolledBack,
             }
         }
@@ -133,6 +184,7 @@ pub fn decide(job: &Job, now: Millis) -> Vec<Action> {
             };
             (path, format!("step `{step}` failed ({message}); {how}"))
         }
+        JobStatus::Rejected | JobStatus::Failed if ended.is_some() => (path, ended.unwrap_or_default()),
         JobStatus::Cancelled => {
             let (by, reason) = job.cancel.clone().unwrap_or_default();
             (JobStatus::Cancelled, format!("cancelled by {by}: {reason}"))
@@ -271,6 +323,8 @@ impl Ctx<'_> {
                         input: done.input.clone(),
                         rollback_of: Some(output),
                         timeout_ms: call.timeout_ms,
+                        resume: None,
+                        previous: None,
                     }));
                     return Flow::Busy;
                 }
@@ -290,7 +344,8 @@ impl Ctx<'_> {
     }
 
     fn seq(&mut self, steps: &[Step]) -> Flow {
-        for step in steps {
+        for (i, step) in steps.iter().enumerate() {
+            self.prev = if i == 0 { None } else { outcome_word(self.job, &steps[i - 1]) };
             let flow = match &step.kind {
                 StepKind::Op(call) => self.op_step(step, call),
                 StepKind::Parallel(p) => self.parallel(step, p),
@@ -350,8 +405,15 @@ impl Ctx<'_> {
             }
             return Flow::Busy;
         };
+        if let Some(flow) = ended_by_person(step, state) {
+            return flow;
+        }
         match state.status {
             StepStatus::Running => Flow::Busy,
+            StepStatus::Waiting => {
+                self.waiting(step, call, state);
+                Flow::Busy
+            }
             StepStatus::RetryWait => {
                 if self.no_start {
                     return Flow::Stopped;
@@ -367,18 +429,75 @@ impl Ctx<'_> {
             }
             StepStatus::Succeeded | StepStatus::Warning | StepStatus::Skipped => Flow::Done,
             StepStatus::Failed => {
+                let message = state.result.as_ref().map(|r| r.message.clone()).unwrap_or_default();
+                let trapped_now = state
+                    .gate
+                    .as_ref()
+                    .is_some_and(|g| g.gate.kind == GateKind::Trap && g.attempt >= state.attempt);
+                if call.on_error == OnError::Trap && !self.keep_going && !trapped_now && self.job.cancel.is_none() {
+                    let policy = call.trap;
+                    self.record(Event::GateOpened {
+                        step: step.id.clone(),
+                        attempt: state.attempt,
+                        gate: Gate {
+                            kind: GateKind::Trap,
+                            message: format!("`{}` failed: {message}", step.id),
+                            approvers: vec![],
+                            quorum: 1,
+                            allow_self_approval: true,
+                            inputs: vec![],
+                            timeout_seconds: policy.timeout_ms.map(|ms| ms.div_ceil(1000)),
+                            timeout_action: policy.on_timeout.or(policy.timeout_ms.map(|_| DecisionKind::Abort)),
+                            state: vec![],
+                        },
+                    });
+                    return Flow::Busy;
+                }
                 if call.on_error == OnError::Continue || self.keep_going {
                     Flow::Done
                 } else {
-                    let message = state
-                        .result
-                        .as_ref()
-                        .map(|r| r.message.clone())
-                        .unwrap_or_default();
-                    Flow::Failed {
+                    Flow::Failed { step: step.id.clone(), message }
+                }
+            }
+        }
+    }
+
+    /// A step at a gate: resume it once decided, time it out when due, else wait.
+    fn waiting(&mut self, step: &Step, call: &OpCall, state: &StepState) {
+        let Some(g) = &state.gate else { return };
+        match &g.decision {
+            Some(d) if matches!(d.kind, DecisionKind::Approve | DecisionKind::Resume | DecisionKind::Reject) => {
+                let actor = sluice_model::Actor {
+                    user: d.by.clone(),
+                    comment: d.comment.clone(),
+                    inputs: d
+                        .inputs
+                        .iter()
+                        .map(|(k, v)| (k.clone(), v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())))
+                        .collect(),
+                };
+                let decision = if d.by == "timeout" {
+                    sluice_model::Decision::TimedOut
+                } else {
+                    sluice_model::Decision::By { kind: d.kind, actor }
+                };
+                let mut c = self.call(step, call, state.attempt, state.input.clone());
+                c.resume = Some((g.gate.state.clone(), decision));
+                self.actions.push(Action::Call(c));
+            }
+            Some(_) => {}
+            None => {
+                let Some(secs) = g.gate.timeout_seconds else { return };
+                if self.now >= g.opened_at + secs * 1000 {
+                    let kind = g.gate.timeout_action.unwrap_or(DecisionKind::Abort);
+                    self.record(Event::Decided {
                         step: step.id.clone(),
-                        message,
-                    }
+                        kind,
+                        by: "timeout".into(),
+                        comment: format!("no decision within {secs} s"),
+                        inputs: Default::default(),
+                        bundle: self.job.bundle().1,
+                    });
                 }
             }
         }
@@ -393,6 +512,8 @@ impl Ctx<'_> {
             input,
             rollback_of: None,
             timeout_ms: call.timeout_ms,
+            resume: None,
+            previous: self.prev.clone(),
         }
     }
 
@@ -425,7 +546,7 @@ impl Ctx<'_> {
         let flows: Vec<Flow> = p.branches.iter().map(|b| self.seq(b)).collect();
         let first_failure = flows
             .iter()
-            .find(|f| matches!(f, Flow::Failed { .. }))
+            .find(|f| matches!(f, Flow::Failed { .. } | Flow::Ended { .. }))
             .cloned();
         let stop_others = p.fail_fast && first_failure.is_some() && !self.keep_going;
         let flows = if stop_others {

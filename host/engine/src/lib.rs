@@ -16,10 +16,14 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use sluice_rule::{Rule, StepKind};
 
+pub use sluice_model::{DecisionKind, Gate, GateKind};
+
 mod decide;
+mod gates;
 mod simulate;
 
 pub use decide::decide;
+pub use gates::{DecisionRequest, GateView};
 pub use simulate::{Script, SimLine, simulate};
 
 /// Milliseconds since the Unix epoch.
@@ -34,6 +38,9 @@ pub struct OpMeta {
     pub can_rollback: bool,
     /// Whether re-running it is harmless.
     pub idempotent: bool,
+    /// The capabilities it needs (`exec:kubectl`, `secret:token`...).
+    #[serde(default)]
+    pub needs: Vec<String>,
 }
 
 /// How a step attempt ended.
@@ -62,6 +69,9 @@ pub struct StepResult {
     /// Set when the op did not return on its own (panic, timeout...).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub fault: Option<String>,
+    /// The failure's JSON details, null when none.
+    #[serde(default, skip_serializing_if = "Value::is_null")]
+    pub details: Value,
 }
 
 impl StepResult {
@@ -72,6 +82,7 @@ impl StepResult {
             output,
             message: String::new(),
             fault: None,
+            details: Value::Null,
         }
     }
 
@@ -82,6 +93,7 @@ impl StepResult {
             output: Value::Null,
             message: message.into(),
             fault: None,
+            details: Value::Null,
         }
     }
 }
@@ -102,6 +114,8 @@ pub enum JobStatus {
     Cancelled,
     /// A `check` step failed: the job was never created.
     CheckFailed,
+    /// An approver rejected it (or an approval timed out to reject): no rollback; post ran.
+    Rejected,
 }
 
 impl JobStatus {
@@ -114,6 +128,7 @@ impl JobStatus {
             JobStatus::RollbackFailed => "rollback-failed",
             JobStatus::Cancelled => "cancelled",
             JobStatus::CheckFailed => "check-failed",
+            JobStatus::Rejected => "rejected",
         }
     }
 }
@@ -170,6 +185,40 @@ pub enum Event {
         /// Why.
         reason: String,
     },
+    /// A step waits for a person: an op suspended, or a step with `on-error: trap` failed.
+    GateOpened {
+        /// Step key.
+        step: String,
+        /// The attempt that opened it.
+        attempt: u32,
+        /// The gate (its `state` is the op's, handed back to `resume`).
+        gate: Gate,
+    },
+    /// A person (or a timeout, `by: timeout`) decided at a gate.
+    Decided {
+        /// Step key.
+        step: String,
+        /// What was decided.
+        kind: DecisionKind,
+        /// Who.
+        by: String,
+        /// Their comment.
+        #[serde(default)]
+        comment: String,
+        /// Answers to the gate's inputs, or edited inputs for a retry.
+        #[serde(default)]
+        inputs: Map<String, Value>,
+        /// sha256 over the job's pinned ops: what the decision approved.
+        #[serde(default)]
+        bundle: String,
+    },
+    /// The host stopped while this attempt ran (found on recovery).
+    Interrupted {
+        /// Step key.
+        step: String,
+        /// The attempt that never finished.
+        attempt: u32,
+    },
     /// A step failed for good: completed steps are undone, then `rollback:` runs.
     RollbackStarted {
         /// The step that failed.
@@ -209,6 +258,8 @@ pub enum StepStatus {
     Failed,
     /// Did not run.
     Skipped,
+    /// Waits at a gate for a person.
+    Waiting,
 }
 
 /// What the journal says of one step.
@@ -230,6 +281,72 @@ pub struct StepState {
     pub finished_at: Option<Millis>,
     /// When the next attempt may start.
     pub retry_at: Option<Millis>,
+    /// The gate it waits at (or waited at last).
+    pub gate: Option<GateState>,
+    /// How many times a person picked retry at its trap.
+    pub trap_retries: u32,
+    /// How a person ended it, when that ends more than the step.
+    pub ending: Option<Ending>,
+}
+
+impl StepState {
+    fn new(status: StepStatus, at: Millis) -> Self {
+        StepState {
+            status,
+            attempt: 0,
+            input: Value::Null,
+            result: None,
+            skip_reason: None,
+            started_at: Some(at),
+            finished_at: None,
+            retry_at: None,
+            gate: None,
+            trap_retries: 0,
+            ending: None,
+        }
+    }
+}
+
+/// A gate a step waits (or waited) at.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GateState {
+    /// The gate.
+    pub gate: Gate,
+    /// The attempt that opened it.
+    pub attempt: u32,
+    /// When.
+    pub opened_at: Millis,
+    /// Approvals so far (for a quorum): user, comment, time.
+    pub approvals: Vec<(String, String, Millis)>,
+    /// The decision that closed it.
+    pub decision: Option<Closed>,
+}
+
+/// The decision that closed a gate.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct Closed {
+    /// What.
+    pub kind: DecisionKind,
+    /// Who (approvers joined by `, ` for a quorum).
+    pub by: String,
+    /// Their comment.
+    pub comment: String,
+    /// Answers to the gate's inputs.
+    pub inputs: Map<String, Value>,
+    /// Whether the op's `resume` has been called with it.
+    pub resumed: bool,
+}
+
+/// A person's decision that ends more than a step.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Ending {
+    /// Reject: the job ends as rejected, no rollback.
+    Rejected(String),
+    /// Abort: the job ends as failed, no rollback.
+    Aborted(String),
+    /// Rollback picked at a trap.
+    RollbackAsked(String),
 }
 
 /// A job's state, rebuilt from its events.
@@ -282,6 +399,10 @@ pub struct StepCall {
     pub rollback_of: Option<Value>,
     /// Deadline in milliseconds.
     pub timeout_ms: Option<u64>,
+    /// Call `resume` with the gate's state and this decision instead of `run`.
+    pub resume: Option<(Vec<u8>, sluice_model::Decision)>,
+    /// How the step before this one ended.
+    pub previous: Option<String>,
 }
 
 /// A lock to take.
@@ -369,16 +490,7 @@ impl Job {
                 attempt,
                 input,
             } => {
-                let s = self.steps.entry(step.clone()).or_insert_with(|| StepState {
-                    status: StepStatus::Running,
-                    attempt: 0,
-                    input: Value::Null,
-                    result: None,
-                    skip_reason: None,
-                    started_at: Some(at),
-                    finished_at: None,
-                    retry_at: None,
-                });
+                let s = self.steps.entry(step.clone()).or_insert_with(|| StepState::new(StepStatus::Running, at));
                 s.status = StepStatus::Running;
                 s.attempt = *attempt;
                 s.input = input.clone();
@@ -390,16 +502,7 @@ impl Job {
                 result,
             } => {
                 let retry = self.retry_policy(step);
-                let s = self.steps.entry(step.clone()).or_insert_with(|| StepState {
-                    status: StepStatus::Failed,
-                    attempt: *attempt,
-                    input: Value::Null,
-                    result: None,
-                    skip_reason: None,
-                    started_at: Some(at),
-                    finished_at: None,
-                    retry_at: None,
-                });
+                let s = self.steps.entry(step.clone()).or_insert_with(|| StepState::new(StepStatus::Failed, at));
                 s.attempt = *attempt;
                 s.finished_at = Some(at);
                 s.result = Some(result.clone());
@@ -428,19 +531,44 @@ impl Job {
                 }
             }
             Event::StepSkipped { step, reason } => {
-                self.steps.insert(
-                    step.clone(),
-                    StepState {
-                        status: StepStatus::Skipped,
-                        attempt: 0,
-                        input: Value::Null,
-                        result: None,
-                        skip_reason: Some(reason.clone()),
-                        started_at: None,
-                        finished_at: Some(at),
-                        retry_at: None,
-                    },
-                );
+                let mut st = StepState::new(StepStatus::Skipped, at);
+                st.started_at = None;
+                st.finished_at = Some(at);
+                st.skip_reason = Some(reason.clone());
+                self.steps.insert(step.clone(), st);
+            }
+            Event::GateOpened { step, attempt, gate } => {
+                let s = self.steps.entry(step.clone()).or_insert_with(|| StepState::new(StepStatus::Waiting, at));
+                s.status = StepStatus::Waiting;
+                s.attempt = *attempt;
+                s.gate = Some(GateState { gate: gate.clone(), attempt: *attempt, opened_at: at, approvals: vec![], decision: None });
+            }
+            Event::Decided { step, kind, by, comment, inputs, .. } => self.decided(step, *kind, by, comment, inputs, at),
+            Event::Interrupted { step, attempt } => {
+                let idempotent = self.op_of(step).and_then(|op| self.ops.get(op)).is_some_and(|m| m.idempotent);
+                let Some(s) = self.steps.get_mut(step) else { return };
+                if idempotent {
+                    s.status = StepStatus::RetryWait;
+                    s.retry_at = Some(at);
+                } else {
+                    let mut gate = Gate {
+                        kind: GateKind::Trap,
+                        message: format!(
+                            "interrupted: the host stopped while attempt {attempt} of `{step}` ran, and its op is not idempotent; retry, skip, rollback or abort"
+                        ),
+                        approvers: vec![],
+                        quorum: 1,
+                        allow_self_approval: true,
+                        inputs: vec![],
+                        timeout_seconds: None,
+                        timeout_action: None,
+                        state: vec![],
+                    };
+                    gate.approvers.clear();
+                    s.status = StepStatus::Waiting;
+                    s.result = Some(StepResult::failure("interrupted"));
+                    s.gate = Some(GateState { gate, attempt: *attempt, opened_at: at, approvals: vec![], decision: None });
+                }
             }
             Event::RollbackStarted { step, message } => {
                 self.rollback = Some((step.clone(), message.clone()));
@@ -461,6 +589,15 @@ impl Job {
                 self.finished = Some((*status, message.clone()));
                 self.finished_at = Some(at);
             }
+        }
+    }
+
+    /// The op a step key calls.
+    pub fn op_of(&self, key: &str) -> Option<&str> {
+        let id = key.strip_prefix("undo:").unwrap_or(key);
+        match &self.rule.step(id)?.1.kind {
+            StepKind::Op(c) => Some(c.op.as_str()),
+            StepKind::Parallel(_) => None,
         }
     }
 
@@ -497,15 +634,19 @@ impl Job {
                 StepStatus::Warning => "warning",
                 StepStatus::Failed => "failure",
                 StepStatus::Skipped => "skipped",
-                StepStatus::Running | StepStatus::RetryWait => continue,
+                StepStatus::Running | StepStatus::RetryWait | StepStatus::Waiting => continue,
             };
             let (output, message) = match &s.result {
                 Some(r) => (r.output.clone(), r.message.clone()),
                 None => (Value::Null, s.skip_reason.clone().unwrap_or_default()),
             };
+            // The decision taken at the step's gate: who, what, their comment and inputs.
+            let decision = s.gate.as_ref().and_then(|g| g.decision.as_ref()).map_or(Value::Null, |d| {
+                json!({ "kind": d.kind, "by": d.by, "comment": d.comment, "inputs": d.inputs })
+            });
             steps.insert(
                 key.clone(),
-                json!({ "outcome": outcome, "output": output, "message": message }),
+                json!({ "outcome": outcome, "output": output, "message": message, "decision": decision }),
             );
         }
         json!({

@@ -74,6 +74,7 @@ impl Script {
                 output,
                 message: String::new(),
                 fault: None,
+                details: Value::Null,
             },
         }
     }

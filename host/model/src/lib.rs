@@ -55,6 +55,9 @@ pub struct JobContext {
     pub attempt: u32,
     /// Who started the job.
     pub started_by: String,
+    /// How the step before this one in its list ended; `None` for the first.
+    #[serde(default)]
+    pub previous: Option<String>,
 }
 
 impl JobContext {
@@ -67,6 +70,7 @@ impl JobContext {
             step_id: step_id.to_string(),
             attempt: 1,
             started_by: user.to_string(),
+            previous: None,
         }
     }
 }

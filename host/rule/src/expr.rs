@@ -13,7 +13,7 @@ use serde_json::Value;
 /// The fields of `job` an expression may read.
 pub const JOB_FIELDS: &[&str] = &["id", "rule", "started_by", "status"];
 /// The fields of `steps.<id>` an expression may read.
-pub const STEP_FIELDS: &[&str] = &["outcome", "output", "message"];
+pub const STEP_FIELDS: &[&str] = &["outcome", "output", "message", "decision"];
 
 /// Rewrites `steps.ID` where `ID` holds a `-` (as GitHub Actions reads it) to `steps["ID"]`,
 /// since minijinja would read the `-` as a minus.

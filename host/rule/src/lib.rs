@@ -153,6 +153,20 @@ pub struct OpCall {
     pub retry: Option<Retry>,
     /// What a failure does.
     pub on_error: OnError,
+    /// How a trap on this step behaves (`on-error: trap`, or a `trap` op).
+    #[serde(default)]
+    pub trap: TrapPolicy,
+}
+
+/// How a trap behaves: Clarive's trap timeout, timeout action and retry limit.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+pub struct TrapPolicy {
+    /// How long the trap waits for a person, in milliseconds; none waits forever.
+    pub timeout_ms: Option<u64>,
+    /// What happens on timeout: abort (the default), skip, retry or rollback.
+    pub on_timeout: Option<sluice_model::DecisionKind>,
+    /// How many times a person may pick retry; none means no limit.
+    pub max_retries: Option<u32>,
 }
 
 /// A parallel group.
@@ -245,6 +259,9 @@ pub struct Defaults {
     /// Retry policy.
     pub retry: Option<Retry>,
 }
+
+/// The standard ops that open gates: allowed only in `init`, `pre` and `run`.
+pub const GATE_OPS: &[&str] = &["approve", "pause", "trap"];
 
 impl Rule {
     /// Every step, depth first, in file order, with its phase (`rollback` for `rollback:`).

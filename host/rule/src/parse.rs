@@ -32,17 +32,8 @@ const TOP_KEYS: &[&str] = &[
 ];
 const PARAM_KEYS: &[&str] = &["type", "required", "default", "allowed", "description"];
 const PHASE_KEYS: &[&str] = &["check", "init", "pre", "run", "post"];
-const STEP_KEYS: &[&str] = &[
-    "id",
-    "op",
-    "with",
-    "when",
-    "timeout",
-    "retry",
-    "on-error",
-    "parallel",
-    "fail-fast",
-];
+const STEP_KEYS: &[&str] =
+    &["id", "op", "with", "when", "timeout", "retry", "on-error", "trap", "parallel", "fail-fast"];
 const RETRY_KEYS: &[&str] = &["attempts", "delay", "max-delay"];
 
 /// Parses and checks a rule. Every problem is reported at once; nothing half-checked is returned.
@@ -517,6 +508,30 @@ impl Parser<'_> {
         })
     }
 
+    fn trap_policy(&mut self, n: &Node) -> TrapPolicy {
+        let Some(m) = self.mapping(n, "`trap`", &["timeout", "on-timeout", "max-retries"]) else {
+            return TrapPolicy::default();
+        };
+        let on_timeout = m.get_scalar("on-timeout").and_then(|s| match s.as_str() {
+            "abort" => Some(sluice_model::DecisionKind::Abort),
+            "skip" => Some(sluice_model::DecisionKind::Skip),
+            "retry" => Some(sluice_model::DecisionKind::Retry),
+            "rollback" => Some(sluice_model::DecisionKind::Rollback),
+            other => {
+                self.err(Loc::of(s.span()), format!("trap `on-timeout: {other}` is not a choice"), Some("use abort, skip, retry or rollback".into()));
+                None
+            }
+        });
+        let max_retries = m.get_scalar("max-retries").and_then(|s| match s.as_str().parse::<u32>() {
+            Ok(n) => Some(n),
+            Err(_) => {
+                self.err(Loc::of(s.span()), "`max-retries` must be a number", None);
+                None
+            }
+        });
+        TrapPolicy { timeout_ms: m.get_node("timeout").and_then(|t| self.duration_ms(t, "`timeout`")), on_timeout, max_retries }
+    }
+
     fn steps(&mut self, n: &Node, phase: Phase, defaults: &Defaults) -> Vec<Step> {
         let Some(seq) = n.as_sequence() else {
             self.err(
@@ -588,11 +603,13 @@ impl Parser<'_> {
                     None | Some(("fail", _)) => OnError::Fail,
                     Some(("continue", _)) => OnError::Continue,
                     Some(("trap", l)) => {
-                        self.err(
-                            l,
-                            "`on-error: trap` is not supported yet",
-                            Some("use `fail` or `continue` until gates land".into()),
-                        );
+                        if !matches!(phase, Phase::Init | Phase::Pre | Phase::Run) {
+                            self.err(
+                                l,
+                                format!("`on-error: trap` cannot stand in `{}`: nobody may stop it there", phase.as_str()),
+                                Some("traps belong in init, pre and run".into()),
+                            );
+                        }
                         OnError::Trap
                     }
                     Some((other, l)) => {
@@ -604,16 +621,19 @@ impl Parser<'_> {
                         OnError::Fail
                     }
                 };
-                StepKind::Op(OpCall {
-                    op: op_name,
-                    with,
-                    timeout_ms,
-                    retry,
-                    on_error,
-                })
+                if GATE_OPS.contains(&op_name.as_str()) && !matches!(phase, Phase::Init | Phase::Pre | Phase::Run) {
+                    let hint = match phase {
+                        Phase::Check => "a gate right after check is the first step of `init`",
+                        Phase::Post => "post always runs to the end; put the gate before it",
+                        _ => "gates belong in init, pre and run",
+                    };
+                    self.err(loc(op), format!("`{op_name}` cannot stand in `{}`", phase.as_str()), Some(hint.into()));
+                }
+                let trap = m.get_node("trap").map(|t| self.trap_policy(t)).unwrap_or_default();
+                StepKind::Op(OpCall { op: op_name, with, timeout_ms, retry, on_error, trap })
             }
             (None, Some(p)) => {
-                for k in ["with", "timeout", "retry", "on-error"] {
+                for k in ["with", "timeout", "retry", "on-error", "trap"] {
                     if let Some(x) = m.get_node(k) {
                         self.err(
                             loc(x),

@@ -33,6 +33,7 @@ pub(crate) fn job_context(c: &m::JobContext) -> w::JobContext {
         step_id: c.step_id.clone(),
         attempt: c.attempt,
         started_by: c.started_by.clone(),
+        previous: c.previous.clone(),
     }
 }
 

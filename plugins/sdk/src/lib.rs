@@ -84,6 +84,8 @@ pub struct Context {
     pub attempt: u32,
     /// Who started the job.
     pub started_by: String,
+    /// How the step before this one ended (`success`, `warning`, `failure`, `skipped`).
+    pub previous: Option<String>,
 }
 
 impl From<wit::JobContext> for Context {
@@ -95,6 +97,7 @@ impl From<wit::JobContext> for Context {
             step_id: c.step_id,
             attempt: c.attempt,
             started_by: c.started_by,
+            previous: c.previous,
         }
     }
 }

@@ -1,0 +1,330 @@
+//! Gates: what a waiting step needs, who may decide, and what a decision does.
+//!
+//! A gate opens when an op suspends (`approve`, `pause`, `trap`, or any op) or when a step with
+//! `on-error: trap` fails. Deciding is two halves: [`Job::check_decision`] says whether a
+//! decision is acceptable and turns it into an `Event::Decided` (pure: the caller appends it
+//! with the journal's sequence guard, so of two concurrent decisions exactly one lands), and
+//! `Job::apply` folds it in.
+
+use serde::Serialize;
+use serde_json::{Map, Value};
+use sluice_model::{DecisionKind, GateKind, InputKind};
+use sluice_rule::StepKind;
+
+use crate::{Closed, Ending, Event, Job, Millis, StepStatus};
+
+/// A decision someone asks for.
+#[derive(Debug, Clone)]
+pub struct DecisionRequest<'a> {
+    /// The step, when the job waits at more than one gate.
+    pub step: Option<&'a str>,
+    /// What.
+    pub kind: DecisionKind,
+    /// Who.
+    pub user: &'a str,
+    /// The user's groups (from the permissions file).
+    pub groups: &'a [String],
+    /// A comment.
+    pub comment: &'a str,
+    /// Answers to the gate's inputs, or edited inputs for a retry.
+    pub inputs: Map<String, Value>,
+}
+
+/// A gate as a person sees it.
+#[derive(Debug, Clone, PartialEq, Serialize)]
+pub struct GateView {
+    /// The step.
+    pub step: String,
+    /// Approval, pause or trap.
+    pub kind: GateKind,
+    /// What is asked.
+    pub message: String,
+    /// Who may decide.
+    pub approvers: Vec<String>,
+    /// Approvals needed, and given.
+    pub quorum: u32,
+    /// Who approved so far.
+    pub approved_by: Vec<String>,
+    /// When it times out, and what happens then.
+    pub deadline: Option<Millis>,
+    /// The action on timeout.
+    pub on_timeout: Option<DecisionKind>,
+    /// The decisions it takes.
+    pub choices: Vec<DecisionKind>,
+    /// The ops (name, sha256, capabilities) the job runs: what an approval approves.
+    pub bundle: Vec<(String, String, Vec<String>)>,
+    /// sha256 over the bundle.
+    pub bundle_digest: String,
+}
+
+/// What each kind of gate takes.
+pub fn choices(kind: GateKind) -> &'static [DecisionKind] {
+    match kind {
+        GateKind::Approval => &[DecisionKind::Approve, DecisionKind::Reject, DecisionKind::Abort],
+        GateKind::Pause => &[DecisionKind::Resume, DecisionKind::Abort],
+        GateKind::Trap => &[DecisionKind::Retry, DecisionKind::Skip, DecisionKind::Rollback, DecisionKind::Abort],
+    }
+}
+
+fn kind_word(k: DecisionKind) -> &'static str {
+    match k {
+        DecisionKind::Approve => "approve",
+        DecisionKind::Reject => "reject",
+        DecisionKind::Resume => "resume",
+        DecisionKind::Retry => "retry",
+        DecisionKind::Skip => "skip",
+        DecisionKind::Abort => "abort",
+        DecisionKind::Rollback => "rollback",
+    }
+}
+
+fn gate_word(k: GateKind) -> &'static str {
+    match k {
+        GateKind::Approval => "an approval",
+        GateKind::Pause => "a pause",
+        GateKind::Trap => "a trap",
+    }
+}
+
+/// sha256 over the lines, hex.
+fn digest_hex(parts: &[String]) -> String {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    for p in parts {
+        h.update(p.as_bytes());
+        h.update(b"\n");
+    }
+    hex::encode(h.finalize())
+}
+
+impl Job {
+    /// The ops the job runs, pinned at its start: name, sha256, capabilities; and a digest
+    /// over them. An approval is recorded against this digest.
+    pub fn bundle(&self) -> (Vec<(String, String, Vec<String>)>, String) {
+        let list: Vec<(String, String, Vec<String>)> =
+            self.ops.iter().map(|(n, m)| (n.clone(), m.digest.clone(), m.needs.clone())).collect();
+        let parts: Vec<String> = list.iter().map(|(n, d, c)| format!("{n} {d} {}", c.join(","))).collect();
+        (list, digest_hex(&parts))
+    }
+
+    /// The gates waiting for a decision.
+    pub fn waiting_gates(&self) -> Vec<GateView> {
+        let (bundle, bundle_digest) = self.bundle();
+        self.steps
+            .iter()
+            .filter(|(_, s)| s.status == StepStatus::Waiting)
+            .filter_map(|(k, s)| {
+                let g = s.gate.as_ref()?;
+                if g.decision.is_some() {
+                    return None;
+                }
+                Some(GateView {
+                    step: k.clone(),
+                    kind: g.gate.kind,
+                    message: g.gate.message.clone(),
+                    approvers: g.gate.approvers.clone(),
+                    quorum: g.gate.quorum.max(1),
+                    approved_by: g.approvals.iter().map(|(u, _, _)| u.clone()).collect(),
+                    deadline: g.gate.timeout_seconds.map(|t| g.opened_at + t * 1000),
+                    on_timeout: g.gate.timeout_action,
+                    choices: choices(g.gate.kind).to_vec(),
+                    bundle: bundle.clone(),
+                    bundle_digest: bundle_digest.clone(),
+                })
+            })
+            .collect()
+    }
+
+    /// When something is due without anyone acting: a gate's timeout or a retry's delay.
+    pub fn next_timer(&self) -> Option<Millis> {
+        if self.finished.is_some() {
+            return None;
+        }
+        let gates = self.waiting_gates().into_iter().filter_map(|g| g.deadline);
+        let retries = self.steps.values().filter(|s| s.status == StepStatus::RetryWait).filter_map(|s| s.retry_at);
+        gates.chain(retries).min()
+    }
+
+    /// Checks a decision against the job and turns it into the event to append. Nothing
+    /// changes here: a refused decision changes nothing.
+    pub fn check_decision(&self, req: &DecisionRequest<'_>) -> Result<Event, String> {
+        if let Some((status, _)) = &self.finished {
+            return Err(format!("job {} has ended ({}); there is nothing to decide", self.id, status.as_str()));
+        }
+        let gates = self.waiting_gates();
+        let names: Vec<&str> = gates.iter().map(|g| g.step.as_str()).collect();
+        let gate = match req.step {
+            Some(step) => gates.iter().find(|g| g.step == step).ok_or_else(|| {
+                if names.is_empty() {
+                    format!("job {} is not waiting at a gate", self.id)
+                } else {
+                    format!("job {} is not waiting at step `{step}`; it waits at {}", self.id, names.join(", "))
+                }
+            })?,
+            None => match gates.as_slice() {
+                [] => return Err(format!("job {} is not waiting at a gate", self.id)),
+                [one] => one,
+                _ => return Err(format!("job {} waits at {}: pass --step ID", self.id, names.join(", "))),
+            },
+        };
+        let word = kind_word(req.kind);
+        if !gate.choices.contains(&req.kind) {
+            let takes: Vec<&str> = gate.choices.iter().map(|k| kind_word(*k)).collect();
+            return Err(format!(
+                "step `{}` waits at {} gate, which takes {}, not {word}",
+                gate.step,
+                gate_word(gate.kind),
+                takes.join(", ")
+            ));
+        }
+        let state = &self.steps[&gate.step];
+        let g = state.gate.as_ref().expect("a waiting gate");
+        if !gate.approvers.is_empty() {
+            let allowed = gate.approvers.iter().any(|a| match a.strip_prefix("group:") {
+                Some(group) => req.groups.iter().any(|g| g == group),
+                None => a == req.user,
+            });
+            if !allowed {
+                return Err(format!(
+                    "{} may not decide at `{}`: its approvers are {}",
+                    req.user,
+                    gate.step,
+                    gate.approvers.join(", ")
+                ));
+            }
+        }
+        if req.kind == DecisionKind::Approve {
+            if req.user == self.started_by && !g.gate.allow_self_approval {
+                return Err(format!(
+                    "{} started job {} and may not approve it (four eyes); another approver must",
+                    req.user, self.id
+                ));
+            }
+            if g.approvals.iter().any(|(u, _, _)| u == req.user) {
+                return Err(format!(
+                    "{} has already approved `{}` ({} of {} approvals so far); another approver must",
+                    req.user,
+                    gate.step,
+                    g.approvals.len(),
+                    gate.quorum
+                ));
+            }
+        }
+        let mut inputs = req.inputs.clone();
+        if matches!(req.kind, DecisionKind::Approve | DecisionKind::Resume) {
+            for (name, _) in &req.inputs {
+                if !g.gate.inputs.iter().any(|i| &i.name == name) {
+                    let known: Vec<&str> = g.gate.inputs.iter().map(|i| i.name.as_str()).collect();
+                    return Err(if known.is_empty() {
+                        format!("`{}` asks for no inputs, and `{name}` was given", gate.step)
+                    } else {
+                        format!("`{}` asks for {}, not `{name}`", gate.step, known.join(", "))
+                    });
+                }
+            }
+            for i in &g.gate.inputs {
+                match inputs.get(&i.name) {
+                    None => match &i.default {
+                        Some(d) => {
+                            inputs.insert(i.name.clone(), Value::String(d.clone()));
+                        }
+                        None if i.required => {
+                            return Err(format!("`{}` needs input `{}` ({}): pass --input {}=VALUE", gate.step, i.name, i.description, i.name));
+                        }
+                        None => {}
+                    },
+                    Some(v) => {
+                        if let InputKind::Choice(values) = &i.kind {
+                            let text = v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string());
+                            if !values.contains(&text) {
+                                return Err(format!("input `{}` is `{text}`; pick one of {}", i.name, values.join(", ")));
+                            }
+                        }
+                    }
+                }
+            }
+        }
+        if req.kind == DecisionKind::Retry
+            && let Some(max) = self.trap_policy(&gate.step).and_then(|t| t.max_retries)
+            && state.trap_retries >= max
+        {
+            return Err(format!(
+                "`{}` was retried {} times, the most its trap allows; skip, rollback or abort",
+                gate.step, state.trap_retries
+            ));
+        }
+        Ok(Event::Decided {
+            step: gate.step.clone(),
+            kind: req.kind,
+            by: req.user.to_string(),
+            comment: req.comment.to_string(),
+            inputs,
+            bundle: gate.bundle_digest.clone(),
+        })
+    }
+
+    pub(crate) fn trap_policy(&self, key: &str) -> Option<sluice_rule::TrapPolicy> {
+        match &self.rule.step(key)?.1.kind {
+            StepKind::Op(c) => Some(c.trap),
+            StepKind::Parallel(_) => None,
+        }
+    }
+
+    /// Folds a decision into the step it is for.
+    pub(crate) fn decided(&mut self, step: &str, kind: DecisionKind, by: &str, comment: &str, inputs: &Map<String, Value>, at: Millis) {
+        let Some(s) = self.steps.get_mut(step) else { return };
+        let Some(g) = s.gate.as_mut() else { return };
+        if s.status != StepStatus::Waiting || g.decision.is_some() {
+            return; // a late duplicate: the first decision stands
+        }
+        let close = |kind: DecisionKind, by: String| Closed {
+            kind,
+            by,
+            comment: comment.to_string(),
+            inputs: inputs.clone(),
+            resumed: false,
+        };
+        match kind {
+            DecisionKind::Approve => {
+                g.approvals.push((by.to_string(), comment.to_string(), at));
+                let quorum = g.gate.quorum.max(1) as usize;
+                if by == "timeout" || g.approvals.len() >= quorum {
+                    let who: Vec<String> = g.approvals.iter().map(|(u, _, _)| u.clone()).collect();
+                    g.decision = Some(close(kind, who.join(", ")));
+                }
+            }
+            DecisionKind::Reject | DecisionKind::Resume => g.decision = Some(close(kind, by.to_string())),
+            DecisionKind::Abort => {
+                g.decision = Some(close(kind, by.to_string()));
+                s.status = StepStatus::Failed;
+                s.finished_at = Some(at);
+                s.ending = Some(Ending::Aborted(by.to_string()));
+            }
+            DecisionKind::Skip => {
+                g.decision = Some(close(kind, by.to_string()));
+                s.status = StepStatus::Skipped;
+                s.finished_at = Some(at);
+                let why = if comment.is_empty() { String::new() } else { format!(": {comment}") };
+                s.skip_reason = Some(format!("skipped by {by} at a {}{why}", if g.gate.kind == GateKind::Trap { "trap" } else { "gate" }));
+            }
+            DecisionKind::Retry => {
+                g.decision = Some(close(kind, by.to_string()));
+                s.status = StepStatus::RetryWait;
+                s.retry_at = Some(at);
+                s.trap_retries += 1;
+                // Edited inputs replace the fields they name.
+                if let Value::Object(m) = &mut s.input {
+                    for (k, v) in inputs {
+                        m.insert(k.clone(), v.clone());
+                    }
+                }
+            }
+            DecisionKind::Rollback => {
+                g.decision = Some(close(kind, by.to_string()));
+                s.status = StepStatus::Failed;
+                s.finished_at = Some(at);
+                s.ending = Some(Ending::RollbackAsked(by.to_string()));
+            }
+        }
+    }
+}
