@@ -200,7 +200,9 @@ fn usage_errors_exit_2_and_say_what_to_do() {
     let o = sluice(home.path(), &["op", "run", "no-such-op"]);
     assert_eq!(o.status.code(), Some(2));
     assert!(
-        stderr(&o).contains("unknown op `no-such-op`: the standard ops are assert, log, set;"),
+        stderr(&o).contains(
+            "unknown op `no-such-op`: the standard ops are approve, assert, log, pause, set, trap;"
+        ),
         "{}",
         stderr(&o)
     );

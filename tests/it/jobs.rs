@@ -7,14 +7,14 @@ use std::process::{Command, Output, Stdio};
 use serde_json::Value;
 use sluice_ops::test_ops;
 
-fn root() -> PathBuf {
+pub(crate) fn root() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../..")
         .canonicalize()
         .unwrap()
 }
 
-fn sluice(home: &Path, args: &[&str]) -> Output {
+pub(crate) fn sluice(home: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_sluice"))
         .args(args)
         .current_dir(root())
@@ -25,15 +25,15 @@ fn sluice(home: &Path, args: &[&str]) -> Output {
         .expect("running sluice")
 }
 
-fn out(o: &Output) -> String {
+pub(crate) fn out(o: &Output) -> String {
     String::from_utf8_lossy(&o.stdout).into_owned()
 }
 
-fn err(o: &Output) -> String {
+pub(crate) fn err(o: &Output) -> String {
     String::from_utf8_lossy(&o.stderr).into_owned()
 }
 
-fn json(o: &Output) -> Value {
+pub(crate) fn json(o: &Output) -> Value {
     serde_json::from_slice(&o.stdout)
         .unwrap_or_else(|e| panic!("not JSON ({e}):\n{}{}", out(o), err(o)))
 }
@@ -59,7 +59,7 @@ fn no_times(s: &str) -> String {
 }
 
 /// A rule file in `dir` whose `OPS` placeholder is replaced by `ops:` entries for test ops.
-fn write_rule(dir: &Path, name: &str, yaml: &str) -> PathBuf {
+pub(crate) fn write_rule(dir: &Path, name: &str, yaml: &str) -> PathBuf {
     let ops: String = test_ops::ALL
         .iter()
         .map(|(n, p)| format!("  {n}: {{ path: {p:?} }}\n"))
@@ -188,6 +188,7 @@ run
     branch 2
       smoke-b              succeeded in <t>
   quality              failed in <t>: the canary's error rate is over 1%
+  go-live              skipped: `when: ${{ steps.quality.outcome == 'success' }}` is false
   promote              skipped: `when: ${{ steps.quality.outcome == 'success' }}` is false
 rollback
   restore              not run

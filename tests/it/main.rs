@@ -4,6 +4,7 @@
 //! built `sluice` binary as a user would.
 
 mod cli;
+mod gates;
 mod jobs;
 mod runtime;
 

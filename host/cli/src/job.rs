@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::{Context as _, anyhow};
 use clap::Args;
-use serde_json::json;
+use serde_json::{Value, json};
 use sluice_engine::{Event, Job, JobStatus, Millis, StepStatus};
 use sluice_rule::{Step, StepKind};
 use sluice_runner::{Observer, Runner, Standing};
@@ -77,7 +77,7 @@ pub(crate) struct LocksArgs {
     json: bool,
 }
 
-fn journal(global: &Global) -> Result<Arc<SqliteJournal>, Failed> {
+pub(crate) fn journal(global: &Global) -> Result<Arc<SqliteJournal>, Failed> {
     let path = global.home.join("sluice.db");
     SqliteJournal::open(&path)
         .with_context(|| format!("cannot open the journal at {}", path.display()))
@@ -85,7 +85,7 @@ fn journal(global: &Global) -> Result<Arc<SqliteJournal>, Failed> {
         .map_err(Failed::internal)
 }
 
-fn runner(global: &Global, observer: Arc<dyn Observer>) -> Result<Runner, Failed> {
+pub(crate) fn runner(global: &Global, observer: Arc<dyn Observer>) -> Result<Runner, Failed> {
     let runtime = Runtime::new(RuntimeConfig::new(&global.home)).map_err(Failed::internal)?;
     Ok(Runner::new(Arc::new(runtime), journal(global)?, observer))
 }
@@ -98,7 +98,7 @@ pub(crate) fn user() -> String {
 
 /// Prints events and logs as plain lines (or JSON lines) as the runner goes; on a terminal,
 /// redraws a live tree of the job's steps instead.
-struct Printer {
+pub(crate) struct Printer {
     json: bool,
     /// Lines of the tree drawn last, when drawing live on a terminal.
     live: Option<Mutex<usize>>,
@@ -106,7 +106,7 @@ struct Printer {
 }
 
 impl Printer {
-    fn new(json: bool) -> Self {
+    pub(crate) fn new(json: bool) -> Self {
         use std::io::IsTerminal;
         let live =
             (!json && std::io::stdout().is_terminal() && std::env::var_os("NO_COLOR").is_none())
@@ -134,7 +134,7 @@ impl Printer {
 }
 
 impl Printer {
-    fn line(&self, text: &str) {
+    pub(crate) fn line(&self, text: &str) {
         let _guard = self.out.lock().unwrap_or_else(|p| p.into_inner());
         let mut out = std::io::stdout().lock();
         let _ = writeln!(out, "{text}");
@@ -215,6 +215,45 @@ impl Observer for Printer {
                 format!("{:>8}  {step} skipped: {reason}", phase_of(job, step))
             }
             Event::RollbackStarted { step, .. } => format!("rolling back: `{step}` failed"),
+            Event::GateOpened { step, gate, .. } => {
+                let kind = match gate.kind {
+                    sluice_engine::GateKind::Approval => "an approval",
+                    sluice_engine::GateKind::Pause => "a pause",
+                    sluice_engine::GateKind::Trap => "a trap",
+                };
+                format!(
+                    "{:>8}  {step} waits at {kind}: {}",
+                    phase_of(job, step),
+                    gate.message
+                )
+            }
+            Event::Decided {
+                step,
+                kind,
+                by,
+                comment,
+                ..
+            } => {
+                let why = if comment.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {comment}")
+                };
+                let kind = serde_json::to_value(kind)
+                    .ok()
+                    .and_then(|v| v.as_str().map(String::from))
+                    .unwrap_or_default();
+                format!(
+                    "{:>8}  {step}: {by} decided {kind}{why}",
+                    phase_of(job, step)
+                )
+            }
+            Event::Interrupted { step, attempt } => {
+                format!(
+                    "{:>8}  {step} attempt {attempt} was interrupted: the host stopped while it ran",
+                    phase_of(job, step)
+                )
+            }
             Event::CancelRequested { by, reason } => format!("cancel requested by {by}: {reason}"),
             // `run` says "no job was created" itself.
             Event::Finished {
@@ -242,14 +281,17 @@ impl Observer for Printer {
     }
 }
 
-fn standing_code(standing: &Standing) -> u8 {
+pub(crate) fn standing_code(standing: &Standing) -> u8 {
     match standing {
         Standing::Finished {
             status: JobStatus::Succeeded,
             ..
         } => 0,
         Standing::Finished { .. } | Standing::CheckFailed { .. } => Failed::OP_FAILED,
-        Standing::Queued { .. } | Standing::ElsewhereRunning => Failed::WAITING,
+        Standing::Queued { .. } | Standing::ElsewhereRunning | Standing::Waiting { .. } => {
+            Failed::WAITING
+        }
+        Standing::Handed => 0,
     }
 }
 
@@ -268,17 +310,45 @@ pub(crate) async fn run(global: &Global, args: RunArgs) -> CmdResult {
             other => Failed::internal(other),
         })?;
     if !args.json {
-        match &standing {
-            Standing::Queued { behind } => printer.line(&format!(
-                "job {id} waits in line behind {}; it starts when they end (the process running them carries it on), or `sluice cancel {id}`",
-                behind.join(", ")
-            )),
-            Standing::CheckFailed { message } => printer.line(&format!("no job was created: {message}")),
-            Standing::ElsewhereRunning => printer.line(&format!("job {id} runs in another process")),
-            Standing::Finished { .. } => {}
-        }
+        report_standing(&printer, &id, &standing);
     }
     Ok(standing_code(&standing))
+}
+
+/// Says how a job stands when this process stops driving it, and what continues it.
+pub(crate) fn report_standing(printer: &Printer, id: &str, standing: &Standing) {
+    match standing {
+        Standing::Queued { behind } => printer.line(&format!(
+            "job {id} waits in line behind {}; it starts when they end (the process running them carries it on, or `sluice worker`), or `sluice cancel {id}`",
+            behind.join(", ")
+        )),
+        Standing::CheckFailed { message } => printer.line(&format!("no job was created: {message}")),
+        Standing::ElsewhereRunning => printer.line(&format!("job {id} runs in another process")),
+        Standing::Waiting { gates } => {
+            for g in gates {
+                let verbs: Vec<String> = g
+                    .choices
+                    .iter()
+                    .map(|k| {
+                        let k = serde_json::to_value(k).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
+                        format!("`sluice {k} {id} --step {}`", g.step)
+                    })
+                    .collect();
+                printer.line(&format!("job {id} waits at `{}`: {}", g.step, g.message));
+                if !g.approvers.is_empty() {
+                    printer.line(&format!("  approvers: {} (quorum {})", g.approvers.join(", "), g.quorum));
+                }
+                if let Some(d) = g.deadline {
+                    printer.line(&format!("  times out in {} s", d.saturating_sub(sluice_runner::now()) / 1000));
+                }
+                let ops: Vec<String> = g.bundle.iter().map(|(n, d, _)| format!("{n}@sha256:{}", &d[..12.min(d.len())])).collect();
+                printer.line(&format!("  approves the ops {} (bundle {})", ops.join(", "), &g.bundle_digest[..16]));
+                printer.line(&format!("  continue with {}", verbs.join(" or ")));
+            }
+            printer.line(&format!("job {id} hibernates: nothing of it runs until someone decides"));
+        }
+        Standing::Finished { .. } | Standing::Handed => {}
+    }
 }
 
 pub(crate) fn jobs(global: &Global, args: JobsArgs) -> CmdResult {
@@ -302,7 +372,10 @@ pub(crate) fn jobs(global: &Global, args: JobsArgs) -> CmdResult {
     Ok(0)
 }
 
-fn load_job(journal: &SqliteJournal, id: &str) -> Result<(Job, Vec<(Event, Millis)>), Failed> {
+pub(crate) fn load_job(
+    journal: &SqliteJournal,
+    id: &str,
+) -> Result<(Job, Vec<(Event, Millis)>), Failed> {
     let rows = journal.events(id, 0).map_err(Failed::internal)?;
     if rows.is_empty() {
         return Err(Failed::usage(anyhow!(
@@ -324,6 +397,7 @@ pub(crate) fn show(global: &Global, args: ShowArgs) -> CmdResult {
     let journal = journal(global)?;
     let (job, events) = load_job(&journal, &args.job)?;
     if args.json {
+        let annotations = journal.annotations(&job.id).map_err(Failed::internal)?;
         let history: Vec<_> = events
             .iter()
             .map(|(e, at)| json!({ "at": at, "event": e }))
@@ -337,15 +411,109 @@ pub(crate) fn show(global: &Global, args: ShowArgs) -> CmdResult {
             "params": job.params,
             "locks": job.locks,
             "steps": job.steps,
+            "waiting": job.waiting_gates(),
+            "annotations": annotations,
             "history": history,
         }))?;
         return Ok(0);
     }
-    output::print(&show_text(&job))?;
+    let mut text = show_text(&job);
+    let gates = job.waiting_gates();
+    if !gates.is_empty() {
+        text.push_str("waiting at\n");
+        for g in &gates {
+            text.push_str(&format!("  {:<20} {}", g.step, g.message));
+            if !g.approved_by.is_empty() {
+                text.push_str(&format!(
+                    " (approved by {}; {} needed)",
+                    g.approved_by.join(", "),
+                    g.quorum
+                ));
+            }
+            text.push('\n');
+        }
+    }
+    let decisions: Vec<String> = events
+        .iter()
+        .filter_map(|(e, at)| match e {
+            Event::Decided {
+                step,
+                kind,
+                by,
+                comment,
+                inputs,
+                ..
+            } => {
+                let kind = serde_json::to_value(kind)
+                    .ok()
+                    .and_then(|v| v.as_str().map(String::from))
+                    .unwrap_or_default();
+                let mut line = format!("  {} {by} decided {kind} at `{step}`", time(*at));
+                if !comment.is_empty() {
+                    line.push_str(&format!(": {comment}"));
+                }
+                if !inputs.is_empty() {
+                    line.push_str(&format!(" {}", Value::Object(inputs.clone())));
+                }
+                Some(line)
+            }
+            Event::CancelRequested { by, reason } => {
+                Some(format!("  {} {by} cancelled: {reason}", time(*at)))
+            }
+            _ => None,
+        })
+        .collect();
+    if !decisions.is_empty() {
+        text.push_str("decisions\n");
+        for d in decisions {
+            text.push_str(&d);
+            text.push('\n');
+        }
+    }
+    let notes = journal.annotations(&job.id).map_err(Failed::internal)?;
+    if !notes.is_empty() {
+        text.push_str("annotations\n");
+        for n in notes {
+            let what = if n.kind == "comment" {
+                n.title.clone()
+            } else {
+                format!("{} {} ({} bytes)", n.kind, n.title, n.size)
+            };
+            text.push_str(&format!(
+                "  #{} {} {}: {what}\n",
+                n.id,
+                time(n.at),
+                n.author
+            ));
+        }
+    }
+    output::print(&text)?;
     Ok(0)
 }
 
 /// The human form of `sluice show`: header, then every step of the rule in order.
+/// A time as UTC `YYYY-MM-DD HH:MM:SS`.
+fn time(ms: Millis) -> String {
+    let secs = ms / 1000;
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    format!(
+        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60
+    )
+}
+
 pub(crate) fn show_text(job: &Job) -> String {
     let (status, message) = sluice_runner::status_of(job);
     let mut out = format!(
@@ -434,6 +602,7 @@ fn status_word(s: StepStatus) -> &'static str {
         StepStatus::Warning => "warning",
         StepStatus::Failed => "failed",
         StepStatus::Skipped => "skipped",
+        StepStatus::Waiting => "waiting",
     }
 }
 

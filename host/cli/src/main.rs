@@ -3,13 +3,15 @@
 //! Exit codes (docs/cli.md): 0 success, 1 the job or op did not succeed (or a rule has
 //! errors), 2 usage error (bad arguments, unknown op, bad params, input that is not JSON, a
 //! rule that does not validate), 3 waiting (at a gate, or queued for locks), 4 a component could
-//! not be loaded, 70 an internal error of the host.
+//! not be loaded, 5 a decision refused (not allowed, nothing waits there, already decided),
+//! 70 an internal error of the host.
 
 use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Args, Parser, Subcommand};
 
+mod gate;
 mod job;
 mod op;
 mod output;
@@ -54,6 +56,24 @@ enum Command {
     Logs(job::LogsArgs),
     /// Stop a job: nothing new starts, running steps finish, post runs.
     Cancel(job::CancelArgs),
+    /// Approve a job waiting at an approval gate.
+    Approve(gate::DecideArgs),
+    /// Reject a job waiting at an approval gate: it ends as rejected, no rollback; post runs.
+    Reject(gate::DecideArgs),
+    /// Resume a paused job.
+    Resume(gate::DecideArgs),
+    /// At a trap: run the failed step again (with --input NAME=VALUE to edit its input).
+    Retry(gate::DecideArgs),
+    /// At a trap: go on as if the failed step had succeeded.
+    Skip(gate::DecideArgs),
+    /// At a trap: roll the job back, then run post.
+    Rollback(gate::DecideArgs),
+    /// At any gate: end the job as failed, with no rollback; post runs.
+    Abort(gate::DecideArgs),
+    /// Attach a comment, a file or a log to a job, at any time.
+    Annotate(gate::AnnotateArgs),
+    /// Drive queued jobs, due gate timeouts and decided jobs until SIGINT or SIGTERM.
+    Worker(gate::WorkerArgs),
     /// List locks and concurrency groups: who holds them, who waits.
     Locks(job::LocksArgs),
     /// List, describe and run ops on their own.
@@ -63,10 +83,10 @@ enum Command {
 
 /// A failure with the exit code it maps to.
 pub(crate) struct Failed {
-    code: u8,
-    error: anyhow::Error,
+    pub(crate) code: u8,
+    pub(crate) error: anyhow::Error,
     /// Printed as is (already formatted diagnostics), not as `error: ...`.
-    raw: bool,
+    pub(crate) raw: bool,
 }
 
 impl Failed {
@@ -74,6 +94,8 @@ impl Failed {
     pub(crate) const USAGE: u8 = 2;
     pub(crate) const WAITING: u8 = 3;
     pub(crate) const LOAD: u8 = 4;
+    pub(crate) const DENIED: u8 = 5;
+    pub(crate) const REFUSED: u8 = 5;
     pub(crate) const INTERNAL: u8 = 70;
 
     pub(crate) fn usage(error: impl Into<anyhow::Error>) -> Self {
@@ -142,6 +164,29 @@ fn run(cli: Cli) -> CmdResult {
             Command::Logs(args) => job::logs(&cli.global, args).await,
             Command::Cancel(args) => job::cancel(&cli.global, args).await,
             Command::Locks(args) => job::locks(&cli.global, args),
+            Command::Approve(a) => {
+                gate::decide(&cli.global, sluice_engine::DecisionKind::Approve, a).await
+            }
+            Command::Reject(a) => {
+                gate::decide(&cli.global, sluice_engine::DecisionKind::Reject, a).await
+            }
+            Command::Resume(a) => {
+                gate::decide(&cli.global, sluice_engine::DecisionKind::Resume, a).await
+            }
+            Command::Retry(a) => {
+                gate::decide(&cli.global, sluice_engine::DecisionKind::Retry, a).await
+            }
+            Command::Skip(a) => {
+                gate::decide(&cli.global, sluice_engine::DecisionKind::Skip, a).await
+            }
+            Command::Rollback(a) => {
+                gate::decide(&cli.global, sluice_engine::DecisionKind::Rollback, a).await
+            }
+            Command::Abort(a) => {
+                gate::decide(&cli.global, sluice_engine::DecisionKind::Abort, a).await
+            }
+            Command::Annotate(a) => gate::annotate(&cli.global, a),
+            Command::Worker(a) => gate::worker(&cli.global, a).await,
             Command::Op(cmd) => op::run(&cli.global, cmd).await,
         }
     })

@@ -161,6 +161,7 @@ pub(crate) async fn simulate(global: &Global, args: SimulateArgs) -> CmdResult {
                 digest: op.digest().to_string(),
                 can_rollback: info.can_rollback,
                 idempotent: info.idempotent,
+                needs: info.needs.iter().map(ToString::to_string).collect(),
             },
         );
     }

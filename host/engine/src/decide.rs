@@ -11,8 +11,8 @@ use sluice_rule::expr::Evaluator;
 use sluice_rule::{OnError, OpCall, Parallel, Step, StepKind};
 
 use crate::{
-    Action, DecisionKind, Ending, Event, Gate, GateKind, Job, JobStatus, LockRequest, Millis, StepCall, StepResult,
-    StepState, StepStatus,
+    Action, DecisionKind, Ending, Event, Gate, GateKind, Job, JobStatus, LockRequest, Millis,
+    StepCall, StepResult, StepState, StepStatus,
 };
 
 /// A step a person ended: rejected, aborted, or sent to rollback at its trap.
@@ -22,15 +22,43 @@ fn ended_by_person(step: &Step, state: &StepState) -> Option<Flow> {
     }
     if let Some(e) = &state.ending {
         return Some(match e {
-            Ending::Aborted(by) => Flow::Ended { status: JobStatus::Failed, message: format!("aborted by {by} at `{}`", step.id) },
-            Ending::Rejected(by) => Flow::Ended { status: JobStatus::Rejected, message: format!("rejected by {by} at `{}`", step.id) },
-            Ending::RollbackAsked(by) => Flow::Failed { step: step.id.clone(), message: format!("{by} picked rollback at the trap") },
+            Ending::Aborted(by) => Flow::Ended {
+                status: JobStatus::Failed,
+                message: format!("aborted by {by} at `{}`", step.id),
+            },
+            Ending::Rejected(by) => Flow::Ended {
+                status: JobStatus::Rejected,
+                message: format!("rejected by {by} at `{}`", step.id),
+            },
+            Ending::RollbackAsked(by) => Flow::Failed {
+                step: step.id.clone(),
+                message: format!("{by} picked rollback at the trap"),
+            },
+        });
+    }
+    // An op that declines by itself (a Keptn approval after a failed step) says so in its
+    // failure's details.
+    if state.status == StepStatus::Failed
+        && let Some(r) = &state.result
+        && r.details.get("decision").and_then(Value::as_str) == Some("reject")
+        && state.gate.as_ref().is_none_or(|g| g.decision.is_none())
+    {
+        return Some(Flow::Ended {
+            status: JobStatus::Rejected,
+            message: format!("`{}` {}", step.id, r.message),
         });
     }
     let d = state.gate.as_ref()?.decision.as_ref()?;
     (d.kind == DecisionKind::Reject).then(|| {
-        let why = if d.comment.is_empty() { String::new() } else { format!(": {}", d.comment) };
-        Flow::Ended { status: JobStatus::Rejected, message: format!("rejected by {} at `{}`{why}", d.by, step.id) }
+        let why = if d.comment.is_empty() {
+            String::new()
+        } else {
+            format!(": {}", d.comment)
+        };
+        Flow::Ended {
+            status: JobStatus::Rejected,
+            message: format!("rejected by {} at `{}`{why}", d.by, step.id),
+        }
     })
 }
 
@@ -48,9 +76,19 @@ fn outcome_word(job: &Job, step: &Step) -> Option<String> {
             .to_string(),
         );
     }
-    let StepKind::Parallel(p) = &step.kind else { return None };
-    let words: Vec<String> = p.branches.iter().flatten().filter_map(|s| outcome_word(job, s)).collect();
-    ["failure", "warning", "success", "skipped"].iter().find(|w| words.iter().any(|x| x == *w)).map(|w| w.to_string())
+    let StepKind::Parallel(p) = &step.kind else {
+        return None;
+    };
+    let words: Vec<String> = p
+        .branches
+        .iter()
+        .flatten()
+        .filter_map(|s| outcome_word(job, s))
+        .collect();
+    ["failure", "warning", "success", "skipped"]
+        .iter()
+        .find(|w| words.iter().any(|x| x == *w))
+        .map(|w| w.to_string())
 }
 
 /// How a list of steps stands.
@@ -184,7 +222,9 @@ pub fn decide(job: &Job, now: Millis) -> Vec<Action> {
             };
             (path, format!("step `{step}` failed ({message}); {how}"))
         }
-        JobStatus::Rejected | JobStatus::Failed if ended.is_some() => (path, ended.unwrap_or_default()),
+        JobStatus::Rejected | JobStatus::Failed if ended.is_some() => {
+            (path, ended.unwrap_or_default())
+        }
         JobStatus::Cancelled => {
             let (by, reason) = job.cancel.clone().unwrap_or_default();
             (JobStatus::Cancelled, format!("cancelled by {by}: {reason}"))
@@ -345,7 +385,11 @@ impl Ctx<'_> {
 
     fn seq(&mut self, steps: &[Step]) -> Flow {
         for (i, step) in steps.iter().enumerate() {
-            self.prev = if i == 0 { None } else { outcome_word(self.job, &steps[i - 1]) };
+            self.prev = if i == 0 {
+                None
+            } else {
+                outcome_word(self.job, &steps[i - 1])
+            };
             let flow = match &step.kind {
                 StepKind::Op(call) => self.op_step(step, call),
                 StepKind::Parallel(p) => self.parallel(step, p),
@@ -429,12 +473,20 @@ impl Ctx<'_> {
             }
             StepStatus::Succeeded | StepStatus::Warning | StepStatus::Skipped => Flow::Done,
             StepStatus::Failed => {
-                let message = state.result.as_ref().map(|r| r.message.clone()).unwrap_or_default();
+                let message = state
+                    .result
+                    .as_ref()
+                    .map(|r| r.message.clone())
+                    .unwrap_or_default();
                 let trapped_now = state
                     .gate
                     .as_ref()
                     .is_some_and(|g| g.gate.kind == GateKind::Trap && g.attempt >= state.attempt);
-                if call.on_error == OnError::Trap && !self.keep_going && !trapped_now && self.job.cancel.is_none() {
+                if call.on_error == OnError::Trap
+                    && !self.keep_going
+                    && !trapped_now
+                    && self.job.cancel.is_none()
+                {
                     let policy = call.trap;
                     self.record(Event::GateOpened {
                         step: step.id.clone(),
@@ -447,7 +499,9 @@ impl Ctx<'_> {
                             allow_self_approval: true,
                             inputs: vec![],
                             timeout_seconds: policy.timeout_ms.map(|ms| ms.div_ceil(1000)),
-                            timeout_action: policy.on_timeout.or(policy.timeout_ms.map(|_| DecisionKind::Abort)),
+                            timeout_action: policy
+                                .on_timeout
+                                .or(policy.timeout_ms.map(|_| DecisionKind::Abort)),
                             state: vec![],
                         },
                     });
@@ -456,7 +510,10 @@ impl Ctx<'_> {
                 if call.on_error == OnError::Continue || self.keep_going {
                     Flow::Done
                 } else {
-                    Flow::Failed { step: step.id.clone(), message }
+                    Flow::Failed {
+                        step: step.id.clone(),
+                        message,
+                    }
                 }
             }
         }
@@ -466,20 +523,35 @@ impl Ctx<'_> {
     fn waiting(&mut self, step: &Step, call: &OpCall, state: &StepState) {
         let Some(g) = &state.gate else { return };
         match &g.decision {
-            Some(d) if matches!(d.kind, DecisionKind::Approve | DecisionKind::Resume | DecisionKind::Reject) => {
+            Some(d)
+                if matches!(
+                    d.kind,
+                    DecisionKind::Approve | DecisionKind::Resume | DecisionKind::Reject
+                ) =>
+            {
                 let actor = sluice_model::Actor {
                     user: d.by.clone(),
                     comment: d.comment.clone(),
                     inputs: d
                         .inputs
                         .iter()
-                        .map(|(k, v)| (k.clone(), v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string())))
+                        .map(|(k, v)| {
+                            (
+                                k.clone(),
+                                v.as_str()
+                                    .map(str::to_string)
+                                    .unwrap_or_else(|| v.to_string()),
+                            )
+                        })
                         .collect(),
                 };
                 let decision = if d.by == "timeout" {
                     sluice_model::Decision::TimedOut
                 } else {
-                    sluice_model::Decision::By { kind: d.kind, actor }
+                    sluice_model::Decision::By {
+                        kind: d.kind,
+                        actor,
+                    }
                 };
                 let mut c = self.call(step, call, state.attempt, state.input.clone());
                 c.resume = Some((g.gate.state.clone(), decision));
@@ -487,7 +559,9 @@ impl Ctx<'_> {
             }
             Some(_) => {}
             None => {
-                let Some(secs) = g.gate.timeout_seconds else { return };
+                let Some(secs) = g.gate.timeout_seconds else {
+                    return;
+                };
                 if self.now >= g.opened_at + secs * 1000 {
                     let kind = g.gate.timeout_action.unwrap_or(DecisionKind::Abort);
                     self.record(Event::Decided {

@@ -60,9 +60,18 @@ pub struct GateView {
 /// What each kind of gate takes.
 pub fn choices(kind: GateKind) -> &'static [DecisionKind] {
     match kind {
-        GateKind::Approval => &[DecisionKind::Approve, DecisionKind::Reject, DecisionKind::Abort],
+        GateKind::Approval => &[
+            DecisionKind::Approve,
+            DecisionKind::Reject,
+            DecisionKind::Abort,
+        ],
         GateKind::Pause => &[DecisionKind::Resume, DecisionKind::Abort],
-        GateKind::Trap => &[DecisionKind::Retry, DecisionKind::Skip, DecisionKind::Rollback, DecisionKind::Abort],
+        GateKind::Trap => &[
+            DecisionKind::Retry,
+            DecisionKind::Skip,
+            DecisionKind::Rollback,
+            DecisionKind::Abort,
+        ],
     }
 }
 
@@ -101,9 +110,15 @@ impl Job {
     /// The ops the job runs, pinned at its start: name, sha256, capabilities; and a digest
     /// over them. An approval is recorded against this digest.
     pub fn bundle(&self) -> (Vec<(String, String, Vec<String>)>, String) {
-        let list: Vec<(String, String, Vec<String>)> =
-            self.ops.iter().map(|(n, m)| (n.clone(), m.digest.clone(), m.needs.clone())).collect();
-        let parts: Vec<String> = list.iter().map(|(n, d, c)| format!("{n} {d} {}", c.join(","))).collect();
+        let list: Vec<(String, String, Vec<String>)> = self
+            .ops
+            .iter()
+            .map(|(n, m)| (n.clone(), m.digest.clone(), m.needs.clone()))
+            .collect();
+        let parts: Vec<String> = list
+            .iter()
+            .map(|(n, d, c)| format!("{n} {d} {}", c.join(",")))
+            .collect();
         (list, digest_hex(&parts))
     }
 
@@ -141,7 +156,11 @@ impl Job {
             return None;
         }
         let gates = self.waiting_gates().into_iter().filter_map(|g| g.deadline);
-        let retries = self.steps.values().filter(|s| s.status == StepStatus::RetryWait).filter_map(|s| s.retry_at);
+        let retries = self
+            .steps
+            .values()
+            .filter(|s| s.status == StepStatus::RetryWait)
+            .filter_map(|s| s.retry_at);
         gates.chain(retries).min()
     }
 
@@ -149,7 +168,11 @@ impl Job {
     /// changes here: a refused decision changes nothing.
     pub fn check_decision(&self, req: &DecisionRequest<'_>) -> Result<Event, String> {
         if let Some((status, _)) = &self.finished {
-            return Err(format!("job {} has ended ({}); there is nothing to decide", self.id, status.as_str()));
+            return Err(format!(
+                "job {} has ended ({}); there is nothing to decide",
+                self.id,
+                status.as_str()
+            ));
         }
         let gates = self.waiting_gates();
         let names: Vec<&str> = gates.iter().map(|g| g.step.as_str()).collect();
@@ -158,13 +181,23 @@ impl Job {
                 if names.is_empty() {
                     format!("job {} is not waiting at a gate", self.id)
                 } else {
-                    format!("job {} is not waiting at step `{step}`; it waits at {}", self.id, names.join(", "))
+                    format!(
+                        "job {} is not waiting at step `{step}`; it waits at {}",
+                        self.id,
+                        names.join(", ")
+                    )
                 }
             })?,
             None => match gates.as_slice() {
                 [] => return Err(format!("job {} is not waiting at a gate", self.id)),
                 [one] => one,
-                _ => return Err(format!("job {} waits at {}: pass --step ID", self.id, names.join(", "))),
+                _ => {
+                    return Err(format!(
+                        "job {} waits at {}: pass --step ID",
+                        self.id,
+                        names.join(", ")
+                    ));
+                }
             },
         };
         let word = kind_word(req.kind);
@@ -180,10 +213,13 @@ impl Job {
         let state = &self.steps[&gate.step];
         let g = state.gate.as_ref().expect("a waiting gate");
         if !gate.approvers.is_empty() {
-            let allowed = gate.approvers.iter().any(|a| match a.strip_prefix("group:") {
-                Some(group) => req.groups.iter().any(|g| g == group),
-                None => a == req.user,
-            });
+            let allowed = gate
+                .approvers
+                .iter()
+                .any(|a| match a.strip_prefix("group:") {
+                    Some(group) => req.groups.iter().any(|g| g == group),
+                    None => a == req.user,
+                });
             if !allowed {
                 return Err(format!(
                     "{} may not decide at `{}`: its approvers are {}",
@@ -218,7 +254,11 @@ impl Job {
                     return Err(if known.is_empty() {
                         format!("`{}` asks for no inputs, and `{name}` was given", gate.step)
                     } else {
-                        format!("`{}` asks for {}, not `{name}`", gate.step, known.join(", "))
+                        format!(
+                            "`{}` asks for {}, not `{name}`",
+                            gate.step,
+                            known.join(", ")
+                        )
                     });
                 }
             }
@@ -229,15 +269,25 @@ impl Job {
                             inputs.insert(i.name.clone(), Value::String(d.clone()));
                         }
                         None if i.required => {
-                            return Err(format!("`{}` needs input `{}` ({}): pass --input {}=VALUE", gate.step, i.name, i.description, i.name));
+                            return Err(format!(
+                                "`{}` needs input `{}` ({}): pass --input {}=VALUE",
+                                gate.step, i.name, i.description, i.name
+                            ));
                         }
                         None => {}
                     },
                     Some(v) => {
                         if let InputKind::Choice(values) = &i.kind {
-                            let text = v.as_str().map(str::to_string).unwrap_or_else(|| v.to_string());
+                            let text = v
+                                .as_str()
+                                .map(str::to_string)
+                                .unwrap_or_else(|| v.to_string());
                             if !values.contains(&text) {
-                                return Err(format!("input `{}` is `{text}`; pick one of {}", i.name, values.join(", ")));
+                                return Err(format!(
+                                    "input `{}` is `{text}`; pick one of {}",
+                                    i.name,
+                                    values.join(", ")
+                                ));
                             }
                         }
                     }
@@ -271,8 +321,18 @@ impl Job {
     }
 
     /// Folds a decision into the step it is for.
-    pub(crate) fn decided(&mut self, step: &str, kind: DecisionKind, by: &str, comment: &str, inputs: &Map<String, Value>, at: Millis) {
-        let Some(s) = self.steps.get_mut(step) else { return };
+    pub(crate) fn decided(
+        &mut self,
+        step: &str,
+        kind: DecisionKind,
+        by: &str,
+        comment: &str,
+        inputs: &Map<String, Value>,
+        at: Millis,
+    ) {
+        let Some(s) = self.steps.get_mut(step) else {
+            return;
+        };
         let Some(g) = s.gate.as_mut() else { return };
         if s.status != StepStatus::Waiting || g.decision.is_some() {
             return; // a late duplicate: the first decision stands
@@ -293,7 +353,9 @@ impl Job {
                     g.decision = Some(close(kind, who.join(", ")));
                 }
             }
-            DecisionKind::Reject | DecisionKind::Resume => g.decision = Some(close(kind, by.to_string())),
+            DecisionKind::Reject | DecisionKind::Resume => {
+                g.decision = Some(close(kind, by.to_string()))
+            }
             DecisionKind::Abort => {
                 g.decision = Some(close(kind, by.to_string()));
                 s.status = StepStatus::Failed;
@@ -304,8 +366,19 @@ impl Job {
                 g.decision = Some(close(kind, by.to_string()));
                 s.status = StepStatus::Skipped;
                 s.finished_at = Some(at);
-                let why = if comment.is_empty() { String::new() } else { format!(": {comment}") };
-                s.skip_reason = Some(format!("skipped by {by} at a {}{why}", if g.gate.kind == GateKind::Trap { "trap" } else { "gate" }));
+                let why = if comment.is_empty() {
+                    String::new()
+                } else {
+                    format!(": {comment}")
+                };
+                s.skip_reason = Some(format!(
+                    "skipped by {by} at a {}{why}",
+                    if g.gate.kind == GateKind::Trap {
+                        "trap"
+                    } else {
+                        "gate"
+                    }
+                ));
             }
             DecisionKind::Retry => {
                 g.decision = Some(close(kind, by.to_string()));

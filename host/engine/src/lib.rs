@@ -490,7 +490,10 @@ impl Job {
                 attempt,
                 input,
             } => {
-                let s = self.steps.entry(step.clone()).or_insert_with(|| StepState::new(StepStatus::Running, at));
+                let s = self
+                    .steps
+                    .entry(step.clone())
+                    .or_insert_with(|| StepState::new(StepStatus::Running, at));
                 s.status = StepStatus::Running;
                 s.attempt = *attempt;
                 s.input = input.clone();
@@ -502,7 +505,10 @@ impl Job {
                 result,
             } => {
                 let retry = self.retry_policy(step);
-                let s = self.steps.entry(step.clone()).or_insert_with(|| StepState::new(StepStatus::Failed, at));
+                let s = self
+                    .steps
+                    .entry(step.clone())
+                    .or_insert_with(|| StepState::new(StepStatus::Failed, at));
                 s.attempt = *attempt;
                 s.finished_at = Some(at);
                 s.result = Some(result.clone());
@@ -537,16 +543,41 @@ impl Job {
                 st.skip_reason = Some(reason.clone());
                 self.steps.insert(step.clone(), st);
             }
-            Event::GateOpened { step, attempt, gate } => {
-                let s = self.steps.entry(step.clone()).or_insert_with(|| StepState::new(StepStatus::Waiting, at));
+            Event::GateOpened {
+                step,
+                attempt,
+                gate,
+            } => {
+                let s = self
+                    .steps
+                    .entry(step.clone())
+                    .or_insert_with(|| StepState::new(StepStatus::Waiting, at));
                 s.status = StepStatus::Waiting;
                 s.attempt = *attempt;
-                s.gate = Some(GateState { gate: gate.clone(), attempt: *attempt, opened_at: at, approvals: vec![], decision: None });
+                s.gate = Some(GateState {
+                    gate: gate.clone(),
+                    attempt: *attempt,
+                    opened_at: at,
+                    approvals: vec![],
+                    decision: None,
+                });
             }
-            Event::Decided { step, kind, by, comment, inputs, .. } => self.decided(step, *kind, by, comment, inputs, at),
+            Event::Decided {
+                step,
+                kind,
+                by,
+                comment,
+                inputs,
+                ..
+            } => self.decided(step, *kind, by, comment, inputs, at),
             Event::Interrupted { step, attempt } => {
-                let idempotent = self.op_of(step).and_then(|op| self.ops.get(op)).is_some_and(|m| m.idempotent);
-                let Some(s) = self.steps.get_mut(step) else { return };
+                let idempotent = self
+                    .op_of(step)
+                    .and_then(|op| self.ops.get(op))
+                    .is_some_and(|m| m.idempotent);
+                let Some(s) = self.steps.get_mut(step) else {
+                    return;
+                };
                 if idempotent {
                     s.status = StepStatus::RetryWait;
                     s.retry_at = Some(at);
@@ -567,7 +598,13 @@ impl Job {
                     gate.approvers.clear();
                     s.status = StepStatus::Waiting;
                     s.result = Some(StepResult::failure("interrupted"));
-                    s.gate = Some(GateState { gate, attempt: *attempt, opened_at: at, approvals: vec![], decision: None });
+                    s.gate = Some(GateState {
+                        gate,
+                        attempt: *attempt,
+                        opened_at: at,
+                        approvals: vec![],
+                        decision: None,
+                    });
                 }
             }
             Event::RollbackStarted { step, message } => {
@@ -641,9 +678,10 @@ impl Job {
                 None => (Value::Null, s.skip_reason.clone().unwrap_or_default()),
             };
             // The decision taken at the step's gate: who, what, their comment and inputs.
-            let decision = s.gate.as_ref().and_then(|g| g.decision.as_ref()).map_or(Value::Null, |d| {
-                json!({ "kind": d.kind, "by": d.by, "comment": d.comment, "inputs": d.inputs })
-            });
+            let decision = s.gate.as_ref().and_then(|g| g.decision.as_ref()).map_or(
+                Value::Null,
+                |d| json!({ "kind": d.kind, "by": d.by, "comment": d.comment, "inputs": d.inputs }),
+            );
             steps.insert(
                 key.clone(),
                 json!({ "outcome": outcome, "output": output, "message": message, "decision": decision }),

@@ -646,12 +646,31 @@ fn at_gate(quorum: u32, timeout: Option<u64>) -> Job {
     start(&mut job, "deploy", 1, 0);
     finish(&mut job, "deploy", 1, true, 0);
     start(&mut job, "gate", 1, 1);
-    job.apply(&Event::GateOpened { step: "gate".into(), attempt: 1, gate: approval(quorum, timeout) }, 1000);
+    job.apply(
+        &Event::GateOpened {
+            step: "gate".into(),
+            attempt: 1,
+            gate: approval(quorum, timeout),
+        },
+        1000,
+    );
     job
 }
 
-fn ask<'a>(kind: DecisionKind, user: &'a str, groups: &'a [String], inputs: Value) -> DecisionRequest<'a> {
-    DecisionRequest { step: None, kind, user, groups, comment: "ok", inputs: inputs.as_object().cloned().unwrap_or_default() }
+fn ask<'a>(
+    kind: DecisionKind,
+    user: &'a str,
+    groups: &'a [String],
+    inputs: Value,
+) -> DecisionRequest<'a> {
+    DecisionRequest {
+        step: None,
+        kind,
+        user,
+        groups,
+        comment: "ok",
+        inputs: inputs.as_object().cloned().unwrap_or_default(),
+    }
 }
 
 #[test]
@@ -660,7 +679,14 @@ fn a_job_at_a_gate_asks_for_nothing_until_someone_decides() {
     assert_eq!(decide(&job, 5000), []);
     let gates = job.waiting_gates();
     assert_eq!(gates.len(), 1);
-    assert_eq!(gates[0].choices, [DecisionKind::Approve, DecisionKind::Reject, DecisionKind::Abort]);
+    assert_eq!(
+        gates[0].choices,
+        [
+            DecisionKind::Approve,
+            DecisionKind::Reject,
+            DecisionKind::Abort
+        ]
+    );
     assert_eq!(gates[0].bundle_digest.len(), 64);
     assert_eq!(job.next_timer(), None);
 }
@@ -670,54 +696,140 @@ fn approvals_need_a_listed_approver_four_eyes_inputs_and_a_quorum_of_distinct_pe
     let mut job = at_gate(2, None);
     let release = vec!["release".to_string()];
     let none: Vec<String> = vec![];
-    let e = job.check_decision(&ask(DecisionKind::Approve, "dave", &none, json!({"region": "eu"}))).unwrap_err();
-    assert_eq!(e, "dave may not decide at `gate`: its approvers are group:release, carol");
-    let e = job.check_decision(&ask(DecisionKind::Approve, "ann", &release, json!({"region": "eu"}))).unwrap_err();
-    assert_eq!(e, "ann started job r-1 and may not approve it (four eyes); another approver must");
-    let e = job.check_decision(&ask(DecisionKind::Approve, "bob", &release, json!({}))).unwrap_err();
-    assert_eq!(e, "`gate` needs input `region` (where first): pass --input region=VALUE");
-    let e = job.check_decision(&ask(DecisionKind::Approve, "bob", &release, json!({"region": "mars"}))).unwrap_err();
+    let e = job
+        .check_decision(&ask(
+            DecisionKind::Approve,
+            "dave",
+            &none,
+            json!({"region": "eu"}),
+        ))
+        .unwrap_err();
+    assert_eq!(
+        e,
+        "dave may not decide at `gate`: its approvers are group:release, carol"
+    );
+    let e = job
+        .check_decision(&ask(
+            DecisionKind::Approve,
+            "ann",
+            &release,
+            json!({"region": "eu"}),
+        ))
+        .unwrap_err();
+    assert_eq!(
+        e,
+        "ann started job r-1 and may not approve it (four eyes); another approver must"
+    );
+    let e = job
+        .check_decision(&ask(DecisionKind::Approve, "bob", &release, json!({})))
+        .unwrap_err();
+    assert_eq!(
+        e,
+        "`gate` needs input `region` (where first): pass --input region=VALUE"
+    );
+    let e = job
+        .check_decision(&ask(
+            DecisionKind::Approve,
+            "bob",
+            &release,
+            json!({"region": "mars"}),
+        ))
+        .unwrap_err();
     assert_eq!(e, "input `region` is `mars`; pick one of eu, us");
-    let e = job.check_decision(&ask(DecisionKind::Resume, "bob", &release, json!({}))).unwrap_err();
-    assert_eq!(e, "step `gate` waits at an approval gate, which takes approve, reject, abort, not resume");
+    let e = job
+        .check_decision(&ask(DecisionKind::Resume, "bob", &release, json!({})))
+        .unwrap_err();
+    assert_eq!(
+        e,
+        "step `gate` waits at an approval gate, which takes approve, reject, abort, not resume"
+    );
 
-    let first = job.check_decision(&ask(DecisionKind::Approve, "bob", &release, json!({"region": "eu"}))).unwrap();
+    let first = job
+        .check_decision(&ask(
+            DecisionKind::Approve,
+            "bob",
+            &release,
+            json!({"region": "eu"}),
+        ))
+        .unwrap();
     job.apply(&first, 2000);
     assert_eq!(decide(&job, 2000), [], "one of two approvals");
-    let e = job.check_decision(&ask(DecisionKind::Approve, "bob", &release, json!({"region": "eu"}))).unwrap_err();
-    assert_eq!(e, "bob has already approved `gate` (1 of 2 approvals so far); another approver must");
-    let second = job.check_decision(&ask(DecisionKind::Approve, "carol", &none, json!({"region": "us"}))).unwrap();
+    let e = job
+        .check_decision(&ask(
+            DecisionKind::Approve,
+            "bob",
+            &release,
+            json!({"region": "eu"}),
+        ))
+        .unwrap_err();
+    assert_eq!(
+        e,
+        "bob has already approved `gate` (1 of 2 approvals so far); another approver must"
+    );
+    let second = job
+        .check_decision(&ask(
+            DecisionKind::Approve,
+            "carol",
+            &none,
+            json!({"region": "us"}),
+        ))
+        .unwrap();
     job.apply(&second, 3000);
 
     let actions = decide(&job, 3000);
-    let Action::Call(c) = &actions[0] else { panic!("{actions:?}") };
+    let Action::Call(c) = &actions[0] else {
+        panic!("{actions:?}")
+    };
     let (state, decision) = c.resume.clone().expect("a resume call");
     assert_eq!(state, b"s");
-    let sluice_model::Decision::By { kind, actor } = decision else { panic!() };
-    assert_eq!((kind, actor.user.as_str()), (DecisionKind::Approve, "bob, carol"));
+    let sluice_model::Decision::By { kind, actor } = decision else {
+        panic!()
+    };
+    assert_eq!(
+        (kind, actor.user.as_str()),
+        (DecisionKind::Approve, "bob, carol")
+    );
     start(&mut job, "gate", 1, 3000);
     finish(&mut job, "gate", 1, true, 3001);
     let actions = decide(&job, 3001);
-    let Action::Call(c) = &actions[0] else { panic!("{actions:?}") };
-    assert_eq!((c.step.as_str(), &c.input), ("promote", &json!({"region": "us"})), "later steps read the gate's inputs");
+    let Action::Call(c) = &actions[0] else {
+        panic!("{actions:?}")
+    };
+    assert_eq!(
+        (c.step.as_str(), &c.input),
+        ("promote", &json!({"region": "us"})),
+        "later steps read the gate's inputs"
+    );
 }
 
 #[test]
 fn reject_ends_the_job_rejected_with_no_rollback_and_post_still_runs() {
     let mut job = at_gate(1, None);
-    let e = job.check_decision(&ask(DecisionKind::Reject, "carol", &[], json!({}))).unwrap();
+    let e = job
+        .check_decision(&ask(DecisionKind::Reject, "carol", &[], json!({})))
+        .unwrap();
     job.apply(&e, 2000);
     let actions = decide(&job, 2000);
-    assert!(matches!(&actions[0], Action::Call(c) if c.resume.is_some()), "the op hears of the rejection: {actions:?}");
+    assert!(
+        matches!(&actions[0], Action::Call(c) if c.resume.is_some()),
+        "the op hears of the rejection: {actions:?}"
+    );
     start(&mut job, "gate", 1, 2000);
     finish(&mut job, "gate", 1, false, 2001);
-    assert_eq!(calls(&decide(&job, 2001)), ["p#1"], "post, and no undo of `deploy`");
+    assert_eq!(
+        calls(&decide(&job, 2001)),
+        ["p#1"],
+        "post, and no undo of `deploy`"
+    );
     start(&mut job, "p", 1, 2002);
     finish(&mut job, "p", 1, true, 2003);
     let actions = decide(&job, 2003);
     assert_eq!(
         actions[0],
-        Action::Record(Event::Finished { status: JobStatus::Rejected, message: "rejected by carol at `gate`: ok".into() })
+        Action::Record(Event::Finished {
+            status: JobStatus::Rejected,
+            message: "rejected by carol at `gate`: ok".into()
+        })
     );
 }
 
@@ -727,11 +839,24 @@ fn a_gate_times_out_to_its_action_by_a_durable_timer() {
     assert_eq!(job.next_timer(), Some(61_000));
     assert_eq!(decide(&job, 60_999), []);
     let actions = decide(&job, 61_000);
-    let [Action::Record(e @ Event::Decided { kind: DecisionKind::Reject, by, .. })] = actions.as_slice() else { panic!("{actions:?}") };
+    let [
+        Action::Record(
+            e @ Event::Decided {
+                kind: DecisionKind::Reject,
+                by,
+                ..
+            },
+        ),
+    ] = actions.as_slice()
+    else {
+        panic!("{actions:?}")
+    };
     assert_eq!(by, "timeout");
     job.apply(e, 61_000);
     let actions = decide(&job, 61_000);
-    assert!(matches!(&actions[0], Action::Call(c) if c.resume.as_ref().is_some_and(|(_, d)| *d == sluice_model::Decision::TimedOut)));
+    assert!(
+        matches!(&actions[0], Action::Call(c) if c.resume.as_ref().is_some_and(|(_, d)| *d == sluice_model::Decision::TimedOut))
+    );
 }
 
 const TRAPPED: &str = r#"
@@ -749,12 +874,27 @@ fn trapped() -> Job {
     job.apply(&Event::Started { locks: vec![] }, 0);
     start(&mut job, "deploy", 1, 0);
     finish(&mut job, "deploy", 1, true, 0);
-    job.apply(&Event::StepStarted { step: "smoke".into(), attempt: 1, input: json!({"url": "a"}) }, 1);
+    job.apply(
+        &Event::StepStarted {
+            step: "smoke".into(),
+            attempt: 1,
+            input: json!({"url": "a"}),
+        },
+        1,
+    );
     finish(&mut job, "smoke", 1, false, 1);
     let actions = decide(&job, 1);
-    let [Action::Record(e @ Event::GateOpened { gate, .. })] = actions.as_slice() else { panic!("{actions:?}") };
-    assert_eq!((gate.kind, gate.message.as_str()), (GateKind::Trap, "`smoke` failed: boom"));
-    assert_eq!((gate.timeout_seconds, gate.timeout_action), (Some(600), Some(DecisionKind::Skip)));
+    let [Action::Record(e @ Event::GateOpened { gate, .. })] = actions.as_slice() else {
+        panic!("{actions:?}")
+    };
+    assert_eq!(
+        (gate.kind, gate.message.as_str()),
+        (GateKind::Trap, "`smoke` failed: boom")
+    );
+    assert_eq!(
+        (gate.timeout_seconds, gate.timeout_action),
+        (Some(600), Some(DecisionKind::Skip))
+    );
     job.apply(e, 1);
     assert_eq!(decide(&job, 2), [], "the trap holds the job");
     job
@@ -763,45 +903,83 @@ fn trapped() -> Job {
 #[test]
 fn trap_retry_runs_again_with_edited_inputs_and_respects_its_limit() {
     let mut job = trapped();
-    let e = job.check_decision(&ask(DecisionKind::Retry, "ann", &[], json!({"url": "b"}))).unwrap();
+    let e = job
+        .check_decision(&ask(DecisionKind::Retry, "ann", &[], json!({"url": "b"})))
+        .unwrap();
     job.apply(&e, 3);
     let actions = decide(&job, 3);
-    let Action::Call(c) = &actions[0] else { panic!("{actions:?}") };
+    let Action::Call(c) = &actions[0] else {
+        panic!("{actions:?}")
+    };
     assert_eq!((c.attempt, &c.input), (2, &json!({"url": "b"})));
-    job.apply(&Event::StepStarted { step: "smoke".into(), attempt: 2, input: c.input.clone() }, 4);
+    job.apply(
+        &Event::StepStarted {
+            step: "smoke".into(),
+            attempt: 2,
+            input: c.input.clone(),
+        },
+        4,
+    );
     finish(&mut job, "smoke", 2, false, 5);
     let actions = decide(&job, 5);
-    let [Action::Record(e)] = actions.as_slice() else { panic!("trapped again: {actions:?}") };
+    let [Action::Record(e)] = actions.as_slice() else {
+        panic!("trapped again: {actions:?}")
+    };
     job.apply(e, 5);
-    let err = job.check_decision(&ask(DecisionKind::Retry, "ann", &[], json!({}))).unwrap_err();
-    assert_eq!(err, "`smoke` was retried 1 times, the most its trap allows; skip, rollback or abort");
+    let err = job
+        .check_decision(&ask(DecisionKind::Retry, "ann", &[], json!({})))
+        .unwrap_err();
+    assert_eq!(
+        err,
+        "`smoke` was retried 1 times, the most its trap allows; skip, rollback or abort"
+    );
 }
 
 #[test]
 fn trap_skip_goes_on_abort_ends_failed_without_rollback_and_rollback_rolls_back() {
     let mut job = trapped();
-    job.apply(&job.check_decision(&ask(DecisionKind::Skip, "ann", &[], json!({}))).unwrap(), 3);
+    job.apply(
+        &job.check_decision(&ask(DecisionKind::Skip, "ann", &[], json!({})))
+            .unwrap(),
+        3,
+    );
     assert_eq!(calls(&decide(&job, 3)), ["after#1"]);
 
     let mut job = trapped();
-    job.apply(&job.check_decision(&ask(DecisionKind::Abort, "ann", &[], json!({}))).unwrap(), 3);
+    job.apply(
+        &job.check_decision(&ask(DecisionKind::Abort, "ann", &[], json!({})))
+            .unwrap(),
+        3,
+    );
     assert_eq!(calls(&decide(&job, 3)), ["p#1"], "post, no undo");
     start(&mut job, "p", 1, 4);
     finish(&mut job, "p", 1, true, 4);
     assert_eq!(
         decide(&job, 4)[0],
-        Action::Record(Event::Finished { status: JobStatus::Failed, message: "aborted by ann at `smoke`".into() })
+        Action::Record(Event::Finished {
+            status: JobStatus::Failed,
+            message: "aborted by ann at `smoke`".into()
+        })
     );
 
     let mut job = trapped();
-    job.apply(&job.check_decision(&ask(DecisionKind::Rollback, "ann", &[], json!({}))).unwrap(), 3);
-    assert!(matches!(&decide(&job, 3)[0], Action::Record(Event::RollbackStarted { .. })));
+    job.apply(
+        &job.check_decision(&ask(DecisionKind::Rollback, "ann", &[], json!({})))
+            .unwrap(),
+        3,
+    );
+    assert!(matches!(
+        &decide(&job, 3)[0],
+        Action::Record(Event::RollbackStarted { .. })
+    ));
 }
 
 #[test]
 fn a_decision_where_nothing_waits_changes_nothing() {
     let job = created(GATED);
-    let e = job.check_decision(&ask(DecisionKind::Approve, "bob", &[], json!({}))).unwrap_err();
+    let e = job
+        .check_decision(&ask(DecisionKind::Approve, "bob", &[], json!({})))
+        .unwrap_err();
     assert_eq!(e, "job r-1 is not waiting at a gate");
 }
 
@@ -810,18 +988,40 @@ fn an_interrupted_step_reruns_when_idempotent_and_traps_otherwise() {
     let mut metas = ops();
     metas.get_mut("echo").unwrap().idempotent = true;
     let r = rule("rule: r\nphases:\n  run: [{ id: a, op: echo }, { id: b, op: fail }]\n");
-    let e = Event::Created { job_id: "r-1".into(), rule: Box::new(r), params: Map::new(), started_by: "ann".into(), ops: metas };
+    let e = Event::Created {
+        job_id: "r-1".into(),
+        rule: Box::new(r),
+        params: Map::new(),
+        started_by: "ann".into(),
+        ops: metas,
+    };
     let mut job = Job::new(&e, 0).unwrap();
     job.apply(&Event::Started { locks: vec![] }, 0);
     start(&mut job, "a", 1, 0);
-    job.apply(&Event::Interrupted { step: "a".into(), attempt: 1 }, 10);
+    job.apply(
+        &Event::Interrupted {
+            step: "a".into(),
+            attempt: 1,
+        },
+        10,
+    );
     assert_eq!(calls(&decide(&job, 10)), ["a#2"]);
     start(&mut job, "a", 2, 10);
     finish(&mut job, "a", 2, true, 11);
     start(&mut job, "b", 1, 12);
-    job.apply(&Event::Interrupted { step: "b".into(), attempt: 1 }, 20);
+    job.apply(
+        &Event::Interrupted {
+            step: "b".into(),
+            attempt: 1,
+        },
+        20,
+    );
     assert_eq!(decide(&job, 20), []);
     let gates = job.waiting_gates();
     assert_eq!(gates[0].kind, GateKind::Trap);
-    assert!(gates[0].message.starts_with("interrupted: "), "{}", gates[0].message);
+    assert!(
+        gates[0].message.starts_with("interrupted: "),
+        "{}",
+        gates[0].message
+    );
 }

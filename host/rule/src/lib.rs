@@ -18,6 +18,7 @@ pub use sluice_model::Phase;
 mod diag;
 pub mod expr;
 mod parse;
+pub mod permissions;
 
 pub use diag::{Diagnostic, Diagnostics, Loc};
 pub use parse::{ParseOptions, parse};

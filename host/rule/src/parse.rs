@@ -32,8 +32,18 @@ const TOP_KEYS: &[&str] = &[
 ];
 const PARAM_KEYS: &[&str] = &["type", "required", "default", "allowed", "description"];
 const PHASE_KEYS: &[&str] = &["check", "init", "pre", "run", "post"];
-const STEP_KEYS: &[&str] =
-    &["id", "op", "with", "when", "timeout", "retry", "on-error", "trap", "parallel", "fail-fast"];
+const STEP_KEYS: &[&str] = &[
+    "id",
+    "op",
+    "with",
+    "when",
+    "timeout",
+    "retry",
+    "on-error",
+    "trap",
+    "parallel",
+    "fail-fast",
+];
 const RETRY_KEYS: &[&str] = &["attempts", "delay", "max-delay"];
 
 /// Parses and checks a rule. Every problem is reported at once; nothing half-checked is returned.
@@ -518,18 +528,30 @@ impl Parser<'_> {
             "retry" => Some(sluice_model::DecisionKind::Retry),
             "rollback" => Some(sluice_model::DecisionKind::Rollback),
             other => {
-                self.err(Loc::of(s.span()), format!("trap `on-timeout: {other}` is not a choice"), Some("use abort, skip, retry or rollback".into()));
+                self.err(
+                    Loc::of(s.span()),
+                    format!("trap `on-timeout: {other}` is not a choice"),
+                    Some("use abort, skip, retry or rollback".into()),
+                );
                 None
             }
         });
-        let max_retries = m.get_scalar("max-retries").and_then(|s| match s.as_str().parse::<u32>() {
-            Ok(n) => Some(n),
-            Err(_) => {
-                self.err(Loc::of(s.span()), "`max-retries` must be a number", None);
-                None
-            }
-        });
-        TrapPolicy { timeout_ms: m.get_node("timeout").and_then(|t| self.duration_ms(t, "`timeout`")), on_timeout, max_retries }
+        let max_retries =
+            m.get_scalar("max-retries")
+                .and_then(|s| match s.as_str().parse::<u32>() {
+                    Ok(n) => Some(n),
+                    Err(_) => {
+                        self.err(Loc::of(s.span()), "`max-retries` must be a number", None);
+                        None
+                    }
+                });
+        TrapPolicy {
+            timeout_ms: m
+                .get_node("timeout")
+                .and_then(|t| self.duration_ms(t, "`timeout`")),
+            on_timeout,
+            max_retries,
+        }
     }
 
     fn steps(&mut self, n: &Node, phase: Phase, defaults: &Defaults) -> Vec<Step> {
@@ -621,16 +643,32 @@ impl Parser<'_> {
                         OnError::Fail
                     }
                 };
-                if GATE_OPS.contains(&op_name.as_str()) && !matches!(phase, Phase::Init | Phase::Pre | Phase::Run) {
+                if GATE_OPS.contains(&op_name.as_str())
+                    && !matches!(phase, Phase::Init | Phase::Pre | Phase::Run)
+                {
                     let hint = match phase {
                         Phase::Check => "a gate right after check is the first step of `init`",
                         Phase::Post => "post always runs to the end; put the gate before it",
                         _ => "gates belong in init, pre and run",
                     };
-                    self.err(loc(op), format!("`{op_name}` cannot stand in `{}`", phase.as_str()), Some(hint.into()));
+                    self.err(
+                        loc(op),
+                        format!("`{op_name}` cannot stand in `{}`", phase.as_str()),
+                        Some(hint.into()),
+                    );
                 }
-                let trap = m.get_node("trap").map(|t| self.trap_policy(t)).unwrap_or_default();
-                StepKind::Op(OpCall { op: op_name, with, timeout_ms, retry, on_error, trap })
+                let trap = m
+                    .get_node("trap")
+                    .map(|t| self.trap_policy(t))
+                    .unwrap_or_default();
+                StepKind::Op(OpCall {
+                    op: op_name,
+                    with,
+                    timeout_ms,
+                    retry,
+                    on_error,
+                    trap,
+                })
             }
             (None, Some(p)) => {
                 for k in ["with", "timeout", "retry", "on-error", "trap"] {

@@ -17,7 +17,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 use sluice_engine::{
-    Action, Event, Job, JobStatus, Millis, OpMeta, ResultStatus, StepCall, StepResult, decide,
+    Action, DecisionRequest, Event, GateView, Job, JobStatus, Millis, OpMeta, ResultStatus,
+    StepCall, StepResult, decide,
 };
 use sluice_model::{JobContext, Outcome};
 use sluice_rule::{OpSource, Rule};
@@ -42,6 +43,9 @@ pub enum RunError {
     /// The journal failed.
     #[error(transparent)]
     Store(#[from] StoreError),
+    /// A decision was refused; nothing changed.
+    #[error("{0}")]
+    Refused(String),
     /// A stored event could not be read.
     #[error("job {job}: event {seq} is unreadable: {message}")]
     Corrupt {
@@ -76,6 +80,13 @@ pub enum Standing {
     },
     /// Steps of it run in another process; that process carries it on.
     ElsewhereRunning,
+    /// Every live branch waits at a gate: the job hibernates (only its journal rows remain).
+    Waiting {
+        /// The gates.
+        gates: Vec<GateView>,
+    },
+    /// A decision was recorded and the job left for a worker (`--detach`).
+    Handed,
 }
 
 /// What the runner reports as it goes, for the CLI to print.
@@ -107,6 +118,48 @@ pub struct Runner {
     runtime: Arc<Runtime>,
     journal: Arc<dyn Journal>,
     observer: Arc<dyn Observer>,
+    /// Who this process is, for leases: `host:pid:start-ticks`.
+    holder: String,
+}
+
+/// How long a lease lasts without renewal; a driver renews it every third of that.
+const LEASE_MS: u64 = 60_000;
+
+fn hostname() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .map(|h| h.trim().to_string())
+        .unwrap_or_else(|_| "localhost".into())
+}
+
+/// When process `pid` started, in clock ticks since boot (field 22 of /proc/PID/stat).
+fn start_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?
+        .1
+        .split_whitespace()
+        .nth(19)?
+        .parse()
+        .ok()
+}
+
+fn this_holder() -> String {
+    let pid = std::process::id();
+    format!("{}:{pid}:{}", hostname(), start_ticks(pid).unwrap_or(0))
+}
+
+/// Whether a lease holder is a process of this host that no longer runs.
+fn holder_dead(holder: &str) -> bool {
+    let mut parts = holder.rsplitn(3, ':');
+    let (Some(ticks), Some(pid), Some(host)) = (parts.next(), parts.next(), parts.next()) else {
+        return false;
+    };
+    if host != hostname() {
+        return false; // another host: only the lease's expiry tells
+    }
+    match (pid.parse::<u32>(), ticks.parse::<u64>()) {
+        (Ok(pid), Ok(ticks)) => start_ticks(pid) != Some(ticks),
+        _ => false,
+    }
 }
 
 /// One job being driven: its state, and whether it is in the journal yet.
@@ -132,6 +185,7 @@ impl Runner {
             runtime,
             journal,
             observer,
+            holder: this_holder(),
         }
     }
 
@@ -169,6 +223,7 @@ impl Runner {
                     digest: op.digest().to_string(),
                     can_rollback: info.can_rollback,
                     idempotent: info.idempotent,
+                    needs: info.needs.iter().map(ToString::to_string).collect(),
                 },
             );
         }
@@ -190,7 +245,11 @@ impl Runner {
             pending: vec![(at, created)],
             pending_logs: vec![],
         };
-        let standing = self.run(&mut d).await?;
+        let standing = self.run(&mut d).await;
+        if d.persisted {
+            self.journal.unlease(&d.job.id, &self.holder)?;
+        }
+        let standing = standing?;
         if d.persisted {
             self.after(&d.job.id, &standing).await?;
         }
@@ -199,10 +258,49 @@ impl Runner {
 
     /// Drives a job that is in the journal until it ends or waits.
     pub async fn drive(&self, job_id: &str) -> Result<Standing, RunError> {
-        let mut d = self.load(job_id)?;
-        let standing = self.run(&mut d).await?;
+        let standing = self.drive_one(job_id).await?;
         self.after(job_id, &standing).await?;
         Ok(standing)
+    }
+
+    /// Records a decision at a gate of `job_id` (checked by the engine: a refused decision
+    /// changes nothing; of two concurrent ones on a gate, exactly one lands), then drives the
+    /// job on, or leaves it to a worker when `detach`.
+    pub async fn decide(
+        &self,
+        job_id: &str,
+        req: &DecisionRequest<'_>,
+        detach: bool,
+    ) -> Result<Standing, RunError> {
+        loop {
+            let d = self.load(job_id)?;
+            let e = d.job.check_decision(req).map_err(RunError::Refused)?;
+            let at = now();
+            let mut next = d.job.clone();
+            next.apply(&e, at);
+            let status = if detach {
+                ("ready".to_string(), String::new())
+            } else {
+                status_of(&next)
+            };
+            match self.journal.append(
+                job_id,
+                d.last_seq,
+                &[(at, json(&e))],
+                Some((&status.0, &status.1)),
+            ) {
+                Ok(_) => {
+                    self.observer.event(&next, &e, at);
+                    break;
+                }
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        if detach {
+            return Ok(Standing::Handed);
+        }
+        self.drive(job_id).await
     }
 
     /// Asks `job_id` to stop: nothing new starts, running steps finish, post runs. Then drives
@@ -281,9 +379,58 @@ impl Runner {
         Ok(())
     }
 
+    /// Drives one job under a lease: if another live process holds it, leaves it alone.
     async fn drive_one(&self, job_id: &str) -> Result<Standing, RunError> {
-        let mut d = self.load(job_id)?;
-        self.run(&mut d).await
+        let t = now();
+        if let Err(current) = self
+            .journal
+            .lease(job_id, &self.holder, t, t + LEASE_MS, None)?
+        {
+            if !holder_dead(&current)
+                || self
+                    .journal
+                    .lease(job_id, &self.holder, t, t + LEASE_MS, Some(&current))?
+                    .is_err()
+            {
+                return Ok(Standing::ElsewhereRunning);
+            }
+            tracing::warn!(
+                job = job_id,
+                dead = current,
+                "took over a job whose driver stopped"
+            );
+        }
+        let result = async {
+            let mut d = self.load(job_id)?;
+            // We hold the lease, so whoever ran these attempts is gone: they never finished.
+            let orphans: Vec<Event> = d
+                .job
+                .steps
+                .iter()
+                .filter(|(_, s)| s.status == sluice_engine::StepStatus::Running)
+                .map(|(k, s)| Event::Interrupted {
+                    step: k.clone(),
+                    attempt: s.attempt,
+                })
+                .collect();
+            if !orphans.is_empty() {
+                self.record(&mut d, orphans)?;
+            }
+            self.run(&mut d).await
+        }
+        .await;
+        self.journal.unlease(job_id, &self.holder)?;
+        result
+    }
+
+    /// Drives every job a worker should (queued, due timers, decided and detached) once.
+    pub async fn work_once(&self) -> Result<Vec<(String, Standing)>, RunError> {
+        let mut out = Vec::new();
+        for job in self.journal.due(now())? {
+            let standing = self.drive(&job).await?;
+            out.push((job, standing));
+        }
+        Ok(out)
     }
 
     fn load_op(
@@ -349,6 +496,7 @@ impl Runner {
                     d.job.apply(e, at);
                     self.observer.event(&d.job, e, at);
                 }
+                self.journal.set_wake(&d.job.id, d.job.next_timer())?;
                 Ok(true)
             }
             Err(StoreError::Conflict { .. }) => {
@@ -389,6 +537,10 @@ impl Runner {
             d.pending.drain(..).map(|(at, e)| (at, json(&e))).collect();
         d.last_seq = self.journal.create_job(&row, &bodies)?;
         d.persisted = true;
+        let t = now();
+        let _ = self
+            .journal
+            .lease(&d.job.id, &self.holder, t, t + LEASE_MS, None)?;
         for (step, attempt, lines) in std::mem::take(&mut d.pending_logs) {
             self.store_logs(&d.job.id, &step, attempt, &lines)?;
         }
@@ -487,6 +639,12 @@ impl Runner {
                         tokio::time::sleep(Duration::from_millis(t.saturating_sub(now()))).await;
                         continue;
                     }
+                    None if !d.job.waiting_gates().is_empty() && !d.job.running() => {
+                        // Hibernate: nothing of the job stays in this process.
+                        return Ok(Standing::Waiting {
+                            gates: d.job.waiting_gates(),
+                        });
+                    }
                     None if d.job.running() => return Ok(Standing::ElsewhereRunning),
                     None => {
                         return Err(RunError::Corrupt {
@@ -498,14 +656,17 @@ impl Runner {
                     }
                 }
             }
-            let done = match wake {
-                Some(t) => {
-                    tokio::select! {
-                        r = inflight.join_next() => r,
-                        _ = tokio::time::sleep(Duration::from_millis(t.saturating_sub(now()))) => continue,
+            // Wait for an op, the next retry, or the time to renew the lease.
+            let until = wake.unwrap_or(u64::MAX).min(now() + LEASE_MS / 3);
+            let done = tokio::select! {
+                r = inflight.join_next() => r,
+                _ = tokio::time::sleep(Duration::from_millis(until.saturating_sub(now()))) => {
+                    if d.persisted {
+                        let t = now();
+                        let _ = self.journal.lease(&d.job.id, &self.holder, t, t + LEASE_MS, None)?;
                     }
+                    continue;
                 }
-                None => inflight.join_next().await,
             };
             let Some(done) = done else { continue };
             let (call, report) = done.map_err(|e| RunError::Op {
@@ -532,6 +693,7 @@ impl Runner {
             step_id: c.step.clone(),
             attempt: c.attempt,
             started_by: job.started_by.clone(),
+            previous: c.previous.clone(),
         };
         let runtime = self.runtime.clone();
         inflight.spawn(async move {
@@ -545,13 +707,19 @@ impl Runner {
                 },
                 Ok((op, name)) => {
                     let input = c.input.to_string();
-                    let call = match &c.rollback_of {
-                        Some(output) => Call::Rollback {
+                    let call = match (&c.rollback_of, &c.resume) {
+                        (Some(output), _) => Call::Rollback {
                             ctx,
                             input,
                             output: output.to_string(),
                         },
-                        None => Call::Run { ctx, input },
+                        (None, Some((state, decision))) => Call::Resume {
+                            ctx,
+                            input,
+                            state: state.clone(),
+                            decision: decision.clone(),
+                        },
+                        (None, None) => Call::Run { ctx, input },
                     };
                     let timeout = c.timeout_ms.map(Duration::from_millis);
                     runtime
@@ -592,34 +760,49 @@ impl Runner {
                 .and_then(|v| v.as_str().map(String::from))
                 .unwrap_or_default()
         });
-        let result = match report.outcome {
-            Outcome::Success { output } => StepResult {
-                status: ResultStatus::Success,
-                output: parse_output(&output),
-                message: String::new(),
-                fault,
-            },
-            Outcome::Warning { output } => StepResult {
-                status: ResultStatus::Warning,
-                output: parse_output(&output),
-                message: String::new(),
-                fault,
-            },
-            Outcome::Failure(f) => StepResult {
-                status: ResultStatus::Failure,
-                output: Value::Null,
-                message: f.message,
-                fault,
-            },
-            Outcome::Suspend(g) => StepResult::failure(format!(
-                "op `{}` opened a {:?} gate (\"{}\"): gates are not supported yet",
-                call.op, g.kind, g.message
-            )),
+        let result = |status, output: Value, message: String, details: Value| StepResult {
+            status,
+            output,
+            message,
+            fault: fault.clone(),
+            details,
         };
-        let e = Event::StepFinished {
-            step: call.step,
-            attempt: call.attempt,
-            result,
+        let e = match report.outcome {
+            Outcome::Suspend(gate) => Event::GateOpened {
+                step: call.step,
+                attempt: call.attempt,
+                gate,
+            },
+            outcome => {
+                let result = match outcome {
+                    Outcome::Success { output } => result(
+                        ResultStatus::Success,
+                        parse_output(&output),
+                        String::new(),
+                        Value::Null,
+                    ),
+                    Outcome::Warning { output } => result(
+                        ResultStatus::Warning,
+                        parse_output(&output),
+                        String::new(),
+                        Value::Null,
+                    ),
+                    Outcome::Failure(f) => {
+                        let details = if f.details.is_empty() {
+                            Value::Null
+                        } else {
+                            parse_output(&f.details)
+                        };
+                        result(ResultStatus::Failure, Value::Null, f.message, details)
+                    }
+                    Outcome::Suspend(_) => unreachable!("handled above"),
+                };
+                Event::StepFinished {
+                    step: call.step,
+                    attempt: call.attempt,
+                    result,
+                }
+            }
         };
         while !self.record(d, vec![e.clone()])? {}
         Ok(())
@@ -730,6 +913,11 @@ pub fn status_of(job: &Job) -> (String, String) {
     }
     if job.cancel.is_some() {
         return ("cancelling".into(), String::new());
+    }
+    let gates = job.waiting_gates();
+    if !gates.is_empty() && !job.running() {
+        let at: Vec<String> = gates.iter().map(|g| format!("`{}`", g.step)).collect();
+        return ("waiting".into(), format!("waiting at {}", at.join(", ")));
     }
     if job.rollback.is_some() {
         return ("rolling-back".into(), String::new());

@@ -199,6 +199,56 @@ pub trait Journal: Send + Sync {
     fn release(&self, job: &str) -> Result<Vec<String>, StoreError>;
     /// Every lock held or waited for.
     fn locks(&self) -> Result<Vec<LockRow>, StoreError>;
+    /// Takes the right to drive `job` until `until` for `holder`. Refused (with the current
+    /// holder) while another holder's lease runs, unless `steal` names that holder (found dead).
+    fn lease(
+        &self,
+        job: &str,
+        holder: &str,
+        now: Millis,
+        until: Millis,
+        steal: Option<&str>,
+    ) -> Result<Result<(), String>, StoreError>;
+    /// Gives the lease back if `holder` has it.
+    fn unlease(&self, job: &str, holder: &str) -> Result<(), StoreError>;
+    /// The current lease holder of `job`, if any lease runs at `now`.
+    fn lease_holder(&self, job: &str, now: Millis) -> Result<Option<String>, StoreError>;
+    /// When `job` next needs driving without anyone acting (a gate timeout, a retry).
+    fn set_wake(&self, job: &str, at: Option<Millis>) -> Result<(), StoreError>;
+    /// Jobs a worker should drive at `now`: queued ones, waiting ones whose timer is due, and
+    /// ones decided but not driven (`ready`), oldest first.
+    fn due(&self, now: Millis) -> Result<Vec<String>, StoreError>;
+    /// Attaches a note, file or log to a job; returns its id.
+    fn annotate(
+        &self,
+        job: &str,
+        at: Millis,
+        author: &str,
+        kind: &str,
+        title: &str,
+        body: &[u8],
+    ) -> Result<i64, StoreError>;
+    /// A job's annotations (without their bodies): id, time, author, kind, title, size.
+    fn annotations(&self, job: &str) -> Result<Vec<AnnotationRow>, StoreError>;
+    /// One annotation's body.
+    fn annotation_body(&self, id: i64) -> Result<Option<Vec<u8>>, StoreError>;
+}
+
+/// An annotation of a job, without its body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct AnnotationRow {
+    /// Its id.
+    pub id: i64,
+    /// When.
+    pub at: Millis,
+    /// Who.
+    pub author: String,
+    /// `comment`, `file` or `log`.
+    pub kind: String,
+    /// A comment's text, or a file's name.
+    pub title: String,
+    /// Body size in bytes.
+    pub size: u64,
 }
 
 /// The embedded journal: one SQLite file.
@@ -216,7 +266,19 @@ CREATE TABLE IF NOT EXISTS jobs (
     started_by TEXT NOT NULL,
     created_at INTEGER NOT NULL,
     updated_at INTEGER NOT NULL,
-    last_seq INTEGER NOT NULL
+    last_seq INTEGER NOT NULL,
+    wake_at INTEGER,
+    lease_holder TEXT,
+    lease_until INTEGER
+);
+CREATE TABLE IF NOT EXISTS annotations (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    job_id TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    author TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    title TEXT NOT NULL,
+    body BLOB NOT NULL
 );
 CREATE TABLE IF NOT EXISTS events (
     job_id TEXT NOT NULL REFERENCES jobs(id),
@@ -552,6 +614,128 @@ impl Journal for SqliteJournal {
         Ok(waiting)
     }
 
+    fn lease(
+        &self,
+        job: &str,
+        holder: &str,
+        now: Millis,
+        until: Millis,
+        steal: Option<&str>,
+    ) -> Result<Result<(), String>, StoreError> {
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let current: Option<(Option<String>, Option<i64>)> = tx
+            .query_row(
+                "SELECT lease_holder, lease_until FROM jobs WHERE id = ?1",
+                [job],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let Some((current, current_until)) = current else {
+            return Err(StoreError::NoJob(job.to_string()));
+        };
+        let free = match (&current, current_until) {
+            (None, _) => true,
+            (Some(h), _) if h == holder => true,
+            (Some(h), _) if Some(h.as_str()) == steal => true,
+            (Some(_), Some(u)) => (u as u64) < now,
+            (Some(_), None) => true,
+        };
+        if !free {
+            return Ok(Err(current.unwrap_or_default()));
+        }
+        tx.execute(
+            "UPDATE jobs SET lease_holder = ?2, lease_until = ?3 WHERE id = ?1",
+            params![job, holder, until as i64],
+        )?;
+        tx.commit()?;
+        Ok(Ok(()))
+    }
+
+    fn unlease(&self, job: &str, holder: &str) -> Result<(), StoreError> {
+        self.conn().execute(
+            "UPDATE jobs SET lease_holder = NULL, lease_until = NULL WHERE id = ?1 AND lease_holder = ?2",
+            params![job, holder],
+        )?;
+        Ok(())
+    }
+
+    fn lease_holder(&self, job: &str, now: Millis) -> Result<Option<String>, StoreError> {
+        let row: Option<(Option<String>, Option<i64>)> = self
+            .conn()
+            .query_row(
+                "SELECT lease_holder, lease_until FROM jobs WHERE id = ?1",
+                [job],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        Ok(match row {
+            Some((Some(h), Some(u))) if u as u64 >= now => Some(h),
+            _ => None,
+        })
+    }
+
+    fn set_wake(&self, job: &str, at: Option<Millis>) -> Result<(), StoreError> {
+        self.conn().execute(
+            "UPDATE jobs SET wake_at = ?2 WHERE id = ?1",
+            params![job, at.map(|a| a as i64)],
+        )?;
+        Ok(())
+    }
+
+    fn due(&self, now: Millis) -> Result<Vec<String>, StoreError> {
+        let conn = self.conn();
+        let mut st = conn.prepare(
+            "SELECT id FROM jobs WHERE status IN ('queued', 'ready', 'running', 'cancelling', 'rolling-back')
+                OR (status = 'waiting' AND wake_at IS NOT NULL AND wake_at <= ?1)
+             ORDER BY created_at, rowid",
+        )?;
+        let rows = st.query_map([now as i64], |r| r.get::<_, String>(0))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn annotate(
+        &self,
+        job: &str,
+        at: Millis,
+        author: &str,
+        kind: &str,
+        title: &str,
+        body: &[u8],
+    ) -> Result<i64, StoreError> {
+        let conn = self.conn();
+        conn.execute(
+            "INSERT INTO annotations (job_id, at, author, kind, title, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+            params![job, at as i64, author, kind, title, body],
+        )?;
+        Ok(conn.last_insert_rowid())
+    }
+
+    fn annotations(&self, job: &str) -> Result<Vec<AnnotationRow>, StoreError> {
+        let conn = self.conn();
+        let mut st = conn.prepare("SELECT id, at, author, kind, title, length(body) FROM annotations WHERE job_id = ?1 ORDER BY id")?;
+        let rows = st.query_map([job], |r| {
+            Ok(AnnotationRow {
+                id: r.get(0)?,
+                at: r.get::<_, i64>(1)? as u64,
+                author: r.get(2)?,
+                kind: r.get(3)?,
+                title: r.get(4)?,
+                size: r.get::<_, i64>(5)? as u64,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    fn annotation_body(&self, id: i64) -> Result<Option<Vec<u8>>, StoreError> {
+        Ok(self
+            .conn()
+            .query_row("SELECT body FROM annotations WHERE id = ?1", [id], |r| {
+                r.get(0)
+            })
+            .optional()?)
+    }
+
     fn locks(&self) -> Result<Vec<LockRow>, StoreError> {
         let conn = self.conn();
         let mut st = conn.prepare(
@@ -755,6 +939,49 @@ mod tests {
             }
         );
         assert_eq!(cancelled, ["c"]);
+    }
+
+    #[test]
+    fn one_lease_at_a_time_until_it_runs_out_or_its_holder_is_found_dead() {
+        let (_d, j) = journal();
+        j.create_job(&row("deploy-1"), &[(1, "a".into())]).unwrap();
+        assert_eq!(
+            j.lease("deploy-1", "cli:1", 100, 200, None).unwrap(),
+            Ok(())
+        );
+        assert_eq!(
+            j.lease("deploy-1", "worker:2", 150, 250, None).unwrap(),
+            Err("cli:1".to_string())
+        );
+        assert_eq!(
+            j.lease_holder("deploy-1", 150).unwrap().as_deref(),
+            Some("cli:1")
+        );
+        assert_eq!(
+            j.lease("deploy-1", "worker:2", 201, 300, None).unwrap(),
+            Ok(()),
+            "expired"
+        );
+        assert_eq!(
+            j.lease("deploy-1", "cli:3", 202, 300, Some("worker:2"))
+                .unwrap(),
+            Ok(()),
+            "stolen from the dead"
+        );
+        j.unlease("deploy-1", "cli:3").unwrap();
+        assert_eq!(j.lease_holder("deploy-1", 203).unwrap(), None);
+    }
+
+    #[test]
+    fn annotations_keep_their_bytes() {
+        let (_d, j) = journal();
+        let body = vec![0u8, 1, 2, 255];
+        let id = j
+            .annotate("x-1", 5, "ann", "file", "dump.bin", &body)
+            .unwrap();
+        let rows = j.annotations("x-1").unwrap();
+        assert_eq!((rows[0].title.as_str(), rows[0].size), ("dump.bin", 4));
+        assert_eq!(j.annotation_body(id).unwrap(), Some(body));
     }
 
     #[test]

@@ -1,0 +1,161 @@
+//! The permissions file: groups of users, and who may decide at which kind of gate.
+//!
+//! ```yaml
+//! groups:
+//!   release-managers: [alice, bob]
+//!   ops: [carol]
+//! allow:
+//!   approve: [group:release-managers]   # approve and reject at approvals
+//!   resume: [group:ops]                 # resume pauses
+//!   trap: [group:ops, alice]            # retry, skip, rollback, abort at traps
+//!   cancel: [group:ops]
+//!   annotate: ["*"]
+//! ```
+//!
+//! Without a file every user may do everything: the embedded, single-person default.
+
+use std::collections::BTreeMap;
+
+use marked_yaml::Node;
+
+use crate::diag::{Diagnostics, Loc, did_you_mean};
+
+/// What can be allowed.
+pub const ACTIONS: &[&str] = &["approve", "resume", "trap", "cancel", "annotate"];
+
+/// Parsed permissions.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Permissions {
+    groups: BTreeMap<String, Vec<String>>,
+    allow: BTreeMap<String, Vec<String>>,
+}
+
+impl Permissions {
+    /// The groups `user` belongs to.
+    pub fn groups_of(&self, user: &str) -> Vec<String> {
+        self.groups
+            .iter()
+            .filter(|(_, m)| m.iter().any(|u| u == user))
+            .map(|(g, _)| g.clone())
+            .collect()
+    }
+
+    /// Whether `user` may do `action`; `Err` says who may.
+    pub fn check(&self, user: &str, action: &str) -> Result<(), String> {
+        let allowed = self.allow.get(action).map(Vec::as_slice).unwrap_or(&[]);
+        let groups = self.groups_of(user);
+        let ok = allowed.iter().any(|a| match a.strip_prefix("group:") {
+            Some(g) => groups.iter().any(|x| x == g),
+            None => a == "*" || a == user,
+        });
+        if ok {
+            Ok(())
+        } else if allowed.is_empty() {
+            Err(format!(
+                "nobody may {action} (the permissions file allows it to no one)"
+            ))
+        } else {
+            Err(format!(
+                "{user} may not {action}; the permissions file allows {}",
+                allowed.join(", ")
+            ))
+        }
+    }
+}
+
+/// Parses a permissions file, reporting every problem at its place.
+pub fn parse(text: &str, file: &str) -> Result<Permissions, Diagnostics> {
+    let mut d = Diagnostics::new(file, text);
+    let root = match marked_yaml::parse_yaml(0, text) {
+        Ok(r) => r,
+        Err(e) => {
+            d.error(Loc::default(), format!("not valid YAML: {e}"), None);
+            return Err(d);
+        }
+    };
+    let mut p = Permissions::default();
+    let Some(m) = root.as_mapping() else {
+        d.error(
+            Loc::of(root.span()),
+            "a permissions file is a mapping with `groups` and `allow`",
+            None,
+        );
+        return Err(d);
+    };
+    for (k, v) in m.iter() {
+        match k.as_str() {
+            "groups" | "allow" => {
+                let Some(entries) = v.as_mapping() else {
+                    d.error(
+                        Loc::of(v.span()),
+                        format!("`{}` must be a mapping of names to lists", k.as_str()),
+                        None,
+                    );
+                    continue;
+                };
+                for (name, list) in entries.iter() {
+                    if k.as_str() == "allow" && !ACTIONS.contains(&name.as_str()) {
+                        let hint = did_you_mean(name.as_str(), ACTIONS)
+                            .map(|s| format!("did you mean `{s}`?"));
+                        d.error(
+                            Loc::of(name.span()),
+                            format!("unknown action `{}`", name.as_str()),
+                            hint.or(Some(format!("actions are {}", ACTIONS.join(", ")))),
+                        );
+                        continue;
+                    }
+                    let names = strings(list);
+                    match names {
+                        Some(n) => {
+                            let target = if k.as_str() == "groups" {
+                                &mut p.groups
+                            } else {
+                                &mut p.allow
+                            };
+                            target.insert(name.as_str().to_string(), n);
+                        }
+                        None => d.error(
+                            Loc::of(list.span()),
+                            format!("`{}` must be a list of names", name.as_str()),
+                            None,
+                        ),
+                    }
+                }
+            }
+            other => d.error(
+                Loc::of(k.span()),
+                format!("unknown field `{other}`"),
+                Some("a permissions file has `groups` and `allow`".into()),
+            ),
+        }
+    }
+    if d.is_empty() { Ok(p) } else { Err(d) }
+}
+
+fn strings(n: &Node) -> Option<Vec<String>> {
+    n.as_sequence()?
+        .iter()
+        .map(|x| x.as_scalar().map(|s| s.as_str().to_string()))
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn groups_and_allow() {
+        let p = parse("groups:\n  rm: [alice, bob]\nallow:\n  approve: [group:rm, carol]\n  annotate: ['*']\n", "p.yaml").unwrap();
+        assert_eq!(p.check("bob", "approve"), Ok(()));
+        assert_eq!(p.check("carol", "approve"), Ok(()));
+        assert_eq!(
+            p.check("dave", "approve").unwrap_err(),
+            "dave may not approve; the permissions file allows group:rm, carol"
+        );
+        assert_eq!(p.check("dave", "annotate"), Ok(()));
+        assert!(p.check("bob", "trap").is_err());
+        assert_eq!(p.groups_of("alice"), ["rm"]);
+        let e = parse("allow:\n  aprove: [x]\n", "p.yaml").unwrap_err();
+        assert!(e.to_string().contains("did you mean `approve`?"), "{e}");
+    }
+}

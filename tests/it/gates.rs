@@ -1,0 +1,583 @@
+//! Gates through the real binary: run → the process exits waiting → a decision from a new
+//! process → the job goes on and ends. The seeds' cases: Keptn pass/warning, Clarive reject
+//! without rollback, trap retry/skip/abort, pause/resume, timeouts, and recovery after SIGKILL.
+
+use std::path::Path;
+use std::process::{Command, Stdio};
+
+use serde_json::Value;
+use sluice_ops::test_ops;
+
+use crate::jobs::{err, json, out, sluice, write_rule};
+
+fn status(home: &Path, job: &str) -> Value {
+    json(&sluice(home, &["show", job, "--json"]))
+}
+
+fn as_user(home: &Path, args: &[&str], user: &str) -> std::process::Output {
+    let mut all = args.to_vec();
+    all.extend(["--as", user]);
+    sluice(home, &all)
+}
+
+const PERMISSIONS: &str = "groups:\n  release-managers: [bob, carol]\n  ops: [dave]\nallow:\n  approve: [group:release-managers]\n  resume: [group:ops]\n  trap: [group:ops]\n  annotate: ['*']\n";
+
+#[test]
+fn approval_hibernates_then_a_permitted_approver_in_another_process_finishes_the_job() {
+    let home = crate::home();
+    std::fs::write(home.path().join("permissions.yaml"), PERMISSIONS).unwrap();
+    let o = sluice(
+        home.path(),
+        &[
+            "run",
+            "examples/web-release.yaml",
+            "-p",
+            "image=web:3",
+            "-p",
+            "env=production",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(3), "{}{}", out(&o), err(&o));
+    assert!(
+        out(&o).contains("continue with `sluice approve web-release-1 --step go-live`"),
+        "{}",
+        out(&o)
+    );
+    assert!(
+        out(&o).contains("job web-release-1 hibernates"),
+        "{}",
+        out(&o)
+    );
+    assert_eq!(
+        json(&sluice(home.path(), &["jobs", "--json"]))[0]["status"],
+        "waiting"
+    );
+
+    // Not allowed by the permissions file: refused, nothing changes.
+    let o = as_user(home.path(), &["approve", "web-release-1"], "dave");
+    assert_eq!(o.status.code(), Some(5));
+    assert_eq!(
+        err(&o),
+        "error: dave may not approve; the permissions file allows group:release-managers\n"
+    );
+    // The starter may not approve a production release (four eyes).
+    std::fs::write(
+        home.path().join("permissions.yaml"),
+        PERMISSIONS.replace("[bob, carol]", "[ann, bob, carol]"),
+    )
+    .unwrap();
+    let o = as_user(home.path(), &["approve", "web-release-1"], "ann");
+    assert_eq!(o.status.code(), Some(5));
+    assert!(
+        err(&o).contains("ann started job web-release-1 and may not approve it (four eyes)"),
+        "{}",
+        err(&o)
+    );
+    // A bad input is refused too.
+    let o = as_user(
+        home.path(),
+        &["approve", "web-release-1", "--input", "window=never"],
+        "bob",
+    );
+    assert_eq!(
+        err(&o),
+        "error: input `window` is `never`; pick one of now, tonight\n"
+    );
+    assert_eq!(
+        status(home.path(), "web-release-1")["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|h| h["event"]["type"] == "decided")
+            .count(),
+        0
+    );
+
+    let o = as_user(
+        home.path(),
+        &[
+            "approve",
+            "web-release-1",
+            "--input",
+            "window=tonight",
+            "--comment",
+            "canary is clean",
+        ],
+        "bob",
+    );
+    assert_eq!(o.status.code(), Some(0), "{}{}", out(&o), err(&o));
+    assert!(
+        out(&o).ends_with("job web-release-1 succeeded: every step succeeded\n"),
+        "{}",
+        out(&o)
+    );
+    let v = status(home.path(), "web-release-1");
+    assert_eq!(
+        v["steps"]["promote"]["result"]["output"]["window"], "tonight",
+        "later steps read the gate's inputs"
+    );
+    let show = out(&sluice(home.path(), &["show", "web-release-1"]));
+    assert!(
+        show.contains(
+            " bob decided approve at `go-live`: canary is clean {\"window\":\"tonight\"}\n"
+        ),
+        "{show}"
+    );
+
+    // Twice: refused.
+    let o = as_user(home.path(), &["approve", "web-release-1"], "carol");
+    assert_eq!(o.status.code(), Some(5));
+    assert_eq!(
+        err(&o),
+        "error: job web-release-1 has ended (succeeded); there is nothing to decide\n"
+    );
+}
+
+const UNDO_AND_APPROVE: &str = r#"
+rule: gated
+OPS
+phases:
+  pre: [{ id: deploy, op: undo, with: { rev: 7 } }]
+  run:
+    - id: ok
+      op: approve
+      with: { approvers: [bob, group:release-managers], quorum: 2 }
+    - { id: after, op: echo }
+  post: [{ id: tell, op: echo, with: { status: "${{ job.status }}" } }]
+"#;
+
+#[test]
+fn reject_ends_the_job_rejected_with_no_rollback_and_post_runs() {
+    let home = crate::home();
+    let rule = write_rule(home.path(), "gated.yaml", UNDO_AND_APPROVE);
+    let rule = rule.to_str().unwrap();
+    assert_eq!(sluice(home.path(), &["run", rule]).status.code(), Some(3));
+    let o = as_user(
+        home.path(),
+        &["reject", "gated-1", "-m", "not this week"],
+        "carol",
+    );
+    assert_eq!(
+        err(&o),
+        "error: carol may not decide at `ok`: its approvers are bob, group:release-managers\n"
+    );
+    let o = as_user(
+        home.path(),
+        &["reject", "gated-1", "-m", "not this week"],
+        "bob",
+    );
+    assert_eq!(o.status.code(), Some(1), "{}{}", out(&o), err(&o));
+    let v = status(home.path(), "gated-1");
+    assert_eq!(v["status"], "rejected");
+    assert_eq!(v["message"], "rejected by bob at `ok`: not this week");
+    assert!(
+        v["steps"].get("undo:deploy").is_none(),
+        "no rollback after a reject"
+    );
+    assert!(v["steps"].get("after").is_none());
+    assert_eq!(
+        v["steps"]["tell"]["result"]["output"]["status"], "rejected",
+        "post ran, and saw why"
+    );
+}
+
+#[test]
+fn a_quorum_needs_distinct_approvers_and_concurrent_decisions_land_once() {
+    let home = crate::home();
+    let rule = write_rule(home.path(), "gated.yaml", UNDO_AND_APPROVE);
+    assert_eq!(
+        sluice(home.path(), &["run", rule.to_str().unwrap()])
+            .status
+            .code(),
+        Some(3)
+    );
+    let o = as_user(home.path(), &["approve", "gated-1"], "bob");
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "one approval of two: still waiting. {}{}",
+        out(&o),
+        err(&o)
+    );
+    let o = as_user(home.path(), &["approve", "gated-1"], "bob");
+    assert_eq!(
+        err(&o),
+        "error: bob has already approved `ok` (1 of 2 approvals so far); another approver must\n"
+    );
+
+    // Two different people at once: both approvals land (it takes two), in some order, once each.
+    let spawn = |user: &str| {
+        Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(["reject", "gated-1", "--as", user])
+            .env("SLUICE_HOME", home.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    // Rejections by two people at one gate: exactly one lands, the other is refused.
+    std::fs::write(
+        home.path().join("permissions.yaml"),
+        "groups:\n  release-managers: [x, y]\nallow:\n  approve: [group:release-managers]\n",
+    )
+    .unwrap();
+    let (a, b) = (spawn("x"), spawn("y"));
+    let (a, b) = (a.wait_with_output().unwrap(), b.wait_with_output().unwrap());
+    let codes = [a.status.code(), b.status.code()];
+    assert!(
+        codes.contains(&Some(1)) && codes.contains(&Some(5)),
+        "one wins (job rejected, exit 1), one is refused (5): {codes:?}"
+    );
+    let v = status(home.path(), "gated-1");
+    let rejects = v["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|h| h["event"]["kind"] == "reject")
+        .count();
+    assert_eq!(rejects, 1);
+}
+
+const KEPTN: &str = r#"
+rule: keptn
+OPS
+params: { first: { default: success } }
+phases:
+  run:
+    - { id: test, op: echo, when: "${{ params.first == 'success' }}" }
+    - { id: warned, op: warn, when: "${{ params.first == 'warning' }}" }
+    - { id: failed, op: fail, on-error: continue, when: "${{ params.first == 'failure' }}" }
+    - { id: approval, op: approve, with: { pass: automatic, warning: manual } }
+"#;
+
+#[test]
+fn keptn_approvals_pass_by_themselves_ask_after_a_warning_and_decline_after_a_failure() {
+    let home = crate::home();
+    let yaml = KEPTN.to_string();
+    // The approval follows the last step of the list; the skipped ones in between do not count.
+    let success = yaml.replace("    - { id: warned, op: warn, when: \"${{ params.first == 'warning' }}\" }\n    - { id: failed, op: fail, on-error: continue, when: \"${{ params.first == 'failure' }}\" }\n", "");
+    let rule = write_rule(home.path(), "a.yaml", &success);
+    let o = sluice(home.path(), &["run", rule.to_str().unwrap()]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "passes by itself after a success: {}{}",
+        out(&o),
+        err(&o)
+    );
+
+    let warning = yaml.replace("    - { id: test, op: echo, when: \"${{ params.first == 'success' }}\" }\n", "").replace("    - { id: failed, op: fail, on-error: continue, when: \"${{ params.first == 'failure' }}\" }\n", "");
+    let rule = write_rule(home.path(), "b.yaml", &warning);
+    let o = sluice(
+        home.path(),
+        &["run", rule.to_str().unwrap(), "-p", "first=warning"],
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "asks after a warning: {}{}",
+        out(&o),
+        err(&o)
+    );
+
+    let failure = yaml.replace("    - { id: test, op: echo, when: \"${{ params.first == 'success' }}\" }\n    - { id: warned, op: warn, when: \"${{ params.first == 'warning' }}\" }\n", "");
+    let rule = write_rule(home.path(), "c.yaml", &failure);
+    let o = sluice(
+        home.path(),
+        &["run", rule.to_str().unwrap(), "-p", "first=failure"],
+    );
+    assert_eq!(o.status.code(), Some(1), "{}{}", out(&o), err(&o));
+    let v = status(home.path(), "keptn-3");
+    assert_eq!(v["status"], "rejected");
+    assert_eq!(
+        v["message"],
+        "`approval` declined automatically: the step before failed"
+    );
+}
+
+const TRAPPED: &str = r#"
+rule: trapped
+OPS
+phases:
+  pre: [{ id: deploy, op: undo, with: { rev: 3 } }]
+  run:
+    - { id: smoke, op: fail, on-error: trap, trap: { max-retries: 2 }, with: { message: "smoke test failed" } }
+    - { id: promote, op: echo, with: { smoke: "${{ steps.smoke.outcome }}" } }
+  post: [{ id: tell, op: echo, with: { status: "${{ job.status }}" } }]
+"#;
+
+#[test]
+fn a_trap_stops_the_job_and_a_person_retries_with_an_edited_input_then_skips() {
+    let home = crate::home();
+    let rule = write_rule(home.path(), "t.yaml", TRAPPED);
+    let o = sluice(home.path(), &["run", rule.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(3), "{}{}", out(&o), err(&o));
+    assert!(
+        out(&o).contains("job trapped-1 waits at `smoke`: `smoke` failed: smoke test failed"),
+        "{}",
+        out(&o)
+    );
+    let o = sluice(home.path(), &["approve", "trapped-1"]);
+    assert_eq!(
+        err(&o),
+        "error: step `smoke` waits at a trap gate, which takes retry, skip, rollback, abort, not approve\n"
+    );
+
+    let o = sluice(
+        home.path(),
+        &["retry", "trapped-1", "--input", "message=still failing"],
+    );
+    assert_eq!(
+        o.status.code(),
+        Some(3),
+        "trapped again: {}{}",
+        out(&o),
+        err(&o)
+    );
+    let v = status(home.path(), "trapped-1");
+    assert_eq!(
+        v["steps"]["smoke"]["input"]["message"], "still failing",
+        "the retry ran with the edited input"
+    );
+    assert_eq!(v["steps"]["smoke"]["attempt"], 2);
+
+    let o = sluice(home.path(), &["skip", "trapped-1", "-m", "known flake"]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", out(&o), err(&o));
+    let v = status(home.path(), "trapped-1");
+    assert_eq!(v["status"], "succeeded");
+    assert_eq!(
+        v["steps"]["promote"]["result"]["output"]["smoke"],
+        "skipped"
+    );
+}
+
+#[test]
+fn abort_at_a_trap_ends_failed_without_rollback_and_runs_post() {
+    let home = crate::home();
+    let rule = write_rule(home.path(), "t.yaml", TRAPPED);
+    assert_eq!(
+        sluice(home.path(), &["run", rule.to_str().unwrap()])
+            .status
+            .code(),
+        Some(3)
+    );
+    let o = sluice(home.path(), &["abort", "trapped-1"]);
+    assert_eq!(o.status.code(), Some(1), "{}{}", out(&o), err(&o));
+    let v = status(home.path(), "trapped-1");
+    assert_eq!(
+        (v["status"].as_str(), v["message"].as_str()),
+        (Some("failed"), Some("aborted by ann at `smoke`"))
+    );
+    assert!(
+        v["steps"].get("undo:deploy").is_none(),
+        "abort does not roll back"
+    );
+    assert_eq!(v["steps"]["tell"]["result"]["output"]["status"], "failed");
+}
+
+#[test]
+fn rollback_at_a_trap_undoes_completed_steps() {
+    let home = crate::home();
+    let rule = write_rule(home.path(), "t.yaml", TRAPPED);
+    assert_eq!(
+        sluice(home.path(), &["run", rule.to_str().unwrap()])
+            .status
+            .code(),
+        Some(3)
+    );
+    let o = sluice(home.path(), &["rollback", "trapped-1"]);
+    assert_eq!(o.status.code(), Some(1));
+    let v = status(home.path(), "trapped-1");
+    assert_eq!(v["status"], "rolled-back");
+    assert_eq!(v["steps"]["undo:deploy"]["status"], "succeeded");
+}
+
+#[test]
+fn pause_waits_for_resume_and_the_gated_example_runs_through_every_gate() {
+    let home = crate::home();
+    let o = sluice(
+        home.path(),
+        &["run", "examples/gated-release.yaml", "-p", "healthy=false"],
+    );
+    assert_eq!(o.status.code(), Some(3), "{}{}", out(&o), err(&o));
+    assert!(out(&o).contains("waits at `health`"), "{}", out(&o));
+    let o = sluice(home.path(), &["resume", "gated-release-1"]);
+    assert_eq!(o.status.code(), Some(5));
+    let o = sluice(
+        home.path(),
+        &["retry", "gated-release-1", "--input", "that=true"],
+    );
+    assert_eq!(o.status.code(), Some(3), "{}{}", out(&o), err(&o));
+    assert!(
+        out(&o).contains("waits at `watch`: watch the dashboards"),
+        "the approval passed by itself; the pause waits: {}",
+        out(&o)
+    );
+    let o = sluice(
+        home.path(),
+        &["resume", "gated-release-1", "-m", "dashboards are green"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}{}", out(&o), err(&o));
+    assert_eq!(
+        status(home.path(), "gated-release-1")["steps"]["watch"]["result"]["output"]["resumed_by"],
+        "ann"
+    );
+}
+
+#[test]
+fn gates_are_refused_where_nobody_may_stop_them() {
+    let home = crate::home();
+    let rule = write_rule(
+        home.path(),
+        "bad.yaml",
+        "rule: bad\nphases:\n  run: [{ op: log, with: { message: x } }]\n  post: [{ id: late, op: approve }]\n",
+    );
+    let o = sluice(home.path(), &["validate", rule.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        err(&o).contains("error: `approve` cannot stand in `post`"),
+        "{}",
+        err(&o)
+    );
+    assert!(
+        err(&o).contains("hint: post always runs to the end; put the gate before it"),
+        "{}",
+        err(&o)
+    );
+}
+
+#[test]
+fn a_gate_timeout_fires_from_the_journal_when_a_worker_runs() {
+    let home = crate::home();
+    let rule = write_rule(
+        home.path(),
+        "t.yaml",
+        "rule: timed\nphases:\n  run:\n    - { id: ok, op: approve, with: { timeout: 1, on-timeout: reject } }\n    - { id: after, op: log, with: { message: x } }\n",
+    );
+    assert_eq!(
+        sluice(home.path(), &["run", rule.to_str().unwrap()])
+            .status
+            .code(),
+        Some(3)
+    );
+    // The timer is a journal row; a worker pass once it is due fires it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut v = status(home.path(), "timed-1");
+    while v["status"] == "waiting" && std::time::Instant::now() < deadline {
+        assert!(sluice(home.path(), &["worker", "--once"]).status.success());
+        v = status(home.path(), "timed-1");
+        if v["status"] == "waiting" {
+            std::thread::sleep(std::time::Duration::from_millis(100));
+        }
+    }
+    assert_eq!(v["status"], "rejected", "{v}");
+    let decided = v["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["event"]["type"] == "decided")
+        .unwrap()
+        .clone();
+    assert_eq!(decided["event"]["by"], "timeout");
+}
+
+#[test]
+fn annotations_at_any_time_are_listed_by_show() {
+    let home = crate::home();
+    assert_eq!(
+        sluice(home.path(), &["run", "examples/cleanup.yaml"])
+            .status
+            .code(),
+        Some(0)
+    );
+    let log = home.path().join("deploy.log");
+    std::fs::write(&log, "line 1\nline 2\n").unwrap();
+    assert!(
+        sluice(
+            home.path(),
+            &[
+                "annotate",
+                "env-cleanup-1",
+                "--comment",
+                "pruned by hand too"
+            ]
+        )
+        .status
+        .success()
+    );
+    assert!(
+        sluice(
+            home.path(),
+            &["annotate", "env-cleanup-1", "--log", log.to_str().unwrap()]
+        )
+        .status
+        .success()
+    );
+    let show = out(&sluice(home.path(), &["show", "env-cleanup-1"]));
+    assert!(show.contains("annotations\n"), "{show}");
+    assert!(show.contains(" ann: pruned by hand too\n"), "{show}");
+    assert!(show.contains(" ann: log deploy.log (14 bytes)\n"), "{show}");
+}
+
+/// SIGKILL mid-step: nothing finished is lost, and the interrupted, non-idempotent step waits
+/// in a trap with reason `interrupted` for a person.
+#[test]
+fn a_host_killed_mid_step_recovers_into_an_interrupted_trap() {
+    let home = crate::home();
+    let rule = write_rule(
+        home.path(),
+        "k.yaml",
+        "rule: killed\nOPS\nphases:\n  pre: [{ id: first, op: echo, with: { n: 1 } }]\n  run: [{ id: long, op: spin, timeout: 60s }]\n  post: [{ id: tell, op: echo }]\n",
+    );
+    assert!(
+        sluice(home.path(), &["op", "describe", test_ops::SPIN])
+            .status
+            .success()
+    );
+    let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["run", rule.to_str().unwrap()])
+        .env("SLUICE_HOME", home.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let o = sluice(home.path(), &["show", "killed-1", "--json"]);
+        if o.status.success() && json(&o)["steps"]["long"]["status"] == "running" {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the long step never started"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
+    child.kill().unwrap(); // SIGKILL
+    child.wait().unwrap();
+
+    let o = sluice(home.path(), &["worker", "--once"]);
+    assert!(o.status.success(), "{}", err(&o));
+    let v = status(home.path(), "killed-1");
+    assert_eq!(v["status"], "waiting", "{v}");
+    assert_eq!(
+        v["steps"]["first"]["status"], "succeeded",
+        "the finished step is kept"
+    );
+    let gate = &v["waiting"][0];
+    assert_eq!(gate["kind"], "trap");
+    assert!(
+        gate["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("interrupted: "),
+        "{gate}"
+    );
+    let o = sluice(home.path(), &["abort", "killed-1"]);
+    assert_eq!(o.status.code(), Some(1), "{}{}", out(&o), err(&o));
+    assert_eq!(
+        status(home.path(), "killed-1")["steps"]["tell"]["status"],
+        "succeeded",
+        "post ran"
+    );
+}
