@@ -581,3 +581,99 @@ fn a_host_killed_mid_step_recovers_into_an_interrupted_trap() {
         "post ran"
     );
 }
+
+/// What the approver approved is what runs: the ops are pinned by sha256 when the job starts,
+/// so a component swapped while the job waits is refused, not run under the approval.
+#[test]
+fn a_component_swapped_after_approval_is_refused() {
+    let home = crate::home();
+    let op = home.path().join("promote.wasm");
+    std::fs::copy(test_ops::ECHO, &op).unwrap();
+    let rule = home.path().join("r.yaml");
+    std::fs::write(
+        &rule,
+        "rule: pinned\nops:\n  promote: { path: promote.wasm }\nphases:\n  run:\n    - { id: ok, op: approve, with: { allow-self-approval: true } }\n    - { id: go, op: promote }\n",
+    )
+    .unwrap();
+    let o = sluice(home.path(), &["run", rule.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(3), "{}{}", out(&o), err(&o));
+    assert!(
+        out(&o).contains("approves the ops approve@sha256:"),
+        "{}",
+        out(&o)
+    );
+    std::fs::copy(test_ops::FAIL, &op).unwrap();
+    let o = sluice(home.path(), &["approve", "pinned-1"]);
+    assert_eq!(o.status.code(), Some(1), "{}{}", out(&o), err(&o));
+    let v = status(home.path(), "pinned-1");
+    let message = v["steps"]["go"]["result"]["message"].as_str().unwrap();
+    assert!(
+        message.contains("the component changed since the job started"),
+        "{message}"
+    );
+    let decided = v["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["event"]["type"] == "decided")
+        .unwrap()
+        .clone();
+    assert_eq!(
+        decided["event"]["bundle"].as_str().unwrap().len(),
+        64,
+        "the approval names the bundle it approved"
+    );
+}
+
+#[test]
+fn a_detached_decision_is_carried_on_by_the_worker() {
+    let home = crate::home();
+    let rule = write_rule(
+        home.path(),
+        "p.yaml",
+        "rule: paused\nphases:\n  run: [{ id: wait, op: pause }, { id: after, op: log, with: { message: done } }]\n",
+    );
+    assert_eq!(
+        sluice(home.path(), &["run", rule.to_str().unwrap()])
+            .status
+            .code(),
+        Some(3)
+    );
+    let o = sluice(home.path(), &["resume", "paused-1", "--detach"]);
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    assert_eq!(
+        json(&sluice(home.path(), &["jobs", "--json"]))[0]["status"],
+        "ready"
+    );
+    assert!(sluice(home.path(), &["worker", "--once"]).status.success());
+    assert_eq!(status(home.path(), "paused-1")["status"], "succeeded");
+}
+
+#[test]
+fn the_worker_stops_cleanly_on_sigterm() {
+    let home = crate::home();
+    let w = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["worker", "--interval-ms", "50"])
+        .env("SLUICE_HOME", home.path())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Wait until it has opened the journal (the file exists), then ask it to stop.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while !home.path().join("sluice.db").exists() {
+        assert!(std::time::Instant::now() < deadline);
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let pid = w.id().to_string();
+    assert!(
+        Command::new("kill")
+            .args(["-TERM", &pid])
+            .status()
+            .unwrap()
+            .success()
+    );
+    let o = w.wait_with_output().unwrap();
+    assert_eq!(o.status.code(), Some(0));
+    assert_eq!(String::from_utf8_lossy(&o.stdout), "worker stopping\n");
+}

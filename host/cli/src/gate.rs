@@ -199,9 +199,12 @@ pub(crate) fn annotate(global: &Global, args: AnnotateArgs) -> CmdResult {
 }
 
 pub(crate) async fn worker(global: &Global, args: WorkerArgs) -> CmdResult {
+    use tokio::signal::unix::{SignalKind, signal};
+    // Listen before anything else, so a signal never finds the default handler.
+    let mut term = signal(SignalKind::terminate()).map_err(Failed::internal)?;
+    let mut int = signal(SignalKind::interrupt()).map_err(Failed::internal)?;
     let printer = Arc::new(Printer::new(false));
     let runner = runner(global, printer.clone())?;
-    let mut stop = Box::pin(shutdown());
     loop {
         let done = runner.work_once().await.map_err(Failed::internal)?;
         for (job, standing) in &done {
@@ -211,23 +214,11 @@ pub(crate) async fn worker(global: &Global, args: WorkerArgs) -> CmdResult {
             return Ok(0);
         }
         tokio::select! {
-            _ = &mut stop => {
-                printer.line("worker stopping");
-                return Ok(0);
-            }
+            _ = term.recv() => break,
+            _ = int.recv() => break,
             _ = tokio::time::sleep(Duration::from_millis(args.interval_ms)) => {}
         }
     }
-}
-
-/// Resolves on SIGINT or SIGTERM.
-async fn shutdown() {
-    let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => return std::future::pending().await,
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
+    printer.line("worker stopping");
+    Ok(0)
 }
