@@ -7,6 +7,7 @@ mod cli;
 mod gates;
 mod jobs;
 mod runtime;
+mod sandbox;
 
 /// A fresh `$SLUICE_HOME` for one test.
 pub fn home() -> tempfile::TempDir {

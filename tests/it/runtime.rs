@@ -327,7 +327,12 @@ async fn ungranted_secret_and_exec_are_refused_by_name() {
         None,
     )
     .await;
-    assert_eq!(r.outcome, Outcome::Success { output: "7".into() });
+    assert_eq!(
+        r.outcome,
+        Outcome::Success {
+            output: r#"{"leak":"hunter2","len":7}"#.into()
+        }
+    );
 
     let r = run(
         &rt,

@@ -305,7 +305,9 @@ pub(crate) async fn run(global: &Global, args: RunArgs) -> CmdResult {
         .start(rule, &dir, &params, &user())
         .await
         .map_err(|e| match e {
-            sluice_runner::RunError::Params(_) => Failed::usage(e),
+            sluice_runner::RunError::Params(_) | sluice_runner::RunError::NotGranted(_) => {
+                Failed::usage(e)
+            }
             sluice_runner::RunError::Op { .. } => Failed::load(e),
             other => Failed::internal(other),
         })?;

@@ -156,7 +156,7 @@ fn run(cli: Cli) -> CmdResult {
     rt.block_on(async {
         match cli.command {
             Command::Run(args) => job::run(&cli.global, args).await,
-            Command::Validate(args) => rule::validate(args),
+            Command::Validate(args) => rule::validate(&cli.global, args).await,
             Command::Schema => output::print(sluice_rule::JSON_SCHEMA).map(|()| 0),
             Command::Simulate(args) => rule::simulate(&cli.global, args).await,
             Command::Jobs(args) => job::jobs(&cli.global, args),

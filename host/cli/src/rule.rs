@@ -71,19 +71,78 @@ pub(crate) fn split_params(params: &[String]) -> Result<Vec<(String, String)>, F
         .collect()
 }
 
-pub(crate) fn validate(args: ValidateArgs) -> CmdResult {
+/// What each op of `rule` declares it needs, from `describe` (ops from files resolved against
+/// the rule's directory).
+async fn op_needs(
+    global: &Global,
+    rule: &Rule,
+    dir: &Path,
+) -> Result<BTreeMap<String, Vec<sluice_model::Capability>>, Failed> {
+    let runtime = Runtime::new(RuntimeConfig::new(&global.home)).map_err(Failed::internal)?;
+    let mut needs = BTreeMap::new();
+    for name in rule.op_names() {
+        let bytes = match rule.ops.get(&name) {
+            Some(sluice_rule::OpSource::Path(p)) => std::fs::read(dir.join(p))
+                .with_context(|| format!("op `{name}`: cannot read {}", dir.join(p).display()))
+                .map_err(Failed::load)?,
+            None => sluice_ops::std_op(&name)
+                .map(|o| o.wasm.to_vec())
+                .unwrap_or_default(),
+        };
+        let (op, _) = runtime
+            .load(&bytes)
+            .with_context(|| format!("op `{name}`"))
+            .map_err(Failed::load)?;
+        let info = runtime
+            .describe(&op)
+            .await
+            .with_context(|| format!("op `{name}`"))
+            .map_err(Failed::load)?;
+        needs.insert(name, info.needs);
+    }
+    Ok(needs)
+}
+
+pub(crate) async fn validate(global: &Global, args: ValidateArgs) -> CmdResult {
     let text = std::fs::read_to_string(&args.rule)
         .with_context(|| format!("cannot read rule file {}", args.rule.display()))
         .map_err(Failed::usage)?;
     let names = std_op_names();
     let file = args.rule.display().to_string();
-    let result = sluice_rule::parse(
+    let mut result = sluice_rule::parse(
         &text,
         &ParseOptions {
             file: &file,
             std_ops: &names,
         },
     );
+    // The rule reads well: now check it grants what its ops declare they need.
+    if let Ok(rule) = &result {
+        let needs = op_needs(global, rule, &sluice_runner::rule_dir(&args.rule)).await?;
+        let missing = rule.missing_grants(&needs);
+        if !missing.is_empty() {
+            let mut d = sluice_rule::Diagnostics {
+                file: file.clone(),
+                text: text.clone(),
+                items: vec![],
+            };
+            for m in missing {
+                let op = m.split('`').nth(1).unwrap_or_default().to_string();
+                let loc = rule
+                    .all_steps()
+                    .into_iter()
+                    .find(|(_, s)| matches!(&s.kind, sluice_rule::StepKind::Op(c) if c.op == op))
+                    .map(|(_, s)| s.loc)
+                    .unwrap_or_default();
+                let (message, hint) = m
+                    .split_once(": add ")
+                    .map(|(a, b)| (a.to_string(), Some(format!("add {b}"))))
+                    .unwrap_or((m.clone(), None));
+                d.items.push(sluice_rule::Diagnostic { message, loc, hint });
+            }
+            result = Err(d);
+        }
+    }
     match (result, args.json) {
         (Ok(rule), false) => {
             let steps = rule.all_steps().len();

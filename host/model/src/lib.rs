@@ -273,6 +273,50 @@ impl std::fmt::Display for Capability {
     }
 }
 
+impl std::str::FromStr for Capability {
+    type Err = String;
+
+    /// Reads `exec:NAME`, `http:ORIGIN`, `workspace:read-only|read-write`, `secret:NAME`, `env:NAME`.
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (kind, value) = s.split_once(':').ok_or_else(|| {
+            format!("`{s}` is not a capability: write exec:PROGRAM, http:ORIGIN, workspace:read-only|read-write, secret:NAME or env:NAME")
+        })?;
+        if value.is_empty() {
+            return Err(format!("`{s}` names nothing after `{kind}:`"));
+        }
+        Ok(match kind {
+            "exec" => Capability::Exec(value.to_string()),
+            "http" => Capability::Http(value.to_string()),
+            "secret" => Capability::Secret(value.to_string()),
+            "env" => Capability::Env(value.to_string()),
+            "workspace" => match value {
+                "read-only" => Capability::Workspace(Access::ReadOnly),
+                "read-write" => Capability::Workspace(Access::ReadWrite),
+                _ => return Err(format!("`{s}`: a workspace is read-only or read-write")),
+            },
+            _ => {
+                return Err(format!(
+                    "`{kind}` in `{s}` is not a kind of capability: use exec, http, workspace, secret or env"
+                ));
+            }
+        })
+    }
+}
+
+impl Capability {
+    /// Whether `granted` covers this need: the same, or read-write where read-only is needed.
+    pub fn granted_by(&self, granted: &Capability) -> bool {
+        self == granted
+            || matches!(
+                (self, granted),
+                (
+                    Capability::Workspace(Access::ReadOnly),
+                    Capability::Workspace(Access::ReadWrite)
+                )
+            )
+    }
+}
+
 /// What an op says about itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OpInfo {

@@ -49,6 +49,9 @@ pub struct Rule {
     pub locks: Vec<Lock>,
     /// Defaults for every step.
     pub defaults: Defaults,
+    /// Capabilities granted to each op, by op name; an op gets nothing else.
+    #[serde(default)]
+    pub grants: BTreeMap<String, Vec<sluice_model::Capability>>,
 }
 
 /// The steps of each phase.
@@ -294,6 +297,24 @@ impl Rule {
     /// The step with `id`.
     pub fn step(&self, id: &str) -> Option<(Phase, &Step)> {
         self.all_steps().into_iter().find(|(_, s)| s.id == id)
+    }
+
+    /// What `needs` (op name to the capabilities its `describe` declares) lacks in this rule's
+    /// grants: op, capability, and the grant line to add.
+    pub fn missing_grants(
+        &self,
+        needs: &BTreeMap<String, Vec<sluice_model::Capability>>,
+    ) -> Vec<String> {
+        let mut out = Vec::new();
+        for (op, caps) in needs {
+            let granted = self.grants.get(op).map(Vec::as_slice).unwrap_or(&[]);
+            for c in caps {
+                if !granted.iter().any(|g| c.granted_by(g)) {
+                    out.push(format!("op `{op}` needs `{c}`, which the rule does not grant: add `grants: {{ {op}: [\"{c}\"] }}`"));
+                }
+            }
+        }
+        out
     }
 
     /// The op names steps call, each once.

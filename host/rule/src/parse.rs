@@ -24,6 +24,7 @@ const TOP_KEYS: &[&str] = &[
     "description",
     "params",
     "ops",
+    "grants",
     "phases",
     "rollback",
     "concurrency",
@@ -56,7 +57,9 @@ pub fn parse(text: &str, opts: &ParseOptions<'_>) -> Result<Rule, Diagnostics> {
     let root = match marked_yaml::parse_yaml_with_options(
         0,
         text,
-        LoaderOptions::default().error_on_duplicate_keys(true),
+        LoaderOptions::default()
+            .error_on_duplicate_keys(true)
+            .prevent_coercion(true),
     ) {
         Ok(root) => root,
         Err(e) => {
@@ -274,6 +277,10 @@ impl Parser<'_> {
             .map(|n| self.steps(n, Phase::Rollback, &defaults))
             .unwrap_or_default();
         let concurrency = m.get_node("concurrency").and_then(|n| self.concurrency(n));
+        let grants = m
+            .get_node("grants")
+            .map(|n| self.grants(n))
+            .unwrap_or_default();
         let locks = m
             .get_node("locks")
             .map(|n| self.locks(n))
@@ -290,6 +297,7 @@ impl Parser<'_> {
             concurrency,
             locks,
             defaults,
+            grants,
         })
     }
 
@@ -456,6 +464,45 @@ impl Parser<'_> {
             } else {
                 self.err(loc(v), format!("{what} needs `path: FILE.wasm`"), None);
             }
+        }
+        out
+    }
+
+    fn grants(&mut self, n: &Node) -> BTreeMap<String, Vec<sluice_model::Capability>> {
+        let mut out = BTreeMap::new();
+        let Some(m) = n.as_mapping() else {
+            self.err(
+                loc(n),
+                "`grants` must map op names to lists such as [exec:kubectl, secret:token]",
+                None,
+            );
+            return out;
+        };
+        for (op, list) in m.iter() {
+            let Some(seq) = list.as_sequence() else {
+                self.err(
+                    loc(list),
+                    format!("the grants of `{}` must be a list", op.as_str()),
+                    None,
+                );
+                continue;
+            };
+            let mut caps = Vec::new();
+            for item in seq.iter() {
+                let Some(text) = self.string(item, "a grant") else {
+                    continue;
+                };
+                match text.parse::<sluice_model::Capability>() {
+                    Ok(sluice_model::Capability::Http(_)) => self.err(
+                        loc(item),
+                        "http grants are not supported yet: sluice does not give ops wasi:http",
+                        Some("call HTTP from a granted program with exec for now".into()),
+                    ),
+                    Ok(c) => caps.push(c),
+                    Err(e) => self.err(loc(item), e, None),
+                }
+            }
+            out.insert(op.as_str().to_string(), caps);
         }
         out
     }
@@ -901,6 +948,17 @@ impl Parser<'_> {
                 }
             }
         }
+        let called = rule.op_names();
+        for op in rule.grants.keys() {
+            if !called.contains(op) {
+                problems.push((
+                    Loc::default(),
+                    format!("`grants` names op `{op}`, which no step calls"),
+                    did_you_mean(op, &called.iter().map(String::as_str).collect::<Vec<_>>())
+                        .map(|s| format!("did you mean `{s}`?")),
+                ));
+            }
+        }
         if let Some(c) = &rule.concurrency {
             check_expr(&c.group, Loc::default(), false, &mut problems);
         }
@@ -1069,4 +1127,25 @@ pub(crate) fn parse_duration_ms(s: &str) -> Option<u64> {
     };
     let v: f64 = num.trim().parse().ok()?;
     (v.is_finite() && v >= 0.0).then_some((v * mult as f64) as u64)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn quoted_scalars_stay_text_and_plain_ones_are_typed() {
+        let r = parse(
+            "rule: r\nphases:\n  run: [{ op: log, with: { a: [\"31.5\", 31.5, 'true', true, \"null\", ~] } }]\n",
+            &ParseOptions { file: "r.yaml", std_ops: &["log"] },
+        )
+        .unwrap();
+        let StepKind::Op(c) = &r.phases.run[0].kind else {
+            panic!()
+        };
+        assert_eq!(
+            c.with,
+            serde_json::json!({ "a": ["31.5", 31.5, "true", true, "null", null] })
+        );
+    }
 }

@@ -40,6 +40,9 @@ pub enum RunError {
         /// What is wrong.
         message: String,
     },
+    /// The rule does not grant what its ops need, or a grant cannot be honoured.
+    #[error("{}", .0.join("\n"))]
+    NotGranted(Vec<String>),
     /// The journal failed.
     #[error(transparent)]
     Store(#[from] StoreError),
@@ -226,6 +229,28 @@ impl Runner {
                     needs: info.needs.iter().map(ToString::to_string).collect(),
                 },
             );
+        }
+        let needs: BTreeMap<String, Vec<sluice_model::Capability>> = ops
+            .iter()
+            .map(|(name, m): (&String, &OpMeta)| {
+                (
+                    name.clone(),
+                    m.needs.iter().filter_map(|c| c.parse().ok()).collect(),
+                )
+            })
+            .collect();
+        let mut missing = rule.missing_grants(&needs);
+        for (op, caps) in &rule.grants {
+            for c in caps {
+                if let sluice_model::Capability::Exec(program) = c
+                    && resolve_program(program).is_none()
+                {
+                    missing.push(format!("program `{program}` granted to op `{op}` is not on this host's PATH: install it or grant its absolute path"));
+                }
+            }
+        }
+        if !missing.is_empty() {
+            return Err(RunError::NotGranted(missing));
         }
         let id = self.journal.next_job_id(&rule.name)?;
         let created = Event::Created {
@@ -695,6 +720,13 @@ impl Runner {
             started_by: job.started_by.clone(),
             previous: c.previous.clone(),
         };
+        let grants = self.grants_for(job, &c.op);
+        let secrets: Vec<String> = grants
+            .secrets
+            .values()
+            .filter(|v| v.len() >= 4)
+            .cloned()
+            .collect();
         let runtime = self.runtime.clone();
         inflight.spawn(async move {
             let report = match loaded {
@@ -722,14 +754,56 @@ impl Runner {
                         (None, None) => Call::Run { ctx, input },
                     };
                     let timeout = c.timeout_ms.map(Duration::from_millis);
-                    runtime
-                        .call(&op, &name, call, Arc::new(Grants::none()), timeout)
-                        .await
+                    let mut report = runtime
+                        .call(&op, &name, call, Arc::new(grants), timeout)
+                        .await;
+                    mask_report(&mut report, &secrets);
+                    report
                 }
             };
             (c, report)
         });
         Ok(())
+    }
+
+    /// What `op` may use in `job`, from the rule's grants: secrets from the host's
+    /// `SLUICE_SECRET_<NAME>` variables, programs resolved on `PATH`, env values, the job's
+    /// workspace directory (`$SLUICE_HOME/workspaces/<job>`).
+    fn grants_for(&self, job: &Job, op: &str) -> Grants {
+        let mut g = Grants::none();
+        for c in job.rule.grants.get(op).map(Vec::as_slice).unwrap_or(&[]) {
+            match c {
+                sluice_model::Capability::Secret(name) => {
+                    let var = format!("SLUICE_SECRET_{}", name.to_uppercase().replace('-', "_"));
+                    match std::env::var(&var) {
+                        Ok(v) => {
+                            g.secrets.insert(name.clone(), v);
+                        }
+                        Err(_) => {
+                            g.unset_secrets.insert(name.clone(), var);
+                        }
+                    }
+                }
+                sluice_model::Capability::Exec(p) => {
+                    if let Some(path) = resolve_program(p) {
+                        g.programs.insert(p.clone(), path);
+                    }
+                }
+                sluice_model::Capability::Env(name) => {
+                    if let Ok(v) = std::env::var(name) {
+                        g.env.insert(name.clone(), v);
+                    }
+                }
+                sluice_model::Capability::Workspace(access) => {
+                    let dir = self.runtime.config().home.join("workspaces").join(&job.id);
+                    if std::fs::create_dir_all(&dir).is_ok() {
+                        g.workspace = Some((dir, *access));
+                    }
+                }
+                sluice_model::Capability::Http(_) => {}
+            }
+        }
+        g
     }
 
     /// Records how a call ended (re-reading the journal as often as others append to it).
@@ -872,6 +946,55 @@ impl Runner {
                 Ok(None)
             }
         }
+    }
+}
+
+/// An absolute program path: as given when absolute, else found on `PATH`.
+fn resolve_program(program: &str) -> Option<PathBuf> {
+    let p = Path::new(program);
+    if p.is_absolute() {
+        return p.is_file().then(|| p.to_path_buf());
+    }
+    if program.contains('/') {
+        return None;
+    }
+    std::env::var_os("PATH")?
+        .to_str()?
+        .split(':')
+        .map(|d| Path::new(d).join(program))
+        .find(|c| c.is_file())
+}
+
+/// Replaces every granted secret value in what the op reported with `***`, before anything of
+/// it is stored or printed.
+fn mask_report(r: &mut sluice_runtime::OpReport, secrets: &[String]) {
+    if secrets.is_empty() {
+        return;
+    }
+    let mask = |s: &mut String| {
+        for v in secrets {
+            if s.contains(v.as_str()) {
+                *s = s.replace(v.as_str(), "***");
+            }
+        }
+    };
+    for l in &mut r.logs {
+        mask(&mut l.message);
+    }
+    for a in &mut r.annotations {
+        mask(&mut a.title);
+        mask(&mut a.body);
+    }
+    if let Some(p) = &mut r.progress {
+        mask(&mut p.message);
+    }
+    match &mut r.outcome {
+        Outcome::Success { output } | Outcome::Warning { output } => mask(output),
+        Outcome::Failure(f) => {
+            mask(&mut f.message);
+            mask(&mut f.details);
+        }
+        Outcome::Suspend(g) => mask(&mut g.message),
     }
 }
 

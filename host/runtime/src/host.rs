@@ -50,6 +50,12 @@ impl host::Host for OpState {
     }
 
     fn secret(&mut self, name: String) -> Result<String, types::HostError> {
+        if let Some(var) = self.grants.unset_secrets.get(&name) {
+            return Err(types::HostError::Failed(format!(
+                "secret `{name}` is granted to op `{}` but has no value here: set {var} on the host",
+                self.op_name
+            )));
+        }
         match self.grants.secrets.get(&name) {
             Some(value) => Ok(value.clone()),
             None => Err(types::HostError::NotGranted(format!(
@@ -61,17 +67,100 @@ impl host::Host for OpState {
 }
 
 impl exec::Host for OpState {
-    fn run(&mut self, cmd: exec::Command) -> Result<exec::ExitStatus, types::HostError> {
+    async fn run(&mut self, cmd: exec::Command) -> Result<exec::ExitStatus, types::HostError> {
         if cmd.program.trim().is_empty() {
             return Err(types::HostError::Invalid(
                 "exec needs a program name".into(),
             ));
         }
-        // No program can be granted yet: the sandbox work adds exec grants with deadlines,
-        // output bounds and a cleared environment. Until then every program is refused.
-        Err(types::HostError::NotGranted(format!(
-            "program `{}` is not granted to op `{}`: grant `exec:{}` to this op",
-            cmd.program, self.op_name, cmd.program
-        )))
+        let Some(path) = self.grants.programs.get(&cmd.program).cloned() else {
+            return Err(types::HostError::NotGranted(format!(
+                "program `{}` is not granted to op `{}`: grant `exec:{}` to this op",
+                cmd.program, self.op_name, cmd.program
+            )));
+        };
+        let now = std::time::Instant::now();
+        let left = self.deadline.saturating_duration_since(now);
+        let limit = match cmd.timeout_ms {
+            Some(ms) => left.min(std::time::Duration::from_millis(ms)),
+            None => left,
+        };
+        let mut c = tokio::process::Command::new(&path);
+        c.args(&cmd.args)
+            .env_clear()
+            .envs(&self.grants.env)
+            .envs(cmd.env.iter().map(|(k, v)| (k, v)))
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .kill_on_drop(true)
+            .current_dir(
+                self.grants
+                    .workspace
+                    .as_ref()
+                    .map(|(d, _)| d.clone())
+                    .unwrap_or_else(|| "/".into()),
+            );
+        let mut child = c.spawn().map_err(|e| {
+            types::HostError::Failed(format!("could not start {}: {e}", path.display()))
+        })?;
+        let (stdin, stdout, stderr) =
+            (child.stdin.take(), child.stdout.take(), child.stderr.take());
+        let input = cmd.stdin;
+        let feed = async move {
+            if let Some(mut w) = stdin {
+                use tokio::io::AsyncWriteExt;
+                let _ = w.write_all(&input).await;
+            }
+        };
+        let run = async {
+            let (_, out, err) = tokio::join!(feed, bounded(stdout), bounded(stderr));
+            let status = child.wait().await;
+            (status, out, err)
+        };
+        match tokio::time::timeout(limit, run).await {
+            Ok((status, (stdout, cut_out), (stderr, cut_err))) => {
+                let status = status.map_err(|e| {
+                    types::HostError::Failed(format!("waiting for {}: {e}", path.display()))
+                })?;
+                Ok(exec::ExitStatus {
+                    code: status.code(),
+                    stdout,
+                    stderr,
+                    timed_out: false,
+                    truncated: cut_out || cut_err,
+                })
+            }
+            // Dropping the future drops the child: kill_on_drop ends it.
+            Err(_) => Ok(exec::ExitStatus {
+                code: None,
+                stdout: vec![],
+                stderr: vec![],
+                timed_out: true,
+                truncated: false,
+            }),
+        }
+    }
+}
+
+/// Reads a child's output, keeping at most [`crate::MAX_EXEC_OUTPUT`] bytes (the rest is read
+/// and dropped, so the child never blocks on a full pipe). Says whether it cut.
+async fn bounded<R: tokio::io::AsyncRead + Unpin>(r: Option<R>) -> (Vec<u8>, bool) {
+    use tokio::io::AsyncReadExt;
+    let Some(mut r) = r else {
+        return (vec![], false);
+    };
+    let mut kept = Vec::new();
+    let mut cut = false;
+    let mut buf = [0u8; 8192];
+    loop {
+        match r.read(&mut buf).await {
+            Ok(0) | Err(_) => return (kept, cut),
+            Ok(n) => {
+                let room = crate::MAX_EXEC_OUTPUT.saturating_sub(kept.len());
+                kept.extend_from_slice(&buf[..n.min(room)]);
+                cut |= n > room;
+            }
+        }
     }
 }

@@ -72,7 +72,19 @@ impl RuntimeConfig {
 pub struct Grants {
     /// Secrets the op may read, by name, with their values.
     pub secrets: BTreeMap<String, String>,
+    /// Programs the op may run through `exec`: the name it was granted by (`kubectl` or
+    /// `/usr/bin/kubectl`) and the absolute path it resolved to.
+    pub programs: BTreeMap<String, PathBuf>,
+    /// Host environment variables passed to programs the op runs, by name, with values.
+    pub env: BTreeMap<String, String>,
+    /// The job's workspace directory, preopened as `/workspace`, and how.
+    pub workspace: Option<(PathBuf, sluice_model::Access)>,
+    /// Secrets granted but without a value on this host: name, and the variable to set.
+    pub unset_secrets: BTreeMap<String, String>,
 }
+
+/// The most stdout (and, apart, stderr) kept from one program an op runs.
+pub const MAX_EXEC_OUTPUT: usize = 1 << 20;
 
 impl Grants {
     /// No capability at all.
@@ -217,6 +229,8 @@ pub struct OpState {
     log: LogSink,
     annotations: Vec<Annotation>,
     progress: Option<Progress>,
+    /// When the call's deadline passes: programs the op runs are killed by then.
+    deadline: std::time::Instant,
 }
 
 impl WasiView for OpState {
@@ -432,11 +446,31 @@ impl Runtime {
         timeout: Option<Duration>,
     ) -> (Store<OpState>, LogSink) {
         let log = LogSink::new(self.config.max_log_bytes);
-        // Nothing inherited: no env, no args, no preopens, no network. Only the log.
-        let wasi = WasiCtx::builder()
+        // Nothing inherited: no env, no args, no network. Only the log, and the job's
+        // workspace when granted (cap-std underneath: nothing outside it is reachable).
+        let mut builder = WasiCtx::builder();
+        builder
             .stdout(log.stream(LogSource::Stdout))
-            .stderr(log.stream(LogSource::Stderr))
-            .build();
+            .stderr(log.stream(LogSource::Stderr));
+        if let Some((dir, access)) = &grants.workspace {
+            let perms = match access {
+                sluice_model::Access::ReadOnly => wasmtime_wasi::FsPerms::ReadOnly,
+                sluice_model::Access::ReadWrite => wasmtime_wasi::FsPerms::ReadWrite,
+            };
+            if let Err(e) = builder.preopened_dir(dir, "/workspace", perms) {
+                log.push(
+                    LogLevel::Error,
+                    LogSource::Host,
+                    format!(
+                        "workspace {} could not be opened: {}",
+                        dir.display(),
+                        error_chain(&e)
+                    ),
+                );
+            }
+        }
+        let wasi = builder.build();
+        let deadline = std::time::Instant::now() + timeout.unwrap_or(self.config.default_timeout);
         let state = OpState {
             wasi,
             table: ResourceTable::new(),
@@ -448,6 +482,7 @@ impl Runtime {
             log: log.clone(),
             annotations: Vec::new(),
             progress: None,
+            deadline,
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);
@@ -515,10 +550,15 @@ fn classify(
                     format!("op `{op}` ran out of memory: {line}"),
                 )
             } else {
-                (
-                    Fault::Trap,
-                    format!("op `{op}` crashed: {}", error_chain(e)),
-                )
+                // The trap alone, not the wasm backtrace that wasmtime wraps around it.
+                let why = match e.downcast_ref::<Trap>() {
+                    Some(Trap::MemoryOutOfBounds) => {
+                        "out of bounds memory access; most likely its stack overflowed (deep recursion)".to_string()
+                    }
+                    Some(t) => t.to_string(),
+                    None => error_chain(e).lines().next().unwrap_or_default().to_string(),
+                };
+                (Fault::Trap, format!("op `{op}` crashed: {why}"))
             }
         }
     }

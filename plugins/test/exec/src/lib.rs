@@ -18,7 +18,13 @@ impl Op for T {
             .map(|a| a.iter().filter_map(|v| v.as_str()).collect())
             .unwrap_or_default();
         let status = sluice_op::exec::run(program, &args)?;
-        Ok(Outcome::Success(Value::from(status.code)))
+        Ok(Outcome::Success(sluice_op::serde_json::json!({
+            "code": status.code,
+            "stdout": String::from_utf8_lossy(&status.stdout),
+            "stderr": String::from_utf8_lossy(&status.stderr),
+            "timed_out": status.timed_out,
+            "truncated": status.truncated,
+        })))
     }
 }
 

@@ -14,7 +14,11 @@ impl Op for T {
     fn run(_ctx: &Context, input: Value) -> Result<Outcome<Value>, Error> {
         let name = input["name"].as_str().unwrap_or("token");
         let value = sluice_op::secret(name)?;
-        Ok(Outcome::Success(Value::from(value.len())))
+        // A careless op: it logs and returns the secret. The host must mask both.
+        sluice_op::log::info(&format!("using {name}={value}"));
+        Ok(Outcome::Success(
+            sluice_op::serde_json::json!({ "len": value.len(), "leak": value }),
+        ))
     }
 }
 
