@@ -39,7 +39,7 @@ pub struct OpMeta {
     /// Whether re-running it is harmless.
     pub idempotent: bool,
     /// The capabilities it needs (`exec:kubectl`, `secret:token`...).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub needs: Vec<String>,
 }
 

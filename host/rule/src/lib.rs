@@ -32,25 +32,32 @@ pub struct Rule {
     /// The rule's name; job ids are `<name>-<n>`.
     pub name: String,
     /// What the rule is for.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub description: String,
     /// The file it was read from, as given.
     pub file: String,
     /// Parameters a job is started with.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub params: Vec<Param>,
     /// Where non-standard ops come from, by the name steps use.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub ops: BTreeMap<String, OpSource>,
     /// Steps by phase.
     pub phases: Phases,
     /// Steps run after the undo of completed steps, when the job rolls back.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub rollback: Vec<Step>,
     /// At most one job of a group at a time.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub concurrency: Option<Concurrency>,
     /// Named locks held for the whole job, shared across rules.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub locks: Vec<Lock>,
     /// Defaults for every step.
+    #[serde(default, skip_serializing_if = "Defaults::is_default")]
     pub defaults: Defaults,
     /// Capabilities granted to each op, by op name; an op gets nothing else.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub grants: BTreeMap<String, Vec<sluice_model::Capability>>,
 }
 
@@ -58,14 +65,19 @@ pub struct Rule {
 #[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
 pub struct Phases {
     /// Before the job exists; a failure creates no job.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub check: Vec<Step>,
     /// First phase.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub init: Vec<Step>,
     /// Preparation.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub pre: Vec<Step>,
     /// Main work.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub run: Vec<Step>,
     /// Always runs last.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub post: Vec<Step>,
 }
 
@@ -106,10 +118,13 @@ pub struct Param {
     /// Whether a job must be given it.
     pub required: bool,
     /// The value when not given.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub default: Option<Value>,
     /// The only values allowed, when not empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub allowed: Vec<Value>,
     /// What it means.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub description: String,
 }
 
@@ -127,6 +142,7 @@ pub struct Step {
     /// Unique in the rule; given, or made from the op's name.
     pub id: String,
     /// Runs only when this condition is true.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub when: Option<String>,
     /// Where it is in the file.
     pub loc: Loc,
@@ -152,13 +168,15 @@ pub struct OpCall {
     /// The input, with `${{ }}` expressions.
     pub with: Value,
     /// Deadline of one attempt, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
     /// Retry policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<Retry>,
     /// What a failure does.
     pub on_error: OnError,
     /// How a trap on this step behaves (`on-error: trap`, or a `trap` op).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "TrapPolicy::is_default")]
     pub trap: TrapPolicy,
 }
 
@@ -166,10 +184,13 @@ pub struct OpCall {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct TrapPolicy {
     /// How long the trap waits for a person, in milliseconds; none waits forever.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
     /// What happens on timeout: abort (the default), skip, retry or rollback.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub on_timeout: Option<sluice_model::DecisionKind>,
     /// How many times a person may pick retry; none means no limit.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_retries: Option<u32>,
 }
 
@@ -259,9 +280,23 @@ pub struct Lock {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
 pub struct Defaults {
     /// Deadline of one attempt, in milliseconds.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub timeout_ms: Option<u64>,
     /// Retry policy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry: Option<Retry>,
+}
+
+impl Defaults {
+    fn is_default(&self) -> bool {
+        *self == Defaults::default()
+    }
+}
+
+impl TrapPolicy {
+    fn is_default(&self) -> bool {
+        *self == TrapPolicy::default()
+    }
 }
 
 /// The standard ops that open gates: allowed only in `init`, `pre` and `run`.

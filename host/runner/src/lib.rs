@@ -23,7 +23,7 @@ use sluice_engine::{
 use sluice_model::{JobContext, Outcome};
 use sluice_rule::{OpSource, Rule};
 use sluice_runtime::{Call, Grants, LoadedOp, Runtime};
-use sluice_store::{Acquired, GroupMode, JobRow, Journal, LockAsk, StoreError};
+use sluice_store::{Acquired, Extra, GroupMode, JobRow, Journal, LockAsk, StoreError};
 use tokio::task::JoinSet;
 
 /// Why a job could not be started or driven.
@@ -308,11 +308,16 @@ impl Runner {
             } else {
                 status_of(&next)
             };
+            let extra = Extra {
+                wake_at: Some(next.next_timer()),
+                logs: None,
+            };
             match self.journal.append(
                 job_id,
                 d.last_seq,
                 &[(at, json(&e))],
                 Some((&status.0, &status.1)),
+                &extra,
             ) {
                 Ok(_) => {
                     self.observer.event(&next, &e, at);
@@ -343,10 +348,13 @@ impl Runner {
                 by: by.to_string(),
                 reason: reason.to_string(),
             };
-            match self
-                .journal
-                .append(job_id, d.last_seq, &[(now(), json(&e))], None)
-            {
+            match self.journal.append(
+                job_id,
+                d.last_seq,
+                &[(now(), json(&e))],
+                None,
+                &Extra::default(),
+            ) {
                 Ok(_) => break,
                 Err(StoreError::Conflict { .. }) => continue,
                 Err(e) => return Err(e.into()),
@@ -496,6 +504,16 @@ impl Runner {
     /// Appends `events` (or buffers them before the job exists); on a conflict, reloads.
     /// Returns false when the journal had moved on: the caller decides again.
     fn record(&self, d: &mut Driving, events: Vec<Event>) -> Result<bool, RunError> {
+        self.record_with(d, events, None)
+    }
+
+    /// [`Self::record`], writing a step attempt's log lines in the same transaction.
+    fn record_with(
+        &self,
+        d: &mut Driving,
+        events: Vec<Event>,
+        logs: Option<sluice_store::StepLogs<'_>>,
+    ) -> Result<bool, RunError> {
         let at = now();
         if !d.persisted {
             for e in events {
@@ -511,17 +529,24 @@ impl Runner {
         }
         let status = status_of(&next);
         let bodies: Vec<(Millis, String)> = events.iter().map(|e| (at, json(e))).collect();
-        match self
-            .journal
-            .append(&d.job.id, d.last_seq, &bodies, Some((&status.0, &status.1)))
-        {
+        // Events, status, next timer and logs: one transaction, one fsync.
+        let extra = Extra {
+            wake_at: Some(next.next_timer()),
+            logs,
+        };
+        match self.journal.append(
+            &d.job.id,
+            d.last_seq,
+            &bodies,
+            Some((&status.0, &status.1)),
+            &extra,
+        ) {
             Ok(seq) => {
                 d.last_seq = seq;
                 for e in &events {
                     d.job.apply(e, at);
                     self.observer.event(&d.job, e, at);
                 }
-                self.journal.set_wake(&d.job.id, d.job.next_timer())?;
                 Ok(true)
             }
             Err(StoreError::Conflict { .. }) => {
@@ -822,9 +847,9 @@ impl Runner {
             });
         }
         self.observer.logs(&d.job.id, &call.step, &lines);
-        if d.persisted {
-            self.store_logs(&d.job.id, &call.step, call.attempt, &lines)?;
-        } else {
+        let (step, attempt) = (call.step.clone(), call.attempt);
+        let rows = log_rows(&lines);
+        if !d.persisted {
             d.pending_logs
                 .push((call.step.clone(), call.attempt, lines));
         }
@@ -878,7 +903,9 @@ impl Runner {
                 }
             }
         };
-        while !self.record(d, vec![e.clone()])? {}
+        let logs =
+            (d.persisted && !rows.is_empty()).then_some((step.as_str(), attempt, rows.as_slice()));
+        while !self.record_with(d, vec![e.clone()], logs)? {}
         Ok(())
     }
 
@@ -947,6 +974,20 @@ impl Runner {
             }
         }
     }
+}
+
+/// Log lines as the store keeps them: level, source, message.
+fn log_rows(lines: &[sluice_model::LogLine]) -> Vec<(String, String, String)> {
+    lines
+        .iter()
+        .map(|l| {
+            let source = serde_json::to_value(l.source)
+                .ok()
+                .and_then(|v| v.as_str().map(String::from))
+                .unwrap_or_default();
+            (l.level.as_str().to_string(), source, l.message.clone())
+        })
+        .collect()
 }
 
 /// An absolute program path: as given when absolute, else found on `PATH`.

@@ -168,6 +168,7 @@ pub trait Journal: Send + Sync {
         expected: u64,
         events: &[(Millis, String)],
         status: Option<(&str, &str)>,
+        extra: &Extra<'_>,
     ) -> Result<u64, StoreError>;
     /// The job's events after sequence `after` (0 for all).
     fn events(&self, job: &str, after: u64) -> Result<Vec<Recorded>, StoreError>;
@@ -234,6 +235,18 @@ pub trait Journal: Send + Sync {
     fn annotation_body(&self, id: i64) -> Result<Option<Vec<u8>>, StoreError>;
 }
 
+/// Log lines of one step attempt: step, attempt, and (level, source, message) rows.
+pub type StepLogs<'a> = (&'a str, u32, &'a [(String, String, String)]);
+
+/// What else an append writes in the same transaction (one fsync, not three).
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Extra<'a> {
+    /// Sets the job's next timer.
+    pub wake_at: Option<Option<Millis>>,
+    /// Log lines of a step attempt: step, attempt, (level, source, message).
+    pub logs: Option<StepLogs<'a>>,
+}
+
 /// An annotation of a job, without its body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct AnnotationRow {
@@ -298,6 +311,7 @@ CREATE TABLE IF NOT EXISTS logs (
     message TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS logs_by_job ON logs (job_id, id);
+CREATE INDEX IF NOT EXISTS jobs_due ON jobs (status, wake_at);
 CREATE TABLE IF NOT EXISTS lock_line (
     ticket INTEGER PRIMARY KEY AUTOINCREMENT,
     job_id TEXT NOT NULL UNIQUE
@@ -391,6 +405,7 @@ impl Journal for SqliteJournal {
         expected: u64,
         events: &[(Millis, String)],
         status: Option<(&str, &str)>,
+        extra: &Extra<'_>,
     ) -> Result<u64, StoreError> {
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -419,6 +434,20 @@ impl Journal for SqliteJournal {
                 params![job, last as i64, now],
             )?,
         };
+        if let Some(wake) = extra.wake_at {
+            tx.execute(
+                "UPDATE jobs SET wake_at = ?2 WHERE id = ?1",
+                params![job, wake.map(|w| w as i64)],
+            )?;
+        }
+        if let Some((step, attempt, lines)) = extra.logs {
+            let mut st = tx.prepare_cached(
+                "INSERT INTO logs (job_id, step, attempt, at, level, source, message) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+            )?;
+            for (level, source, message) in lines {
+                st.execute(params![job, step, attempt, now, level, source, message])?;
+            }
+        }
         tx.commit()?;
         Ok(last)
     }
@@ -686,9 +715,11 @@ impl Journal for SqliteJournal {
     fn due(&self, now: Millis) -> Result<Vec<String>, StoreError> {
         let conn = self.conn();
         let mut st = conn.prepare(
-            "SELECT id FROM jobs WHERE status IN ('queued', 'ready', 'running', 'cancelling', 'rolling-back')
-                OR (status = 'waiting' AND wake_at IS NOT NULL AND wake_at <= ?1)
-             ORDER BY created_at, rowid",
+            "SELECT id FROM (
+                SELECT id, created_at, rowid AS r FROM jobs WHERE status IN ('queued', 'ready', 'running', 'cancelling', 'rolling-back')
+                UNION ALL
+                SELECT id, created_at, rowid AS r FROM jobs WHERE status = 'waiting' AND wake_at <= ?1
+             ) ORDER BY created_at, r",
         )?;
         let rows = st.query_map([now as i64], |r| r.get::<_, String>(0))?;
         Ok(rows.collect::<Result<_, _>>()?)
@@ -817,12 +848,18 @@ mod tests {
             .unwrap();
         assert_eq!(last, 2);
         assert_eq!(
-            j.append("deploy-1", 2, &[(3, "c".into())], Some(("succeeded", "ok")))
-                .unwrap(),
+            j.append(
+                "deploy-1",
+                2,
+                &[(3, "c".into())],
+                Some(("succeeded", "ok")),
+                &Extra::default()
+            )
+            .unwrap(),
             3
         );
         let err = j
-            .append("deploy-1", 2, &[(4, "d".into())], None)
+            .append("deploy-1", 2, &[(4, "d".into())], None, &Extra::default())
             .unwrap_err();
         assert!(
             matches!(
