@@ -109,8 +109,11 @@ enum Flow {
 struct Ctx<'a> {
     job: &'a Job,
     now: Millis,
-    ev: Evaluator,
-    data: Value,
+    ev: &'static Evaluator,
+    /// The expression context, built on first use (most decisions need none).
+    data: Option<Value>,
+    /// `job.status` as post reads it, once the run part is over.
+    status_override: Option<&'static str>,
     actions: Vec<Action>,
     phase: Phase,
     /// Start nothing new.
@@ -130,8 +133,9 @@ pub fn decide(job: &Job, now: Millis) -> Vec<Action> {
     let mut c = Ctx {
         job,
         now,
-        ev: Evaluator::new(),
-        data: job.context(),
+        ev: evaluator(),
+        data: None,
+        status_override: None,
         actions: Vec::new(),
         phase: Phase::Check,
         no_start: false,
@@ -202,7 +206,8 @@ pub fn decide(job: &Job, now: Millis) -> Vec<Action> {
     c.phase = Phase::Post;
     c.no_start = false;
     c.keep_going = true;
-    c.data["job"]["status"] = Value::String(path.as_str().to_string());
+    c.status_override = Some(path.as_str());
+    c.data = None;
     if c.seq(&job.rule.phases.post) == Flow::Busy {
         return c.actions;
     }
@@ -247,7 +252,7 @@ pub(crate) fn path_status(job: &Job) -> Option<JobStatus> {
         let rb_failed = job.steps.iter().any(|(k, s)| {
             s.status == StepStatus::Failed
                 && (k.starts_with("undo:")
-                    || job.rule.step(k).is_some_and(|(p, _)| p == Phase::Rollback))
+                    || job.step_def(k).is_some_and(|(p, _)| p == Phase::Rollback))
         });
         return Some(if rb_failed {
             JobStatus::RollbackFailed
@@ -261,7 +266,7 @@ pub(crate) fn path_status(job: &Job) -> Option<JobStatus> {
     let in_post = job
         .steps
         .keys()
-        .any(|k| job.rule.step(k).is_some_and(|(p, _)| p == Phase::Post));
+        .any(|k| job.step_def(k).is_some_and(|(p, _)| p == Phase::Post));
     in_post.then_some(JobStatus::Succeeded)
 }
 
@@ -290,7 +295,8 @@ fn lock_requests(c: &Ctx<'_>) -> Result<(Vec<LockRequest>, sluice_rule::Concurre
 }
 
 fn render_name(c: &Ctx<'_>, template: &str) -> Result<String, String> {
-    match c.ev.render_str(template, &c.data)? {
+    let data = c.job.context();
+    match c.ev.render_str(template, &data)? {
         Value::String(s) => Ok(s),
         other => Ok(other.to_string()),
     }
@@ -316,7 +322,24 @@ fn failed_steps(job: &Job, steps: &[Step]) -> Vec<String> {
     out
 }
 
+/// One evaluator for the process: minijinja's environment is immutable once built.
+fn evaluator() -> &'static Evaluator {
+    static EV: std::sync::OnceLock<Evaluator> = std::sync::OnceLock::new();
+    EV.get_or_init(Evaluator::new)
+}
+
 impl Ctx<'_> {
+    fn data(&mut self) -> &Value {
+        if self.data.is_none() {
+            let mut d = self.job.context();
+            if let Some(s) = self.status_override {
+                d["job"]["status"] = Value::String(s.to_string());
+            }
+            self.data = Some(d);
+        }
+        self.data.as_ref().expect("just built")
+    }
+
     fn record(&mut self, e: Event) {
         self.actions.push(Action::Record(e));
     }
@@ -337,7 +360,7 @@ impl Ctx<'_> {
     fn rollback(&mut self) -> Flow {
         let job = self.job;
         for id in job.completed.iter().rev() {
-            let Some((_, step)) = job.rule.step(id) else {
+            let Some((_, step)) = job.step_def(id) else {
                 continue;
             };
             let StepKind::Op(call) = &step.kind else {
@@ -405,7 +428,7 @@ impl Ctx<'_> {
     /// Evaluates `when` for a step never seen before: `Some(flow)` when it does not run.
     fn gate_when(&mut self, step: &Step) -> Option<Flow> {
         let w = step.when.as_ref()?;
-        match self.ev.condition(w, &self.data) {
+        match self.ev.condition(w, self.data()) {
             Ok(true) => None,
             Ok(false) => {
                 self.record(Event::StepSkipped {
@@ -434,7 +457,7 @@ impl Ctx<'_> {
             if let Some(flow) = self.gate_when(step) {
                 return flow;
             }
-            match self.ev.render(&call.with, &self.data) {
+            match self.ev.render(&call.with, self.data()) {
                 Ok(input) => self
                     .actions
                     .push(Action::Call(self.call(step, call, 1, input))),

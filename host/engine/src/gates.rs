@@ -124,6 +124,10 @@ impl Job {
 
     /// The gates waiting for a decision.
     pub fn waiting_gates(&self) -> Vec<GateView> {
+        let waiting = self.steps.values().any(|s| s.status == StepStatus::Waiting);
+        if !waiting {
+            return vec![];
+        }
         let (bundle, bundle_digest) = self.bundle();
         self.steps
             .iter()
@@ -155,7 +159,14 @@ impl Job {
         if self.finished.is_some() {
             return None;
         }
-        let gates = self.waiting_gates().into_iter().filter_map(|g| g.deadline);
+        let gates = self
+            .steps
+            .values()
+            .filter(|s| s.status == StepStatus::Waiting)
+            .filter_map(|s| {
+                let g = s.gate.as_ref().filter(|g| g.decision.is_none())?;
+                g.gate.timeout_seconds.map(|t| g.opened_at + t * 1000)
+            });
         let retries = self
             .steps
             .values()
@@ -314,7 +325,7 @@ impl Job {
     }
 
     pub(crate) fn trap_policy(&self, key: &str) -> Option<sluice_rule::TrapPolicy> {
-        match &self.rule.step(key)?.1.kind {
+        match &self.step_def(key)?.1.kind {
             StepKind::Op(c) => Some(c.trap),
             StepKind::Parallel(_) => None,
         }

@@ -354,8 +354,8 @@ pub enum Ending {
 pub struct Job {
     /// The job id.
     pub id: String,
-    /// The rule snapshot.
-    pub rule: Rule,
+    /// The rule snapshot (shared: a job's state is cloned often, its rule never changes).
+    pub rule: std::sync::Arc<Rule>,
     /// Bound params.
     pub params: Map<String, Value>,
     /// Who started it.
@@ -380,6 +380,9 @@ pub struct Job {
     pub finished: Option<(JobStatus, String)>,
     /// When it ended.
     pub finished_at: Option<Millis>,
+    /// Every step of the rule by id, with its phase: looked up on every event, so kept.
+    #[serde(skip)]
+    index: std::sync::Arc<BTreeMap<String, (sluice_model::Phase, sluice_rule::Step)>>,
 }
 
 /// An op call the runner should make.
@@ -449,7 +452,7 @@ impl Job {
         };
         Some(Job {
             id: job_id.clone(),
-            rule: (**rule).clone(),
+            rule: std::sync::Arc::new((**rule).clone()),
             params: params.clone(),
             started_by: started_by.clone(),
             ops: ops.clone(),
@@ -462,6 +465,12 @@ impl Job {
             cancel: None,
             finished: None,
             finished_at: None,
+            index: std::sync::Arc::new(
+                rule.all_steps()
+                    .into_iter()
+                    .map(|(p, s)| (s.id.clone(), (p, s.clone())))
+                    .collect(),
+            ),
         })
     }
 
@@ -505,6 +514,15 @@ impl Job {
                 result,
             } => {
                 let retry = self.retry_policy(step);
+                let forward = !step.starts_with("undo:")
+                    && self.step_def(step).is_some_and(|(p, _)| {
+                        matches!(
+                            p,
+                            sluice_model::Phase::Init
+                                | sluice_model::Phase::Pre
+                                | sluice_model::Phase::Run
+                        )
+                    });
                 let s = self
                     .steps
                     .entry(step.clone())
@@ -523,15 +541,6 @@ impl Job {
                         _ => StepStatus::Failed,
                     },
                 };
-                let forward = !step.starts_with("undo:")
-                    && self.rule.step(step).is_some_and(|(p, _)| {
-                        matches!(
-                            p,
-                            sluice_model::Phase::Init
-                                | sluice_model::Phase::Pre
-                                | sluice_model::Phase::Run
-                        )
-                    });
                 if forward && matches!(s.status, StepStatus::Succeeded | StepStatus::Warning) {
                     self.completed.push(step.clone());
                 }
@@ -629,17 +638,22 @@ impl Job {
         }
     }
 
+    /// The phase and definition of the step with `id` (not `undo:` keys).
+    pub fn step_def(&self, id: &str) -> Option<(sluice_model::Phase, &sluice_rule::Step)> {
+        self.index.get(id).map(|(p, s)| (*p, s))
+    }
+
     /// The op a step key calls.
     pub fn op_of(&self, key: &str) -> Option<&str> {
         let id = key.strip_prefix("undo:").unwrap_or(key);
-        match &self.rule.step(id)?.1.kind {
+        match &self.step_def(id)?.1.kind {
             StepKind::Op(c) => Some(c.op.as_str()),
             StepKind::Parallel(_) => None,
         }
     }
 
     fn retry_policy(&self, step: &str) -> Option<sluice_rule::Retry> {
-        let (_, s) = self.rule.step(step)?;
+        let (_, s) = self.step_def(step)?;
         match &s.kind {
             StepKind::Op(c) => c.retry,
             StepKind::Parallel(_) => None,
