@@ -424,3 +424,20 @@ async fn every_test_op_describes_itself() {
         assert!(serde_json::from_str::<serde_json::Value>(&info.input_schema).is_ok());
     }
 }
+
+#[tokio::test]
+async fn an_output_over_the_limit_is_a_failure() {
+    let home = crate::home();
+    let rt = runtime(home.path());
+    let big = format!("\"{}\"", "x".repeat(sluice_runtime::MAX_OUTPUT_BYTES));
+    let r = run(&rt, test_ops::ECHO, &big, Grants::none(), None).await;
+    let Outcome::Failure(f) = &r.outcome else {
+        panic!("expected failure")
+    };
+    assert!(
+        f.message
+            .starts_with("op `echo` returned 1048578 bytes of output; the limit is 1048576"),
+        "{}",
+        f.message
+    );
+}

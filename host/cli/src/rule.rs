@@ -71,15 +71,15 @@ pub(crate) fn split_params(params: &[String]) -> Result<Vec<(String, String)>, F
         .collect()
 }
 
-/// What each op of `rule` declares it needs, from `describe` (ops from files resolved against
-/// the rule's directory).
-async fn op_needs(
+/// Loads every op `rule` calls (files resolved against the rule's directory) and calls its
+/// `describe`: the op's own account of itself, and its sha256. No op runs.
+async fn describe_ops(
     global: &Global,
     rule: &Rule,
     dir: &Path,
-) -> Result<BTreeMap<String, Vec<sluice_model::Capability>>, Failed> {
+) -> Result<BTreeMap<String, (sluice_model::OpInfo, String)>, Failed> {
     let runtime = Runtime::new(RuntimeConfig::new(&global.home)).map_err(Failed::internal)?;
-    let mut needs = BTreeMap::new();
+    let mut out = BTreeMap::new();
     for name in rule.op_names() {
         let bytes = match rule.ops.get(&name) {
             Some(sluice_rule::OpSource::Path(p)) => std::fs::read(dir.join(p))
@@ -98,9 +98,9 @@ async fn op_needs(
             .await
             .with_context(|| format!("op `{name}`"))
             .map_err(Failed::load)?;
-        needs.insert(name, info.needs);
+        out.insert(name, (info, op.digest().to_string()));
     }
-    Ok(needs)
+    Ok(out)
 }
 
 pub(crate) async fn validate(global: &Global, args: ValidateArgs) -> CmdResult {
@@ -118,7 +118,11 @@ pub(crate) async fn validate(global: &Global, args: ValidateArgs) -> CmdResult {
     );
     // The rule reads well: now check it grants what its ops declare they need.
     if let Ok(rule) = &result {
-        let needs = op_needs(global, rule, &sluice_runner::rule_dir(&args.rule)).await?;
+        let described = describe_ops(global, rule, &sluice_runner::rule_dir(&args.rule)).await?;
+        let needs = described
+            .into_iter()
+            .map(|(name, (info, _))| (name, info.needs))
+            .collect();
         let missing = rule.missing_grants(&needs);
         if !missing.is_empty() {
             let mut d = sluice_rule::Diagnostics {
@@ -193,37 +197,19 @@ pub(crate) async fn simulate(global: &Global, args: SimulateArgs) -> CmdResult {
     }
 
     // Only `describe` is called, to learn which ops can undo; no op runs.
-    let runtime = Runtime::new(RuntimeConfig::new(&global.home)).map_err(Failed::internal)?;
-    let dir = sluice_runner::rule_dir(&args.rule);
-    let mut ops = BTreeMap::new();
-    for name in rule.op_names() {
-        let bytes = match rule.ops.get(&name) {
-            Some(sluice_rule::OpSource::Path(p)) => std::fs::read(dir.join(p))
-                .with_context(|| format!("op `{name}`: cannot read {}", dir.join(p).display()))
-                .map_err(Failed::load)?,
-            None => sluice_ops::std_op(&name)
-                .map(|o| o.wasm.to_vec())
-                .unwrap_or_default(),
-        };
-        let (op, _) = runtime
-            .load(&bytes)
-            .with_context(|| format!("op `{name}`"))
-            .map_err(Failed::load)?;
-        let info = runtime
-            .describe(&op)
-            .await
-            .with_context(|| format!("op `{name}`"))
-            .map_err(Failed::load)?;
-        ops.insert(
-            name,
-            OpMeta {
-                digest: op.digest().to_string(),
+    let described = describe_ops(global, &rule, &sluice_runner::rule_dir(&args.rule)).await?;
+    let ops = described
+        .into_iter()
+        .map(|(name, (info, digest))| {
+            let meta = OpMeta {
+                digest,
                 can_rollback: info.can_rollback,
                 idempotent: info.idempotent,
                 needs: info.needs.iter().map(ToString::to_string).collect(),
-            },
-        );
-    }
+            };
+            (name, meta)
+        })
+        .collect();
 
     let (lines, status) = sluice_engine::simulate(&rule, params, ops, &script)
         .map_err(|e| Failed::internal(anyhow!(e)))?;

@@ -604,16 +604,7 @@ impl Runner {
         attempt: u32,
         lines: &[sluice_model::LogLine],
     ) -> Result<(), RunError> {
-        let rows: Vec<(String, String, String)> = lines
-            .iter()
-            .map(|l| {
-                let source = serde_json::to_value(l.source)
-                    .ok()
-                    .and_then(|v| v.as_str().map(String::from))
-                    .unwrap_or_default();
-                (l.level.as_str().to_string(), source, l.message.clone())
-            })
-            .collect();
+        let rows = log_rows(lines);
         if !rows.is_empty() {
             self.journal.add_logs(job, step, attempt, now(), &rows)?;
         }

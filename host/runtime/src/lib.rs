@@ -83,6 +83,9 @@ pub struct Grants {
     pub unset_secrets: BTreeMap<String, String>,
 }
 
+/// The most JSON output an op may return from one call.
+pub const MAX_OUTPUT_BYTES: usize = 1 << 20;
+
 /// The most stdout (and, apart, stderr) kept from one program an op runs.
 pub const MAX_EXEC_OUTPUT: usize = 1 << 20;
 
@@ -411,7 +414,20 @@ impl Runtime {
         let state = store.into_data();
         let mut logs = log.finish();
         let (outcome, fault) = match result {
-            Ok(o) => (convert::outcome(o), None),
+            Ok(o) => match convert::outcome(o) {
+                Outcome::Success { output } | Outcome::Warning { output }
+                    if output.len() > MAX_OUTPUT_BYTES =>
+                {
+                    (
+                        Outcome::failure(format!(
+                            "op `{op_name}` returned {} bytes of output; the limit is {MAX_OUTPUT_BYTES}: put large results in the workspace or an annotation",
+                            output.len()
+                        )),
+                        None,
+                    )
+                }
+                o => (o, None),
+            },
             Err((instantiating, e)) => {
                 let deadline = timeout.unwrap_or(self.config.default_timeout);
                 let (fault, message) = if instantiating {

@@ -261,6 +261,47 @@ pub trait Op {
     }
 }
 
+/// Whether a JSON value holds as a condition: true, a non-zero number, a non-empty string other
+/// than `false`, a non-empty list or object.
+pub fn truthy(v: &serde_json::Value) -> bool {
+    use serde_json::Value;
+    match v {
+        Value::Null => false,
+        Value::Bool(b) => *b,
+        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
+        Value::String(s) => !s.is_empty() && s != "false",
+        Value::Array(a) => !a.is_empty(),
+        Value::Object(o) => !o.is_empty(),
+    }
+}
+
+/// Whole seconds from a number of seconds or a duration such as `500ms`, `30s`, `5m`, `2h`
+/// (parts of a second round up).
+pub fn seconds(v: &serde_json::Value) -> Result<u64, Error> {
+    if let Some(n) = v.as_u64() {
+        return Ok(n);
+    }
+    let s = v.as_str().unwrap_or_default().trim();
+    let bad = || {
+        Error::new(format!(
+            "`{s}` is not a duration: write 30s, 5m, 2h or a number of seconds"
+        ))
+    };
+    let (num, millis_per_unit) = if let Some(n) = s.strip_suffix("ms") {
+        (n, 1)
+    } else if let Some(n) = s.strip_suffix('s') {
+        (n, 1000)
+    } else if let Some(n) = s.strip_suffix('m') {
+        (n, 60_000)
+    } else if let Some(n) = s.strip_suffix('h') {
+        (n, 3_600_000)
+    } else {
+        (s, 1000)
+    };
+    let n: u64 = num.trim().parse().map_err(|_| bad())?;
+    Ok((n * millis_per_unit).div_ceil(1000))
+}
+
 /// Writing to the step's log.
 pub mod log {
     use crate::bindings::sluice::op::host;

@@ -93,31 +93,6 @@ struct Output {
     inputs: BTreeMap<String, String>,
 }
 
-/// Seconds from a number or `500ms`/`30s`/`5m`/`2h`.
-pub fn seconds(v: &Value) -> Result<u64, Error> {
-    if let Some(n) = v.as_u64() {
-        return Ok(n);
-    }
-    let s = v.as_str().unwrap_or_default().trim();
-    let (num, mult) = match s.char_indices().last() {
-        Some((i, 's')) if s[..i].ends_with('m') => {
-            return Ok(s[..i - 1]
-                .parse::<u64>()
-                .map(|ms| ms.div_ceil(1000))
-                .unwrap_or(0));
-        }
-        Some((i, 's')) => (&s[..i], 1),
-        Some((i, 'm')) => (&s[..i], 60),
-        Some((i, 'h')) => (&s[..i], 3600),
-        _ => (s, 1),
-    };
-    num.trim().parse::<u64>().map(|n| n * mult).map_err(|_| {
-        Error::new(format!(
-            "timeout `{s}` is not a duration: write 30m, 4h or seconds"
-        ))
-    })
-}
-
 fn timeout_action(s: &Option<String>) -> Result<DecisionKind, Error> {
     match s.as_deref() {
         None | Some("reject") => Ok(DecisionKind::Reject),
@@ -180,7 +155,7 @@ impl Op for Approve {
                 default: i.default,
             })
             .collect();
-        gate.timeout_seconds = input.timeout.as_ref().map(seconds).transpose()?;
+        gate.timeout_seconds = input.timeout.as_ref().map(sluice_op::seconds).transpose()?;
         gate.timeout_action = Some(timeout_action(&input.on_timeout)?);
         Ok(Outcome::Suspend(gate))
     }

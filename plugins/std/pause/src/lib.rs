@@ -33,24 +33,6 @@ struct Output {
     comment: String,
 }
 
-fn seconds(v: &Value) -> Result<u64, Error> {
-    if let Some(n) = v.as_u64() {
-        return Ok(n);
-    }
-    let s = v.as_str().unwrap_or_default().trim();
-    let (num, mult) = match s.chars().last() {
-        Some('s') => (&s[..s.len() - 1], 1),
-        Some('m') => (&s[..s.len() - 1], 60),
-        Some('h') => (&s[..s.len() - 1], 3600),
-        _ => (s, 1),
-    };
-    num.parse::<u64>().map(|n| n * mult).map_err(|_| {
-        Error::new(format!(
-            "timeout `{s}` is not a duration: write 30m, 4h or seconds"
-        ))
-    })
-}
-
 struct Pause;
 
 impl Op for Pause {
@@ -64,7 +46,7 @@ impl Op for Pause {
         let mut gate = Gate::new(GateKind::Pause, input.message);
         gate.approvers = input.approvers;
         gate.allow_self_approval = true;
-        gate.timeout_seconds = input.timeout.as_ref().map(seconds).transpose()?;
+        gate.timeout_seconds = input.timeout.as_ref().map(sluice_op::seconds).transpose()?;
         gate.timeout_action = Some(match input.on_timeout.as_deref() {
             None | Some("resume") => DecisionKind::Resume,
             Some("abort") => DecisionKind::Abort,

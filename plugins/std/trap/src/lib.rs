@@ -28,17 +28,6 @@ struct Output {
     held: bool,
 }
 
-fn truthy(v: &Value) -> bool {
-    match v {
-        Value::Null => false,
-        Value::Bool(b) => *b,
-        Value::Number(n) => n.as_f64().is_some_and(|f| f != 0.0),
-        Value::String(s) => !s.is_empty() && s != "false",
-        Value::Array(a) => !a.is_empty(),
-        Value::Object(o) => !o.is_empty(),
-    }
-}
-
 struct Trap;
 
 impl Op for Trap {
@@ -51,7 +40,7 @@ impl Op for Trap {
     const IDEMPOTENT: bool = true;
 
     fn run(_ctx: &Context, input: Input) -> Result<Outcome<Output>, Error> {
-        if truthy(&input.that) {
+        if sluice_op::truthy(&input.that) {
             return Ok(Outcome::Success(Output { held: true }));
         }
         let message = input
