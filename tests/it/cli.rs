@@ -323,3 +323,95 @@ fn the_example_op_builds_with_the_sdk_and_runs() {
         "failure: `name` is empty: give the name of someone to greet\n"
     );
 }
+
+/// `sluice op new` writes a project that builds and runs unchanged.
+#[test]
+fn op_new_writes_a_project_that_builds_and_runs() {
+    let home = crate::home();
+    let dir = home.path().join("deploy-check");
+    let o = sluice(
+        home.path(),
+        &["op", "new", "deploy-check", "--dir", dir.to_str().unwrap()],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    for f in [
+        "Cargo.toml",
+        "src/lib.rs",
+        "sdk/src/lib.rs",
+        "wit/op.wit",
+        "README.md",
+    ] {
+        assert!(dir.join(f).is_file(), "{f} missing");
+    }
+    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let target_dir = root.join("target/plugins");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+    let build = Command::new(cargo)
+        .args([
+            "build",
+            "--release",
+            "--quiet",
+            "--target",
+            "wasm32-wasip2",
+            "--target-dir",
+        ])
+        .arg(&target_dir)
+        .current_dir(&dir)
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_TARGET_DIR")
+        .output()
+        .expect("running cargo");
+    assert!(
+        build.status.success(),
+        "building the new op failed:\n{}",
+        stderr(&build)
+    );
+    let wasm = target_dir.join("wasm32-wasip2/release/deploy_check.wasm");
+    let o = sluice(
+        home.path(),
+        &[
+            "op",
+            "run",
+            wasm.to_str().unwrap(),
+            "--input",
+            r#"{"name":"ops"}"#,
+            "--json",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", stderr(&o));
+    assert_eq!(
+        json(&o)["outcome"]["output"],
+        serde_json::json!({ "greeting": "hello, ops" })
+    );
+
+    let o = sluice(
+        home.path(),
+        &["op", "new", "deploy-check", "--dir", dir.to_str().unwrap()],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).contains("exists: pick a new directory with --dir"),
+        "{}",
+        stderr(&o)
+    );
+    let o = sluice(
+        home.path(),
+        &[
+            "op",
+            "new",
+            "x",
+            "--lang",
+            "python",
+            "--dir",
+            home.path().join("x").to_str().unwrap(),
+        ],
+    );
+    assert_eq!(o.status.code(), Some(2));
+    assert!(
+        stderr(&o).starts_with("error: --lang python is not supported yet"),
+        "{}",
+        stderr(&o)
+    );
+    assert!(!home.path().join("x").exists(), "nothing written");
+}

@@ -13,6 +13,7 @@ use clap::{Args, Parser, Subcommand};
 
 mod gate;
 mod job;
+mod new_op;
 mod op;
 mod output;
 mod rule;

@@ -28,6 +28,17 @@ pub(crate) enum OpCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Write a new op project, ready to build (`--lang rust`).
+    New {
+        /// The op's name: lowercase letters, digits and `-`.
+        name: String,
+        /// The language: rust (python and js are not supported yet).
+        #[arg(long, default_value = "rust")]
+        lang: String,
+        /// Where to write it (default: ./NAME); must not exist.
+        #[arg(long)]
+        dir: Option<PathBuf>,
+    },
     /// Run an op once with an input and print its outcome.
     Run {
         /// A standard op's name, or the path of a component (`FILE.wasm`).
@@ -45,10 +56,14 @@ pub(crate) enum OpCommand {
 }
 
 pub(crate) async fn run(global: &Global, cmd: OpCommand) -> CmdResult {
+    if let OpCommand::New { name, lang, dir } = &cmd {
+        return crate::new_op::new_op(name, lang, dir.clone());
+    }
     let runtime = Runtime::new(RuntimeConfig::new(&global.home)).map_err(Failed::internal)?;
     match cmd {
         OpCommand::List { json } => list(&runtime, json).await,
         OpCommand::Describe { op, json } => describe(&runtime, &op, json).await,
+        OpCommand::New { .. } => unreachable!("handled above"),
         OpCommand::Run {
             op,
             input,
