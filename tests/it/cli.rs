@@ -257,32 +257,7 @@ fn op_describe_shows_schema_and_needs() {
 #[test]
 fn the_example_op_builds_with_the_sdk_and_runs() {
     let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    // Share the nested plugin build's target dir: same dependencies, already compiled.
-    let target_dir = root.join("target/plugins");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
-    let build = Command::new(cargo)
-        .args([
-            "build",
-            "--release",
-            "--quiet",
-            "--target",
-            "wasm32-wasip2",
-            "--manifest-path",
-        ])
-        .arg(root.join("examples/greet-op/Cargo.toml"))
-        .arg("--target-dir")
-        .arg(&target_dir)
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .env_remove("RUSTFLAGS")
-        .env_remove("CARGO_TARGET_DIR")
-        .output()
-        .expect("running cargo");
-    assert!(
-        build.status.success(),
-        "building examples/greet-op failed:\n{}",
-        stderr(&build)
-    );
-    let wasm = target_dir.join("wasm32-wasip2/release/greet_op.wasm");
+    let wasm = build_op(&root.join("examples/greet-op"), "greet_op");
 
     let home = crate::home();
     let o = Command::new(env!("CARGO_BIN_EXE_sluice"))
@@ -343,31 +318,7 @@ fn op_new_writes_a_project_that_builds_and_runs() {
     ] {
         assert!(dir.join(f).is_file(), "{f} missing");
     }
-    let root = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-    let target_dir = root.join("target/plugins");
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
-    let build = Command::new(cargo)
-        .args([
-            "build",
-            "--release",
-            "--quiet",
-            "--target",
-            "wasm32-wasip2",
-            "--target-dir",
-        ])
-        .arg(&target_dir)
-        .current_dir(&dir)
-        .env_remove("CARGO_ENCODED_RUSTFLAGS")
-        .env_remove("RUSTFLAGS")
-        .env_remove("CARGO_TARGET_DIR")
-        .output()
-        .expect("running cargo");
-    assert!(
-        build.status.success(),
-        "building the new op failed:\n{}",
-        stderr(&build)
-    );
-    let wasm = target_dir.join("wasm32-wasip2/release/deploy_check.wasm");
+    let wasm = build_op(&dir, "deploy_check");
     let o = sluice(
         home.path(),
         &[
@@ -414,4 +365,35 @@ fn op_new_writes_a_project_that_builds_and_runs() {
         stderr(&o)
     );
     assert!(!home.path().join("x").exists(), "nothing written");
+}
+
+/// Builds the op project in `dir` for wasm32-wasip2, as its author would, sharing the nested
+/// plugin build's target directory (same dependencies, already compiled); returns the
+/// component's path.
+fn build_op(dir: &Path, lib: &str) -> std::path::PathBuf {
+    let target_dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../target/plugins");
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".to_string());
+    let build = Command::new(cargo)
+        .args([
+            "build",
+            "--release",
+            "--quiet",
+            "--target",
+            "wasm32-wasip2",
+            "--target-dir",
+        ])
+        .arg(&target_dir)
+        .current_dir(dir)
+        .env_remove("CARGO_ENCODED_RUSTFLAGS")
+        .env_remove("RUSTFLAGS")
+        .env_remove("CARGO_TARGET_DIR")
+        .output()
+        .expect("running cargo");
+    assert!(
+        build.status.success(),
+        "building {} failed:\n{}",
+        dir.display(),
+        stderr(&build)
+    );
+    target_dir.join(format!("wasm32-wasip2/release/{lib}.wasm"))
 }
