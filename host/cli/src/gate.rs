@@ -91,7 +91,7 @@ pub(crate) fn allow(
         None => Ok(vec![]),
         Some(p) => {
             p.check(user, action).map_err(|e| Failed {
-                code: Failed::DENIED,
+                code: Failed::REFUSED,
                 error: anyhow!(e),
                 raw: false,
             })?;
@@ -116,19 +116,34 @@ fn parse_inputs(inputs: &[String]) -> Result<Map<String, Value>, Failed> {
 pub(crate) async fn decide(global: &Global, kind: DecisionKind, args: DecideArgs) -> CmdResult {
     let who = args.as_user.clone().unwrap_or_else(user);
     let perms = permissions(global)?;
-    let (job, _) = load_job(&*journal(global)?, &args.job)?;
-    // Which permission: the kind of the gate decided at.
-    let gates = job.waiting_gates();
-    let gate_kind = match &args.step {
-        Some(s) => gates.iter().find(|g| &g.step == s).map(|g| g.kind),
-        None => gates.first().map(|g| g.kind),
+    // Which permission: what is decided, and for an abort the kind of gate it ends.
+    let action = match kind {
+        DecisionKind::Approve | DecisionKind::Reject => "approve",
+        DecisionKind::Resume => "resume",
+        DecisionKind::Retry | DecisionKind::Skip | DecisionKind::Rollback => "trap",
+        DecisionKind::Abort => {
+            let (job, _) = load_job(&*journal(global)?, &args.job)?;
+            let step = args
+                .step
+                .clone()
+                .or_else(|| job.waiting_steps().first().map(|s| s.to_string()));
+            match step.and_then(|s| job.steps.get(&s)?.gate.as_ref().map(|g| g.gate.kind)) {
+                Some(GateKind::Trap) => "trap",
+                Some(GateKind::Pause) => "resume",
+                _ => "approve",
+            }
+        }
     };
-    let action = match (gate_kind, kind) {
-        (Some(GateKind::Trap), _)
-        | (None, DecisionKind::Retry | DecisionKind::Skip | DecisionKind::Rollback) => "trap",
-        (Some(GateKind::Pause), _) | (None, DecisionKind::Resume) => "resume",
-        _ => "approve",
-    };
+    if journal(global)?
+        .job(&args.job)
+        .map_err(Failed::internal)?
+        .is_none()
+    {
+        return Err(Failed::usage(anyhow!(
+            "no job `{}`: `sluice jobs` lists them",
+            args.job
+        )));
+    }
     let groups = allow(&perms, &who, action)?;
     let req = DecisionRequest {
         step: args.step.as_deref(),

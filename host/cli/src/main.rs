@@ -95,7 +95,6 @@ impl Failed {
     pub(crate) const USAGE: u8 = 2;
     pub(crate) const WAITING: u8 = 3;
     pub(crate) const LOAD: u8 = 4;
-    pub(crate) const DENIED: u8 = 5;
     pub(crate) const REFUSED: u8 = 5;
     pub(crate) const INTERNAL: u8 = 70;
 

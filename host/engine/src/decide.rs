@@ -26,10 +26,6 @@ fn ended_by_person(step: &Step, state: &StepState) -> Option<Flow> {
                 status: JobStatus::Failed,
                 message: format!("aborted by {by} at `{}`", step.id),
             },
-            Ending::Rejected(by) => Flow::Ended {
-                status: JobStatus::Rejected,
-                message: format!("rejected by {by} at `{}`", step.id),
-            },
             Ending::RollbackAsked(by) => Flow::Failed {
                 step: step.id.clone(),
                 message: format!("{by} picked rollback at the trap"),
@@ -515,17 +511,11 @@ impl Ctx<'_> {
                         step: step.id.clone(),
                         attempt: state.attempt,
                         gate: Gate {
-                            kind: GateKind::Trap,
-                            message: format!("`{}` failed: {message}", step.id),
-                            approvers: vec![],
-                            quorum: 1,
-                            allow_self_approval: true,
-                            inputs: vec![],
                             timeout_seconds: policy.timeout_ms.map(|ms| ms.div_ceil(1000)),
                             timeout_action: policy
                                 .on_timeout
                                 .or(policy.timeout_ms.map(|_| DecisionKind::Abort)),
-                            state: vec![],
+                            ..Gate::trap(format!("`{}` failed: {message}", step.id))
                         },
                     });
                     return Flow::Busy;

@@ -124,21 +124,17 @@ impl Job {
 
     /// The gates waiting for a decision.
     pub fn waiting_gates(&self) -> Vec<GateView> {
-        let waiting = self.steps.values().any(|s| s.status == StepStatus::Waiting);
-        if !waiting {
+        let waiting = self.waiting_steps();
+        if waiting.is_empty() {
             return vec![];
         }
         let (bundle, bundle_digest) = self.bundle();
-        self.steps
-            .iter()
-            .filter(|(_, s)| s.status == StepStatus::Waiting)
-            .filter_map(|(k, s)| {
-                let g = s.gate.as_ref()?;
-                if g.decision.is_some() {
-                    return None;
-                }
+        waiting
+            .into_iter()
+            .filter_map(|k| {
+                let g = self.steps[k].gate.as_ref()?;
                 Some(GateView {
-                    step: k.clone(),
+                    step: k.to_string(),
                     kind: g.gate.kind,
                     message: g.gate.message.clone(),
                     approvers: g.gate.approvers.clone(),
@@ -151,6 +147,18 @@ impl Job {
                     bundle_digest: bundle_digest.clone(),
                 })
             })
+            .collect()
+    }
+
+    /// The steps at a gate nobody has decided yet (no bundle digest computed: cheap).
+    pub fn waiting_steps(&self) -> Vec<&str> {
+        self.steps
+            .iter()
+            .filter(|(_, s)| {
+                s.status == StepStatus::Waiting
+                    && s.gate.as_ref().is_some_and(|g| g.decision.is_none())
+            })
+            .map(|(k, _)| k.as_str())
             .collect()
     }
 

@@ -341,8 +341,6 @@ pub struct Closed {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Ending {
-    /// Reject: the job ends as rejected, no rollback.
-    Rejected(String),
     /// Abort: the job ends as failed, no rollback.
     Aborted(String),
     /// Rollback picked at a trap.
@@ -591,20 +589,9 @@ impl Job {
                     s.status = StepStatus::RetryWait;
                     s.retry_at = Some(at);
                 } else {
-                    let mut gate = Gate {
-                        kind: GateKind::Trap,
-                        message: format!(
-                            "interrupted: the host stopped while attempt {attempt} of `{step}` ran, and its op is not idempotent; retry, skip, rollback or abort"
-                        ),
-                        approvers: vec![],
-                        quorum: 1,
-                        allow_self_approval: true,
-                        inputs: vec![],
-                        timeout_seconds: None,
-                        timeout_action: None,
-                        state: vec![],
-                    };
-                    gate.approvers.clear();
+                    let gate = Gate::trap(format!(
+                        "interrupted: the host stopped while attempt {attempt} of `{step}` ran, and its op is not idempotent; retry, skip, rollback or abort"
+                    ));
                     s.status = StepStatus::Waiting;
                     s.result = Some(StepResult::failure("interrupted"));
                     s.gate = Some(GateState {

@@ -155,6 +155,23 @@ pub struct Gate {
     pub state: Vec<u8>,
 }
 
+impl Gate {
+    /// A trap for a person: anyone permitted decides (the job's starter too), no timeout.
+    pub fn trap(message: impl Into<String>) -> Self {
+        Gate {
+            kind: GateKind::Trap,
+            message: message.into(),
+            approvers: Vec::new(),
+            quorum: 1,
+            allow_self_approval: true,
+            inputs: Vec::new(),
+            timeout_seconds: None,
+            timeout_action: None,
+            state: Vec::new(),
+        }
+    }
+}
+
 /// Who decided and what they said.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Actor {

@@ -123,6 +123,9 @@ pub struct Runner {
     observer: Arc<dyn Observer>,
     /// Who this process is, for leases: `host:pid:start-ticks`.
     holder: String,
+    /// Ops this process has loaded and checked, by name and sha256: a step does not read and
+    /// hash its component again, and runs exactly the pinned one.
+    loaded: std::sync::Mutex<std::collections::HashMap<(String, String), Arc<LoadedOp>>>,
 }
 
 /// How long a lease lasts without renewal; a driver renews it every third of that.
@@ -189,6 +192,7 @@ impl Runner {
             journal,
             observer,
             holder: this_holder(),
+            loaded: Default::default(),
         }
     }
 
@@ -476,6 +480,18 @@ impl Runner {
             op: name.to_string(),
             message,
         };
+        if let Some(digest) = pinned {
+            let key = (name.to_string(), digest.to_string());
+            let cached = self
+                .loaded
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&key)
+                .cloned();
+            if let Some(op) = cached {
+                return Ok((op, name.to_string()));
+            }
+        }
         let bytes: Vec<u8> = match rule.ops.get(name) {
             Some(OpSource::Path(p)) => {
                 std::fs::read(p).map_err(|e| err(format!("cannot read {p}: {e}")))?
@@ -498,6 +514,10 @@ impl Runner {
                 op.digest()
             )));
         }
+        self.loaded
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert((name.to_string(), op.digest().to_string()), op.clone());
         Ok((op, name.to_string()))
     }
 
@@ -680,7 +700,7 @@ impl Runner {
                         tokio::time::sleep(Duration::from_millis(t.saturating_sub(now()))).await;
                         continue;
                     }
-                    None if !d.job.waiting_gates().is_empty() && !d.job.running() => {
+                    None if !d.job.waiting_steps().is_empty() && !d.job.running() => {
                         // Hibernate: nothing of the job stays in this process.
                         return Ok(Standing::Waiting {
                             gates: d.job.waiting_gates(),
@@ -1069,9 +1089,9 @@ pub fn status_of(job: &Job) -> (String, String) {
     if job.cancel.is_some() {
         return ("cancelling".into(), String::new());
     }
-    let gates = job.waiting_gates();
-    if !gates.is_empty() && !job.running() {
-        let at: Vec<String> = gates.iter().map(|g| format!("`{}`", g.step)).collect();
+    let waiting = job.waiting_steps();
+    if !waiting.is_empty() && !job.running() {
+        let at: Vec<String> = waiting.iter().map(|s| format!("`{s}`")).collect();
         return ("waiting".into(), format!("waiting at {}", at.join(", ")));
     }
     if job.rollback.is_some() {

@@ -214,8 +214,6 @@ pub trait Journal: Send + Sync {
     fn unlease(&self, job: &str, holder: &str) -> Result<(), StoreError>;
     /// The current lease holder of `job`, if any lease runs at `now`.
     fn lease_holder(&self, job: &str, now: Millis) -> Result<Option<String>, StoreError>;
-    /// When `job` next needs driving without anyone acting (a gate timeout, a retry).
-    fn set_wake(&self, job: &str, at: Option<Millis>) -> Result<(), StoreError>;
     /// Jobs a worker should drive at `now`: queued ones, waiting ones whose timer is due, and
     /// ones decided but not driven (`ready`), oldest first.
     fn due(&self, now: Millis) -> Result<Vec<String>, StoreError>;
@@ -702,14 +700,6 @@ impl Journal for SqliteJournal {
             Some((Some(h), Some(u))) if u as u64 >= now => Some(h),
             _ => None,
         })
-    }
-
-    fn set_wake(&self, job: &str, at: Option<Millis>) -> Result<(), StoreError> {
-        self.conn().execute(
-            "UPDATE jobs SET wake_at = ?2 WHERE id = ?1",
-            params![job, at.map(|a| a as i64)],
-        )?;
-        Ok(())
     }
 
     fn due(&self, now: Millis) -> Result<Vec<String>, StoreError> {
