@@ -201,7 +201,7 @@ fn usage_errors_exit_2_and_say_what_to_do() {
     assert_eq!(o.status.code(), Some(2));
     assert!(
         stderr(&o).contains(
-            "unknown op `no-such-op`: the standard ops are approve, assert, log, pause, set, trap;"
+            "unknown op `no-such-op`: the standard ops are approve, assert, cleanup, deploy, evaluate, log, notify, pause, set, test, trap;"
         ),
         "{}",
         stderr(&o)

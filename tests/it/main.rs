@@ -8,6 +8,7 @@ mod gates;
 mod jobs;
 mod runtime;
 mod sandbox;
+mod stdops;
 
 /// A fresh `$SLUICE_HOME` for one test.
 pub fn home() -> tempfile::TempDir {

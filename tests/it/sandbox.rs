@@ -32,6 +32,7 @@ phases:
         - { id: escapes, op: escape, on-error: continue }
         - { id: execs, op: exec, on-error: continue, with: { program: /bin/sh, args: [-c, id] } }
         - { id: connects, op: connect, on-error: continue, with: { addr: "127.0.0.1:9" } }
+        - { id: calls, op: test, on-error: continue, with: { checks: [{ http: { url: "http://127.0.0.1:9/x" } }] } }
         - { id: floods, op: stdout, on-error: continue, with: { lines: 200000 } }
         - { id: panics, op: panic, on-error: continue, with: { message: "the op lost its mind" } }
         - { id: snoops, op: secret, on-error: continue, with: { name: aws-key } }
@@ -73,6 +74,13 @@ fn hostile_ops_each_fail_as_their_own_step_and_the_host_carries_on() {
         message(&v, "connects").starts_with("cannot connect to 127.0.0.1:9: "),
         "{}",
         message(&v, "connects")
+    );
+    assert!(
+        message(&v, "calls").ends_with(
+            "denied by the host: the op is not granted `http:http://127.0.0.1:9`; add it to the rule's grants"
+        ),
+        "{}",
+        message(&v, "calls")
     );
     assert!(
         message(&v, "panics").starts_with("op `panic` panicked: the op lost its mind (at "),
@@ -264,12 +272,170 @@ fn validate_and_run_refuse_a_rule_that_does_not_grant_what_its_ops_need() {
     let bad = write_rule(
         home.path(),
         "h.yaml",
-        "rule: web\ngrants:\n  log: [http:https://example.com]\nphases:\n  run: [{ op: log, with: { message: x } }]\n",
+        "rule: web\ngrants:\n  notify: [\"http:*\", http:example.com]\nphases:\n  run: [{ op: notify, with: { webhook: x } }]\n",
     );
     let o = sluice(home.path(), &["validate", bad.to_str().unwrap()]);
     assert!(
-        err(&o).contains("http grants are not supported yet"),
+        err(&o).contains("`http:*` cannot be granted: sluice grants HTTP per origin"),
         "{}",
         err(&o)
+    );
+    assert!(
+        err(&o).contains("`example.com` is not an origin: write scheme://host[:port]"),
+        "{}",
+        err(&o)
+    );
+    let ungranted = write_rule(
+        home.path(),
+        "u.yaml",
+        "rule: web\nphases:\n  run: [{ op: notify, with: { webhook: x } }]\n",
+    );
+    let o = sluice(home.path(), &["validate", ungranted.to_str().unwrap()]);
+    assert!(
+        err(&o).contains("error: op `notify` needs `http:*`, which the rule does not grant"),
+        "{}",
+        err(&o)
+    );
+    assert!(
+        err(&o).contains(
+            "= hint: grant each origin it calls, e.g. `grants: { notify: [\"http:https://hooks.example.com\"] }`"
+        ),
+        "{}",
+        err(&o)
+    );
+}
+
+/// A loopback HTTP/1.1 server that answers from `respond(path)` and records each request
+/// (`METHOD PATH BODY`) and each connection it accepted.
+pub(crate) struct Server {
+    pub(crate) port: u16,
+    pub(crate) requests: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+    pub(crate) connections: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+pub(crate) fn serve(respond: fn(&str) -> (u16, Vec<u8>)) -> Server {
+    use std::io::{BufRead, BufReader, Read, Write};
+    use std::sync::atomic::Ordering;
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = Server {
+        port,
+        requests: Default::default(),
+        connections: Default::default(),
+    };
+    let (requests, connections) = (server.requests.clone(), server.connections.clone());
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            connections.fetch_add(1, Ordering::SeqCst);
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut line = String::new();
+            if reader.read_line(&mut line).is_err() {
+                continue;
+            }
+            let mut length = 0usize;
+            loop {
+                let mut h = String::new();
+                if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                    break;
+                }
+                if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                    length = v.trim().parse().unwrap_or(0);
+                }
+            }
+            let mut body = vec![0; length];
+            let _ = reader.read_exact(&mut body);
+            let mut parts = line.split_whitespace();
+            let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+            requests.lock().unwrap().push(format!(
+                "{method} {path} {}",
+                String::from_utf8_lossy(&body)
+            ));
+            let (status, answer) = respond(path);
+            let head = format!(
+                "HTTP/1.1 {status} X\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                answer.len()
+            );
+            let _ = stream.write_all(head.as_bytes());
+            let _ = stream.write_all(&answer);
+        }
+    });
+    server
+}
+
+#[test]
+fn http_reaches_only_granted_origins_with_a_bounded_response() {
+    let home = crate::home();
+    let app = serve(|path| match path {
+        "/health" => (200, br#"{"status":"up"}"#.to_vec()),
+        "/big" => (200, vec![b'x'; 9 << 20]),
+        "/hook" => (200, b"ok".to_vec()),
+        _ => (404, b"no".to_vec()),
+    });
+    let other = serve(|_| (200, b"should never be asked".to_vec()));
+    let rule = format!(
+        r#"
+rule: egress
+grants:
+  test: [http:http://127.0.0.1:{app}]
+  notify: [http:http://127.0.0.1:{app}]
+phases:
+  run:
+    - {{ id: granted, op: test, with: {{ checks: [{{ http: {{ url: "http://127.0.0.1:{app}/health" }}, json: {{ pointer: /status, equals: up }} }}] }} }}
+    - {{ id: other-port, op: test, on-error: continue, with: {{ checks: [{{ http: {{ url: "http://127.0.0.1:{other}/" }} }}] }} }}
+    - {{ id: too-big, op: test, on-error: continue, with: {{ checks: [{{ http: {{ url: "http://127.0.0.1:{app}/big" }} }}] }} }}
+    - {{ id: tell, op: notify, with: {{ webhook: "http://127.0.0.1:{app}/hook", text: "web ${{{{ params.v }}}} is out" }} }}
+params:
+  v: {{ default: "1.4.2" }}
+"#,
+        app = app.port,
+        other = other.port
+    );
+    let path = write_rule(home.path(), "egress.yaml", &rule);
+    let o = sluice(home.path(), &["run", path.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", out(&o), err(&o));
+
+    let v = show(home.path(), "egress-1");
+    assert_eq!(v["steps"]["granted"]["result"]["status"], "success", "{v}");
+    assert_eq!(
+        message(&v, "other-port"),
+        format!(
+            "1 of 1 checks failed: GET http://127.0.0.1:{0}/: request to http://127.0.0.1:{0}/ denied by the host: the op is not granted `http:http://127.0.0.1:{0}`; add it to the rule's grants",
+            other.port
+        )
+    );
+    assert_eq!(
+        other.connections.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "denied before a connection was opened"
+    );
+    assert!(
+        message(&v, "too-big").ends_with("/big: HTTP response body size exceeds limit"),
+        "{}",
+        message(&v, "too-big")
+    );
+    let requests = app.requests.lock().unwrap().clone();
+    assert!(
+        requests.contains(&r#"POST /hook {"text":"web 1.4.2 is out"}"#.to_string()),
+        "{requests:?}"
+    );
+    let logs = out(&sluice(
+        home.path(),
+        &["logs", "egress-1", "--step", "other-port"],
+    ));
+    assert!(
+        logs.contains(&format!(
+            "http request to http://127.0.0.1:{} denied: not granted to op `test`",
+            other.port
+        )),
+        "{logs}"
+    );
+    let logs = out(&sluice(
+        home.path(),
+        &["logs", "egress-1", "--step", "too-big"],
+    ));
+    assert!(
+        logs.contains("/big cut: over the limit of 8388608 bytes"),
+        "{logs}"
     );
 }

@@ -8,6 +8,8 @@ use anyhow::{Context as _, anyhow};
 use crate::{CmdResult, Failed};
 
 const SDK_LIB: &str = include_str!("../../../plugins/sdk/src/lib.rs");
+const SDK_ACTION: &str = include_str!("../../../plugins/sdk/src/action.rs");
+const SDK_HTTP: &str = include_str!("../../../plugins/sdk/src/http.rs");
 const WIT: &str = include_str!("../../../wit/op.wit");
 
 fn files(name: &str) -> Vec<(&'static str, String)> {
@@ -55,6 +57,11 @@ wit-bindgen = { version = "0.61", default-features = false, features = ["macros"
 serde = { version = "1", features = ["derive"] }
 serde_json = "1"
 schemars = "1.2"
+wasip2 = { version = "2", optional = true }
+
+[features]
+# Outgoing HTTP through wasi:http (`sluice_op::http`).
+http = ["dep:wasip2"]
 "#
             .to_string(),
         ),
@@ -63,6 +70,8 @@ schemars = "1.2"
             "sdk/src/lib.rs",
             SDK_LIB.replace(r#"path: "../../wit","#, r#"path: "../wit","#),
         ),
+        ("sdk/src/action.rs", SDK_ACTION.to_string()),
+        ("sdk/src/http.rs", SDK_HTTP.to_string()),
         ("wit/op.wit", WIT.to_string()),
         (
             "src/lib.rs",

@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::{Context as _, anyhow};
 use clap::Subcommand;
 use sluice_model::{JobContext, OpInfo, Outcome};
-use sluice_runtime::{Call, Grants, LoadSource, LoadedOp, Runtime, RuntimeConfig};
+use sluice_runtime::{Call, LoadSource, LoadedOp, Runtime, RuntimeConfig};
 
 use crate::output::{self, print_json};
 use crate::{CmdResult, Failed, Global};
@@ -49,6 +49,10 @@ pub(crate) enum OpCommand {
         /// Stop the op after this many seconds.
         #[arg(long, value_name = "SECONDS")]
         timeout: Option<f64>,
+        /// Grant a capability, as a rule's `grants:` would (repeat for more): exec:PROGRAM,
+        /// http:ORIGIN, secret:NAME, env:NAME, workspace:read-only|read-write.
+        #[arg(long = "grant", value_name = "CAPABILITY")]
+        grants: Vec<String>,
         /// Print JSON for scripts.
         #[arg(long)]
         json: bool,
@@ -68,8 +72,9 @@ pub(crate) async fn run(global: &Global, cmd: OpCommand) -> CmdResult {
             op,
             input,
             timeout,
+            grants,
             json,
-        } => run_op(&runtime, &op, &input, timeout, json).await,
+        } => run_op(&runtime, &op, &input, timeout, &grants, json).await,
     }
 }
 
@@ -211,9 +216,25 @@ async fn run_op(
     arg: &str,
     input: &str,
     timeout: Option<f64>,
+    grant_args: &[String],
     json: bool,
 ) -> CmdResult {
     let input = read_input(input)?;
+    let mut caps = Vec::new();
+    for g in grant_args {
+        match g.parse::<sluice_model::Capability>() {
+            Ok(sluice_model::Capability::Http(o)) if o == "*" => {
+                return Err(Failed::usage(anyhow!(
+                    "--grant http:*: grant each origin the op calls, e.g. --grant http:https://api.example.com"
+                )));
+            }
+            Ok(c) => caps.push(c),
+            Err(e) => return Err(Failed::usage(anyhow!("--grant {g}: {e}"))),
+        }
+    }
+    // An ad hoc run's workspace is shared by every `op run` under this home.
+    let grants =
+        sluice_runner::host_grants(&caps, &runtime.config().home.join("workspaces/op-run"));
     let timeout = match timeout {
         Some(s) if s.is_finite() && s > 0.0 => Some(Duration::from_secs_f64(s)),
         Some(s) => {
@@ -229,9 +250,11 @@ async fn run_op(
         ctx: JobContext::adhoc(&r.name, &user),
         input,
     };
-    let report = runtime
-        .call(&r.op, &r.name, call, Arc::new(Grants::none()), timeout)
+    let secrets = sluice_runner::secret_values(&grants);
+    let mut report = runtime
+        .call(&r.op, &r.name, call, Arc::new(grants), timeout)
         .await;
+    sluice_runner::mask_report(&mut report, &secrets);
 
     let code = match &report.outcome {
         Outcome::Success { .. } | Outcome::Warning { .. } => 0,

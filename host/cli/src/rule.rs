@@ -139,8 +139,8 @@ pub(crate) async fn validate(global: &Global, args: ValidateArgs) -> CmdResult {
                     .map(|(_, s)| s.loc)
                     .unwrap_or_default();
                 let (message, hint) = m
-                    .split_once(": add ")
-                    .map(|(a, b)| (a.to_string(), Some(format!("add {b}"))))
+                    .split_once("does not grant: ")
+                    .map(|(a, b)| (format!("{a}does not grant"), Some(b.to_string())))
                     .unwrap_or((m.clone(), None));
                 d.items.push(sluice_rule::Diagnostic { message, loc, hint });
             }

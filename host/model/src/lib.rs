@@ -8,6 +8,9 @@
 
 use serde::{Deserialize, Serialize};
 
+mod origin;
+pub use origin::Origin;
+
 /// The phase of a job a step runs in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -267,7 +270,8 @@ pub enum Access {
 pub enum Capability {
     /// Run a program.
     Exec(String),
-    /// Outgoing HTTP to an origin.
+    /// Outgoing HTTP to an origin pattern, normalised (`https://api.example.com:443`,
+    /// `https://*.example.com:443`); `*` as a need: any origin the rule grants.
     Http(String),
     /// The job's workspace directory.
     Workspace(Access),
@@ -303,7 +307,8 @@ impl std::str::FromStr for Capability {
         }
         Ok(match kind {
             "exec" => Capability::Exec(value.to_string()),
-            "http" => Capability::Http(value.to_string()),
+            "http" if value == "*" => Capability::Http("*".into()),
+            "http" => Capability::Http(Origin::parse(value)?.to_string()),
             "secret" => Capability::Secret(value.to_string()),
             "env" => Capability::Env(value.to_string()),
             "workspace" => match value {
@@ -321,8 +326,16 @@ impl std::str::FromStr for Capability {
 }
 
 impl Capability {
-    /// Whether `granted` covers this need: the same, or read-write where read-only is needed.
+    /// Whether `granted` covers this need: the same, read-write where read-only is needed, an
+    /// origin pattern covering the origin needed, or any origin where `http:*` is needed.
     pub fn granted_by(&self, granted: &Capability) -> bool {
+        if let (Capability::Http(need), Capability::Http(grant)) = (self, granted) {
+            return need == "*"
+                || match (Origin::parse(grant), Origin::parse(need)) {
+                    (Ok(g), Ok(n)) => g.covers(&n),
+                    _ => need == grant,
+                };
+        }
         self == granted
             || matches!(
                 (self, granted),
@@ -445,6 +458,21 @@ mod tests {
             serde_json::to_string(&f).unwrap(),
             r#"{"status":"failure","message":"boom","retryable":false}"#
         );
+    }
+
+    #[test]
+    fn http_needs_are_granted_by_covering_origins() {
+        let cap = |s: &str| s.parse::<Capability>().unwrap();
+        assert_eq!(
+            cap("http:https://API.example.com/").to_string(),
+            "http:https://api.example.com:443"
+        );
+        let grant = cap("http:https://*.example.com");
+        assert!(cap("http:https://api.example.com").granted_by(&grant));
+        assert!(cap("http:*").granted_by(&grant));
+        assert!(!cap("http:http://api.example.com").granted_by(&grant));
+        assert!(!cap("http:*").granted_by(&cap("exec:curl")));
+        assert!("http:example.com".parse::<Capability>().is_err());
     }
 
     #[test]

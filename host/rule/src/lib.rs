@@ -344,7 +344,12 @@ impl Rule {
         for (op, caps) in needs {
             let granted = self.grants.get(op).map(Vec::as_slice).unwrap_or(&[]);
             for c in caps {
-                if !granted.iter().any(|g| c.granted_by(g)) {
+                if granted.iter().any(|g| c.granted_by(g)) {
+                    continue;
+                }
+                if matches!(c, sluice_model::Capability::Http(o) if o == "*") {
+                    out.push(format!("op `{op}` needs `{c}`, which the rule does not grant: grant each origin it calls, e.g. `grants: {{ {op}: [\"http:https://hooks.example.com\"] }}`"));
+                } else {
                     out.push(format!("op `{op}` needs `{c}`, which the rule does not grant: add `grants: {{ {op}: [\"{c}\"] }}`"));
                 }
             }

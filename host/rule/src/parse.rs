@@ -493,10 +493,10 @@ impl Parser<'_> {
                     continue;
                 };
                 match text.parse::<sluice_model::Capability>() {
-                    Ok(sluice_model::Capability::Http(_)) => self.err(
+                    Ok(sluice_model::Capability::Http(o)) if o == "*" => self.err(
                         loc(item),
-                        "http grants are not supported yet: sluice does not give ops wasi:http",
-                        Some("call HTTP from a granted program with exec for now".into()),
+                        "`http:*` cannot be granted: sluice grants HTTP per origin",
+                        Some("grant each origin the op calls, e.g. http:https://api.example.com (a leading `*.` covers subdomains)".into()),
                     ),
                     Ok(c) => caps.push(c),
                     Err(e) => self.err(loc(item), e, None),

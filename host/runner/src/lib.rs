@@ -757,12 +757,7 @@ impl Runner {
             previous: c.previous.clone(),
         };
         let grants = self.grants_for(job, &c.op);
-        let secrets: Vec<String> = grants
-            .secrets
-            .values()
-            .filter(|v| v.len() >= 4)
-            .cloned()
-            .collect();
+        let secrets = secret_values(&grants);
         let runtime = self.runtime.clone();
         inflight.spawn(async move {
             let report = match loaded {
@@ -802,44 +797,14 @@ impl Runner {
         Ok(())
     }
 
-    /// What `op` may use in `job`, from the rule's grants: secrets from the host's
-    /// `SLUICE_SECRET_<NAME>` variables, programs resolved on `PATH`, env values, the job's
-    /// workspace directory (`$SLUICE_HOME/workspaces/<job>`).
+    /// What `op` may use in `job`, from the rule's grants; the workspace is the job's own
+    /// directory (`$SLUICE_HOME/workspaces/<job>`).
     fn grants_for(&self, job: &Job, op: &str) -> Grants {
-        let mut g = Grants::none();
-        for c in job.rule.grants.get(op).map(Vec::as_slice).unwrap_or(&[]) {
-            match c {
-                sluice_model::Capability::Secret(name) => {
-                    let var = format!("SLUICE_SECRET_{}", name.to_uppercase().replace('-', "_"));
-                    match std::env::var(&var) {
-                        Ok(v) => {
-                            g.secrets.insert(name.clone(), v);
-                        }
-                        Err(_) => {
-                            g.unset_secrets.insert(name.clone(), var);
-                        }
-                    }
-                }
-                sluice_model::Capability::Exec(p) => {
-                    if let Some(path) = resolve_program(p) {
-                        g.programs.insert(p.clone(), path);
-                    }
-                }
-                sluice_model::Capability::Env(name) => {
-                    if let Ok(v) = std::env::var(name) {
-                        g.env.insert(name.clone(), v);
-                    }
-                }
-                sluice_model::Capability::Workspace(access) => {
-                    let dir = self.runtime.config().home.join("workspaces").join(&job.id);
-                    if std::fs::create_dir_all(&dir).is_ok() {
-                        g.workspace = Some((dir, *access));
-                    }
-                }
-                sluice_model::Capability::Http(_) => {}
-            }
-        }
-        g
+        let caps = job.rule.grants.get(op).map(Vec::as_slice).unwrap_or(&[]);
+        host_grants(
+            caps,
+            &self.runtime.config().home.join("workspaces").join(&job.id),
+        )
     }
 
     /// Records how a call ended (re-reading the journal as often as others append to it).
@@ -1001,6 +966,48 @@ fn log_rows(lines: &[sluice_model::LogLine]) -> Vec<(String, String, String)> {
         .collect()
 }
 
+/// What `caps` grant on this host: secrets from `SLUICE_SECRET_<NAME>` variables, programs
+/// resolved on `PATH`, env values, `workspace` as the workspace directory (created), origins.
+pub fn host_grants(caps: &[sluice_model::Capability], workspace: &Path) -> Grants {
+    let mut g = Grants::none();
+    for c in caps {
+        match c {
+            sluice_model::Capability::Secret(name) => {
+                let var = format!("SLUICE_SECRET_{}", name.to_uppercase().replace('-', "_"));
+                match std::env::var(&var) {
+                    Ok(v) => {
+                        g.secrets.insert(name.clone(), v);
+                    }
+                    Err(_) => {
+                        g.unset_secrets.insert(name.clone(), var);
+                    }
+                }
+            }
+            sluice_model::Capability::Exec(p) => {
+                if let Some(path) = resolve_program(p) {
+                    g.programs.insert(p.clone(), path);
+                }
+            }
+            sluice_model::Capability::Env(name) => {
+                if let Ok(v) = std::env::var(name) {
+                    g.env.insert(name.clone(), v);
+                }
+            }
+            sluice_model::Capability::Workspace(access) => {
+                if std::fs::create_dir_all(workspace).is_ok() {
+                    g.workspace = Some((workspace.to_path_buf(), *access));
+                }
+            }
+            sluice_model::Capability::Http(o) => {
+                if let Ok(origin) = sluice_model::Origin::parse(o) {
+                    g.http.push(origin);
+                }
+            }
+        }
+    }
+    g
+}
+
 /// An absolute program path: as given when absolute, else found on `PATH`.
 fn resolve_program(program: &str) -> Option<PathBuf> {
     let p = Path::new(program);
@@ -1017,9 +1024,19 @@ fn resolve_program(program: &str) -> Option<PathBuf> {
         .find(|c| c.is_file())
 }
 
+/// The granted secret values worth masking (four characters or more).
+pub fn secret_values(grants: &Grants) -> Vec<String> {
+    grants
+        .secrets
+        .values()
+        .filter(|v| v.len() >= 4)
+        .cloned()
+        .collect()
+}
+
 /// Replaces every granted secret value in what the op reported with `***`, before anything of
 /// it is stored or printed.
-fn mask_report(r: &mut sluice_runtime::OpReport, secrets: &[String]) {
+pub fn mask_report(r: &mut sluice_runtime::OpReport, secrets: &[String]) {
     if secrets.is_empty() {
         return;
     }

@@ -118,7 +118,12 @@ pub(crate) fn outcome(o: w::Outcome) -> m::Outcome {
 fn capability(c: w::Capability) -> m::Capability {
     match c {
         w::Capability::Exec(p) => m::Capability::Exec(p),
-        w::Capability::Http(o) => m::Capability::Http(o),
+        // Normalised (`https://api.example.com:443`) so that grants compare; text that is not an
+        // origin is kept as written, and no grant will cover it.
+        w::Capability::Http(o) => match m::Origin::parse(&o) {
+            Ok(origin) => m::Capability::Http(origin.to_string()),
+            Err(_) => m::Capability::Http(o),
+        },
         w::Capability::Workspace(w::Access::ReadOnly) => {
             m::Capability::Workspace(m::Access::ReadOnly)
         }

@@ -10,7 +10,8 @@
 //! what an op did (outcome, log, annotations, fault); it never decides what happens next.
 //!
 //! Architecture Invariant: an op gets nothing it was not granted. WASI is built empty (no env,
-//! no args, no preopened directories, no sockets); stdout and stderr go to the op's log.
+//! no args, no preopened directories, no sockets); stdout and stderr go to the op's log;
+//! `wasi:http` requests reach only granted origins (see `http.rs`).
 
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
@@ -25,12 +26,16 @@ use sluice_model::{
 use wasmtime::component::{Component, HasSelf, Linker, ResourceTable};
 use wasmtime::{Engine, PoolingAllocationConfig, Store, StoreLimits, StoreLimitsBuilder, Trap};
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 mod bindings;
 mod cache;
 mod capture;
 mod convert;
 mod host;
+mod http;
+
+pub use http::MAX_HTTP_RESPONSE_BYTES;
 
 use bindings::{Op, OpPre};
 use cache::CompileCache;
@@ -81,6 +86,8 @@ pub struct Grants {
     pub workspace: Option<(PathBuf, sluice_model::Access)>,
     /// Secrets granted but without a value on this host: name, and the variable to set.
     pub unset_secrets: BTreeMap<String, String>,
+    /// Origins the op may send HTTP requests to (patterns: `https://*.example.com:443`).
+    pub http: Vec<sluice_model::Origin>,
 }
 
 /// The most JSON output an op may return from one call.
@@ -234,6 +241,8 @@ pub struct OpState {
     progress: Option<Progress>,
     /// When the call's deadline passes: programs the op runs are killed by then.
     deadline: std::time::Instant,
+    http: WasiHttpCtx,
+    egress: http::Egress,
 }
 
 impl WasiView for OpState {
@@ -241,6 +250,16 @@ impl WasiView for OpState {
         WasiCtxView {
             ctx: &mut self.wasi,
             table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for OpState {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.egress,
         }
     }
 }
@@ -282,6 +301,7 @@ impl Runtime {
 
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(engine_err)?;
+        wasmtime_wasi_http::p2::add_only_http_to_linker_async(&mut linker).map_err(engine_err)?;
         Op::add_to_linker::<_, HasSelf<OpState>>(&mut linker, |s| s).map_err(engine_err)?;
 
         let cache = CompileCache::new(config.home.join("cache"), &engine)?;
@@ -332,7 +352,7 @@ impl Runtime {
         let link_err = |e: wasmtime::Error| {
             let message = error_chain(&e);
             let hint = if message.contains("matching implementation was not found") {
-                "; an op may import only sluice:op/host, sluice:op/exec and WASI 0.2"
+                "; an op may import only sluice:op/host, sluice:op/exec, WASI 0.2 and wasi:http"
             } else {
                 ""
             };
@@ -374,6 +394,7 @@ impl Runtime {
         timeout: Option<Duration>,
     ) -> OpReport {
         let (mut store, log) = self.store(op_name, grants, timeout);
+        let deadline = timeout.unwrap_or(self.config.default_timeout);
         let result = async {
             let instance = match op.pre.instantiate_async(&mut store).await {
                 Ok(i) => i,
@@ -408,8 +429,12 @@ impl Runtime {
                 }
             };
             r.map_err(|e| (false, e))
-        }
-        .await;
+        };
+        // Epoch interruption stops a guest that computes past its deadline; this stops one
+        // that waits past it in a host call (a clock, a socket, an HTTP response).
+        let result = tokio::time::timeout(deadline + 2 * EPOCH_TICK, result)
+            .await
+            .unwrap_or_else(|_| Err((false, wasmtime::Error::from(Trap::Interrupt))));
 
         let state = store.into_data();
         let mut logs = log.finish();
@@ -429,7 +454,6 @@ impl Runtime {
                 o => (o, None),
             },
             Err((instantiating, e)) => {
-                let deadline = timeout.unwrap_or(self.config.default_timeout);
                 let (fault, message) = if instantiating {
                     (
                         Fault::Instantiate,
@@ -494,11 +518,18 @@ impl Runtime {
                 .memory_size(self.config.max_memory_bytes)
                 .build(),
             op_name: op_name.to_string(),
+            egress: http::Egress {
+                op_name: op_name.to_string(),
+                grants: grants.clone(),
+                log: log.clone(),
+                deadline,
+            },
             grants,
             log: log.clone(),
             annotations: Vec::new(),
             progress: None,
             deadline,
+            http: WasiHttpCtx::new(),
         };
         let mut store = Store::new(&self.engine, state);
         store.limiter(|s| &mut s.limits);

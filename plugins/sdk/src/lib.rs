@@ -281,10 +281,18 @@ pub fn seconds(v: &serde_json::Value) -> Result<u64, Error> {
     if let Some(n) = v.as_u64() {
         return Ok(n);
     }
+    Ok(millis(v)?.div_ceil(1000))
+}
+
+/// Milliseconds from a duration such as `250ms`, `30s`, `5m`, `2h`, or a number of seconds.
+pub fn millis(v: &serde_json::Value) -> Result<u64, Error> {
+    if let Some(n) = v.as_u64() {
+        return Ok(n * 1000);
+    }
     let s = v.as_str().unwrap_or_default().trim();
     let bad = || {
         Error::new(format!(
-            "`{s}` is not a duration: write 30s, 5m, 2h or a number of seconds"
+            "`{v}` is not a duration: write 250ms, 30s, 5m, 2h or a number of seconds"
         ))
     };
     let (num, millis_per_unit) = if let Some(n) = s.strip_suffix("ms") {
@@ -299,7 +307,7 @@ pub fn seconds(v: &serde_json::Value) -> Result<u64, Error> {
         (s, 1000)
     };
     let n: u64 = num.trim().parse().map_err(|_| bad())?;
-    Ok((n * millis_per_unit).div_ceil(1000))
+    Ok(n * millis_per_unit)
 }
 
 /// Writing to the step's log.
@@ -339,6 +347,10 @@ pub fn progress(percent: Option<u8>, message: &str) {
 pub fn secret(name: &str) -> Result<String, HostError> {
     bindings::sluice::op::host::secret(name)
 }
+
+pub mod action;
+#[cfg(feature = "http")]
+pub mod http;
 
 /// Running granted host programs.
 pub mod exec {
