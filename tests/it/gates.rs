@@ -32,9 +32,11 @@ fn approval_hibernates_then_a_permitted_approver_in_another_process_finishes_the
             "run",
             "examples/web-release.yaml",
             "-p",
-            "image=web:3",
+            "version=3.0",
             "-p",
             "env=production",
+            "-p",
+            &format!("root={}", home.path().display()),
         ],
     );
     assert_eq!(o.status.code(), Some(3), "{}{}", out(&o), err(&o));
@@ -111,10 +113,17 @@ fn approval_hibernates_then_a_permitted_approver_in_another_process_finishes_the
         "{}",
         out(&o)
     );
-    let v = status(home.path(), "web-release-1");
+    let logs = out(&sluice(
+        home.path(),
+        &["logs", "web-release-1", "--step", "announce"],
+    ));
+    assert!(
+        logs.contains("web 3.0 is live in production (window: tonight; was nothing)"),
+        "later steps read the gate's inputs: {logs}"
+    );
     assert_eq!(
-        v["steps"]["promote"]["result"]["output"]["window"], "tonight",
-        "later steps read the gate's inputs"
+        std::fs::read_link(home.path().join("production/current")).unwrap(),
+        Path::new("releases/3.0")
     );
     let show = out(&sluice(home.path(), &["show", "web-release-1"]));
     assert!(

@@ -123,7 +123,7 @@ fn simulate_prints_the_path_without_running_ops() {
             "simulate",
             "examples/web-release.yaml",
             "-p",
-            "image=web:2",
+            "version=2.0",
             "--outcome",
             "smoke-b=failure",
         ],
@@ -131,14 +131,15 @@ fn simulate_prints_the_path_without_running_ops() {
     assert_eq!(o.status.code(), Some(1), "{}", err(&o));
     assert_eq!(
         out(&o),
-        "   check  image-named    run assert: success
+        "   check  version-named       run assert: success
           takes group:deploy-qa, env-qa
-     pre  deploy-canary  run set: success
-     run  smoke-a        run log: success
-     run  smoke-b        run log: failure
+     pre  deploy-canary       run deploy: success
+     run  smoke-a             run test: success
+     run  smoke-b             run test: failure
           rollback: `smoke-b` failed
-rollback  restore        run log: success
-    post  cleanup        run log: success
+rollback  undo:deploy-canary  undo deploy: success
+rollback  restore             run log: success
+    post  cleanup             run cleanup: success
           rolled-back: step `smoke-b` failed (scripted failure); rolled back
 "
     );
@@ -156,9 +157,11 @@ fn the_main_example_runs_end_to_end_and_show_tells_the_path() {
             "run",
             "examples/web-release.yaml",
             "-p",
-            "image=web:1.4.2",
+            "version=1.4.2",
             "-p",
             "error_rate=0.05",
+            "-p",
+            &format!("root={}", home.path().display()),
         ],
     );
     assert_eq!(o.status.code(), Some(0), "{}{}", out(&o), err(&o));
@@ -170,15 +173,15 @@ fn the_main_example_runs_end_to_end_and_show_tells_the_path() {
 
     let o = sluice(home.path(), &["show", "web-release-1"]);
     assert_eq!(
-        no_times(&out(&o)),
+        no_times(&out(&o)).replace(&home.path().display().to_string(), "ROOT"),
         "job      web-release-1
 rule     web-release
 status   succeeded (every step succeeded)
 started  by ann
-params   env=\"qa\" error_rate=0.05 image=\"web:1.4.2\"
+params   env=\"qa\" error_rate=0.05 p95_ms=180 root=\"ROOT\" version=\"1.4.2\"
 locks    group:deploy-qa, env-qa
 check
-  image-named          succeeded in <t>
+  version-named        succeeded in <t>
 pre
   deploy-canary        succeeded in <t>
 run
@@ -187,9 +190,10 @@ run
       smoke-a              succeeded in <t>
     branch 2
       smoke-b              succeeded in <t>
-  quality              failed in <t>: the canary's error rate is over 1%
-  go-live              skipped: `when: ${{ steps.quality.outcome == 'success' }}` is false
-  promote              skipped: `when: ${{ steps.quality.outcome == 'success' }}` is false
+  quality              failed in <t>: quality gate failed: key objective error-rate failed (score 50%)
+  go-live              skipped: `when: ${{ steps.quality.outcome != 'failure' }}` is false
+  promote              skipped: `when: ${{ steps.quality.outcome != 'failure' }}` is false
+  announce             skipped: `when: ${{ steps.promote.outcome == 'success' }}` is false
 rollback
   restore              not run
 post
@@ -208,15 +212,20 @@ post
     assert_eq!(kinds.first(), Some(&"created"));
     assert_eq!(kinds.last(), Some(&"finished"));
     assert_eq!(
-        v["steps"]["deploy-canary"]["result"]["output"]["traffic"],
-        10
+        v["steps"]["deploy-canary"]["result"]["output"]["revision"],
+        "releases/1.4.2"
+    );
+    assert_eq!(
+        std::fs::read_to_string(home.path().join("qa/releases/1.4.2/index.html")).unwrap(),
+        "<h1>web 1.4.2</h1>\n"
+    );
+    assert!(
+        !home.path().join("qa/canary").exists() && !home.path().join("qa/current").exists(),
+        "the canary link is removed and nothing was promoted"
     );
 
     let o = sluice(home.path(), &["logs", "web-release-1", "--step", "cleanup"]);
-    assert_eq!(
-        out(&o),
-        "cleanup#1 [op info] removing the canary of web-release-1; the job is succeeded\n"
-    );
+    assert_eq!(out(&o), "cleanup#1 [op info] remove the canary link: ran\n");
 
     let jobs = json(&sluice(home.path(), &["jobs", "--json"]));
     assert_eq!(jobs[0]["id"], "web-release-1");
@@ -228,12 +237,12 @@ fn a_failed_check_creates_no_job() {
     let home = crate::home();
     let o = sluice(
         home.path(),
-        &["run", "examples/web-release.yaml", "-p", "image=no-tag"],
+        &["run", "examples/web-release.yaml", "-p", "version=../etc"],
     );
     assert_eq!(o.status.code(), Some(1));
     assert!(
         out(&o).ends_with(
-            "no job was created: check step `image-named` failed: image must be NAME:TAG\n"
+            "no job was created: check step `version-named` failed: version must be a plain name such as 1.4.2\n"
         ),
         "{}",
         out(&o)
@@ -254,7 +263,7 @@ fn bad_params_are_usage_errors_naming_the_fix() {
     assert_eq!(o.status.code(), Some(2));
     assert_eq!(
         err(&o),
-        "error: param `image` is required: pass -p image=VALUE\nparam `env` is \"prod\"; allowed: \"qa\", \"staging\", \"production\"\n"
+        "error: param `version` is required: pass -p version=VALUE\nparam `env` is \"prod\"; allowed: \"qa\", \"staging\", \"production\"\n"
     );
 }
 
@@ -365,7 +374,12 @@ phases:
         }
         std::thread::sleep(std::time::Duration::from_millis(25));
     }
-    assert!(held, "the deploy never took its lock");
+    if !held {
+        let mut first = first;
+        let _ = first.kill();
+        let o = first.wait_with_output().unwrap();
+        panic!("the deploy never took its lock:\n{}{}", out(&o), err(&o));
+    }
 
     let o = sluice(
         home.path(),

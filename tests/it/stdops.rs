@@ -213,7 +213,7 @@ fn cleanup_runs_every_action_and_reports_each() {
     assert_eq!(
         results,
         [
-            ("stop canary".into(), "`false` exited with code 1: ".into()),
+            ("stop canary".into(), "`false` exited with code 1".into()),
             ("remove scratch".into(), "removed".into()),
             ("remove never-there".into(), "already gone".into()),
             ("true".into(), "ran".into()),

@@ -64,13 +64,14 @@ impl CommandSpec {
         }
         if status.code != Some(0) {
             let stderr = String::from_utf8_lossy(&status.stderr);
+            let stderr = stderr.trim();
             return Err(Error::new(format!(
-                "`{}` exited with {}: {}",
+                "`{}` exited with {}{}{stderr}",
                 self.display(),
                 status
                     .code
                     .map_or("a signal".to_string(), |c| format!("code {c}")),
-                stderr.trim()
+                if stderr.is_empty() { "" } else { ": " },
             )));
         }
         Ok(String::from_utf8_lossy(&status.stdout).trim().to_string())

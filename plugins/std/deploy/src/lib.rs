@@ -15,14 +15,35 @@ use sluice_op::{Context, Error, Op, Outcome, export_op};
 struct Input {
     /// What to deploy: a version, an image, a path.
     revision: String,
-    /// Makes `{revision}` live.
-    apply: Action,
+    /// Makes `{revision}` live: one action or a list, run in order.
+    apply: Actions,
     /// Prints (or answers with) the revision live now; recorded as `previous` for rollback.
     #[serde(default)]
     current: Option<Action>,
-    /// Undoes the deploy; by default `apply` run again with `{revision}` set to the previous one.
+    /// Puts `{previous}` back; by default `apply` run again with `{revision}` set to it.
     #[serde(default)]
-    rollback: Option<Action>,
+    rollback: Option<Actions>,
+    /// What rollback does when nothing was live before (a first deploy), such as removing a
+    /// link; without it, rolling back a first deploy fails.
+    #[serde(default)]
+    undeploy: Option<Actions>,
+}
+
+/// One action, or a list run in order (the first failure stops the list).
+#[derive(Deserialize, JsonSchema)]
+#[serde(untagged)]
+enum Actions {
+    One(Action),
+    List(Vec<Action>),
+}
+
+impl Actions {
+    fn perform(&self, vars: &[(&str, &str)]) -> Result<(), Error> {
+        match self {
+            Actions::One(a) => a.perform(vars).map(drop),
+            Actions::List(list) => list.iter().try_for_each(|a| a.perform(vars).map(drop)),
+        }
+    }
 }
 
 /// Exactly one of `command` or `http`; `pointer` picks a value out of a JSON answer.
@@ -145,18 +166,15 @@ impl Op for Deploy {
             ("revision", output.revision.as_str()),
             ("previous", prev.as_str()),
         ];
-        match (&input.rollback, &output.previous) {
-            (Some(r), _) => {
-                r.perform(&vars)?;
-            }
-            (None, Some(p)) => {
-                input
-                    .apply
-                    .perform(&[("revision", p), ("previous", &output.revision)])?;
-            }
-            (None, None) => {
+        match (&output.previous, &input.rollback, &input.undeploy) {
+            (Some(_), Some(r), _) => r.perform(&vars)?,
+            (Some(p), None, _) => input
+                .apply
+                .perform(&[("revision", p), ("previous", &output.revision)])?,
+            (None, _, Some(u)) => u.perform(&vars)?,
+            (None, _, None) => {
                 return Err(Error::new(format!(
-                    "cannot roll back {}: no previous revision was recorded; give `deploy` a `current` action, or a `rollback` action",
+                    "cannot roll back {}: nothing was live before it; give `deploy` an `undeploy` action for first deploys",
                     output.revision
                 )));
             }
