@@ -8,7 +8,7 @@ use sluice_op::{Capability, Context, Error, Op, Outcome, export_op};
 
 /// The input of `notify`.
 #[derive(Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct Input {
     /// The webhook URL (its origin must be granted as `http:`).
     #[serde(default)]
@@ -20,7 +20,7 @@ struct Input {
     /// before it ended.
     #[serde(default)]
     text: Option<String>,
-    /// Slack's `username`, `channel` and `icon_emoji`, passed through when set.
+    /// Slack's `username`, `channel` and `icon_emoji` (written `icon-emoji`), passed through.
     #[serde(default)]
     username: Option<String>,
     #[serde(default)]
@@ -63,7 +63,7 @@ impl Op for Notify {
             (None, Some(name)) => sluice_op::secret(name)?,
             _ => {
                 return Err(Error::new(
-                    "give exactly one of `webhook` (a URL) or `webhook_secret` (a secret's name)",
+                    "give exactly one of `webhook` (a URL) or `webhook-secret` (a secret's name)",
                 ));
             }
         };

@@ -19,7 +19,7 @@ struct Input {
 
 /// One check: exactly one of `http` or `command`, with what to expect.
 #[derive(Deserialize, JsonSchema)]
-#[serde(deny_unknown_fields)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
 struct Check {
     /// A name for reports; the URL or command otherwise.
     #[serde(default)]
