@@ -353,18 +353,18 @@ fn op_new_writes_a_project_that_builds_and_runs() {
             "new",
             "x",
             "--lang",
-            "python",
+            "go",
             "--dir",
             home.path().join("x").to_str().unwrap(),
         ],
     );
     assert_eq!(o.status.code(), Some(2));
     assert!(
-        stderr(&o).starts_with("error: --lang python is not supported yet"),
+        stderr(&o).starts_with("error: --lang go is not supported yet: choose rust, python or js"),
         "{}",
         stderr(&o)
     );
-    assert!(!home.path().join("x").exists(), "nothing written");
+    assert!(!home.path().join("x").exists(), "nothing half-written");
 }
 
 /// Builds the op project in `dir` for wasm32-wasip2, as its author would, sharing the nested

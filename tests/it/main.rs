@@ -6,6 +6,7 @@
 mod cli;
 mod gates;
 mod jobs;
+mod langs;
 mod runtime;
 mod sandbox;
 mod stdops;

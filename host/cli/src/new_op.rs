@@ -1,5 +1,6 @@
-//! `sluice op new NAME --lang rust`: a ready-to-build op project, with the SDK and the WIT in
-//! it, so it builds with nothing but rustup and crates.io.
+//! `sluice op new NAME --lang rust|python|js`: a ready-to-build op project with the WIT in it
+//! (and, for Rust, the SDK), so it builds with nothing but the language's own tools and
+//! registry: rustup and crates.io, a venv and componentize-py from PyPI, npm and jco.
 
 use std::path::{Path, PathBuf};
 
@@ -11,6 +12,177 @@ const SDK_LIB: &str = include_str!("../../../plugins/sdk/src/lib.rs");
 const SDK_ACTION: &str = include_str!("../../../plugins/sdk/src/action.rs");
 const SDK_HTTP: &str = include_str!("../../../plugins/sdk/src/http.rs");
 const WIT: &str = include_str!("../../../wit/op.wit");
+
+/// The tool versions the templates pin (the test suite builds with the same).
+const COMPONENTIZE_PY: &str = "componentize-py==0.25.1";
+const JCO: &str = "1.35.0";
+
+/// The files of a project in `lang`, and the command that builds it.
+fn project(name: &str, lang: &str) -> Option<(Vec<(&'static str, String)>, String)> {
+    let crate_name = name.replace('-', "_");
+    match lang {
+        "rust" => Some((
+            files(name),
+            "cargo build --release --target wasm32-wasip2".into(),
+        )),
+        "python" => Some((
+            python_files(name),
+            format!(
+                "python3 -m venv .venv && .venv/bin/pip install {COMPONENTIZE_PY} && .venv/bin/componentize-py -d wit -w op componentize app -o {crate_name}.wasm"
+            ),
+        )),
+        "js" => Some((js_files(name), "npm install && npm run build".into())),
+        _ => None,
+    }
+}
+
+fn python_files(name: &str) -> Vec<(&'static str, String)> {
+    let crate_name = name.replace('-', "_");
+    vec![
+        (
+            "app.py",
+            format!(
+                r#""""`{name}`: a sluice op in Python. Change `run`; see docs/authoring-ops.md."""
+
+import json
+
+from wit_world import WitWorld
+from wit_world.imports import host, types
+
+INPUT_SCHEMA = {{
+    "type": "object",
+    "required": ["name"],
+    "additionalProperties": False,
+    "properties": {{"name": {{"type": "string", "description": "who to greet"}}}},
+}}
+
+
+def failure(message):
+    return types.Outcome_Failure(types.Failure(message=message, retryable=False, details=""))
+
+
+class WitWorld(WitWorld):
+    def describe(self) -> types.OpInfo:
+        return types.OpInfo(
+            name="{name}",
+            version="0.1.0",
+            description="Greets someone by name (a template: make it yours)",
+            input_schema=json.dumps(INPUT_SCHEMA),
+            output_schema="",
+            idempotent=True,
+            can_rollback=False,
+            needs=[],
+        )
+
+    def run(self, ctx: types.JobContext, input: str) -> types.Outcome:
+        args = json.loads(input)
+        name = args.get("name", "") if isinstance(args, dict) else ""
+        if not isinstance(name, str) or not name.strip():
+            return failure("`name` is empty: give the name of someone to greet")
+        host.log(types.LogLevel.INFO, f"greeting {{name}} for {{ctx.started_by}}")
+        return types.Outcome_Success(json.dumps({{"greeting": f"hello, {{name}}"}}))
+
+    def resume(self, ctx, input, state, decision) -> types.Outcome:
+        return failure("{name} opens no gates, so it cannot resume")
+
+    def rollback(self, ctx, input, output) -> types.Outcome:
+        return failure("{name} cannot roll back")
+"#
+            ),
+        ),
+        ("wit/op.wit", WIT.to_string()),
+        (
+            "README.md",
+            format!(
+                "# {name}\n\nA sluice op in Python, built with componentize-py.\n\n```sh\npython3 -m venv .venv && .venv/bin/pip install {COMPONENTIZE_PY}\n.venv/bin/componentize-py -d wit -w op componentize app -o {crate_name}.wasm\nsluice op run {crate_name}.wasm --input '{{\"name\": \"ops\"}}'\n```\n\n`.venv/bin/componentize-py -d wit -w op bindings .bindings` writes the Python types of the op world\nfor your editor. In a rule:\n\n```yaml\nops:\n  {name}: {{ path: {name}/{crate_name}.wasm }}\n```\n"
+            ),
+        ),
+        (
+            ".gitignore",
+            "/.venv\n/.bindings\n*.wasm\n__pycache__/\n".to_string(),
+        ),
+    ]
+}
+
+fn js_files(name: &str) -> Vec<(&'static str, String)> {
+    let crate_name = name.replace('-', "_");
+    vec![
+        (
+            "op.js",
+            format!(
+                r#"// `{name}`: a sluice op in JavaScript. Change `run`; see docs/authoring-ops.md.
+// Imports name the WIT package with its version.
+import {{ log }} from 'sluice:op/host@0.1.0';
+
+const INPUT_SCHEMA = {{
+  type: 'object',
+  required: ['name'],
+  additionalProperties: false,
+  properties: {{ name: {{ type: 'string', description: 'who to greet' }} }},
+}};
+
+const failure = (message) => ({{ tag: 'failure', val: {{ message, retryable: false, details: '' }} }});
+
+export function describe() {{
+  return {{
+    name: '{name}',
+    version: '0.1.0',
+    description: 'Greets someone by name (a template: make it yours)',
+    inputSchema: JSON.stringify(INPUT_SCHEMA),
+    outputSchema: '',
+    idempotent: true,
+    canRollback: false,
+    needs: [],
+  }};
+}}
+
+export function run(ctx, input) {{
+  const {{ name }} = JSON.parse(input);
+  if (typeof name !== 'string' || !name.trim()) {{
+    return failure('`name` is empty: give the name of someone to greet');
+  }}
+  log('info', `greeting ${{name}} for ${{ctx.startedBy}}`);
+  return {{ tag: 'success', val: JSON.stringify({{ greeting: `hello, ${{name}}` }}) }};
+}}
+
+export function resume() {{
+  return failure('{name} opens no gates, so it cannot resume');
+}}
+
+export function rollback() {{
+  return failure('{name} cannot roll back');
+}}
+"#
+            ),
+        ),
+        (
+            "package.json",
+            format!(
+                r#"{{
+  "name": "{name}",
+  "version": "0.1.0",
+  "private": true,
+  "type": "module",
+  "scripts": {{
+    "build": "jco componentize op.js --wit wit --world-name op --backend qjs --backend-qjs-disable-async -o {crate_name}.wasm"
+  }},
+  "devDependencies": {{
+    "@bytecodealliance/jco": "{JCO}"
+  }}
+}}
+"#
+            ),
+        ),
+        ("wit/op.wit", WIT.to_string()),
+        (
+            "README.md",
+            format!(
+                "# {name}\n\nA sluice op in JavaScript, built with jco's QuickJS backend (a 1.6 MB component that\nstarts fast).\n\n```sh\nnpm install && npm run build\nsluice op run {crate_name}.wasm --input '{{\"name\": \"ops\"}}'\n```\n\nIn a rule:\n\n```yaml\nops:\n  {name}: {{ path: {name}/{crate_name}.wasm }}\n```\n"
+            ),
+        ),
+        (".gitignore", "/node_modules\n*.wasm\n".to_string()),
+    ]
+}
 
 fn files(name: &str) -> Vec<(&'static str, String)> {
     let crate_name = name.replace('-', "_");
@@ -138,11 +310,11 @@ pub(crate) fn new_op(name: &str, lang: &str, dir: Option<PathBuf>) -> CmdResult 
             "op name `{name}` is not a plain name: use lowercase letters, digits and `-`, starting with a letter"
         )));
     }
-    if lang != "rust" {
+    let Some((files, build)) = project(name, lang) else {
         return Err(Failed::usage(anyhow!(
-            "--lang {lang} is not supported yet: only rust templates exist (see docs/authoring-ops.md for other languages)"
+            "--lang {lang} is not supported yet: choose rust, python or js (C: see docs/authoring-ops.md)"
         )));
-    }
+    };
     let dir = dir.unwrap_or_else(|| PathBuf::from(name));
     if dir.exists() {
         return Err(Failed::usage(anyhow!(
@@ -157,7 +329,7 @@ pub(crate) fn new_op(name: &str, lang: &str, dir: Option<PathBuf>) -> CmdResult 
         .unwrap_or(Path::new("."));
     let tmp = parent.join(format!(".{name}.sluice-new-{}", std::process::id()));
     let write = || -> anyhow::Result<()> {
-        for (path, text) in files(name) {
+        for (path, text) in files {
             let p = tmp.join(path);
             std::fs::create_dir_all(p.parent().expect("a file in a directory"))?;
             std::fs::write(&p, text).with_context(|| format!("writing {}", p.display()))?;
@@ -170,7 +342,7 @@ pub(crate) fn new_op(name: &str, lang: &str, dir: Option<PathBuf>) -> CmdResult 
         return Err(Failed::usage(e));
     }
     crate::output::print(&format!(
-        "created op `{name}` in {}\nbuild it: cd {} && cargo build --release --target wasm32-wasip2\n",
+        "created op `{name}` in {}\nbuild it: cd {} && {build}\n",
         dir.display(),
         dir.display()
     ))?;

@@ -28,11 +28,11 @@ pub(crate) enum OpCommand {
         #[arg(long)]
         json: bool,
     },
-    /// Write a new op project, ready to build (`--lang rust`).
+    /// Write a new op project, ready to build (`--lang rust|python|js`).
     New {
         /// The op's name: lowercase letters, digits and `-`.
         name: String,
-        /// The language: rust (python and js are not supported yet).
+        /// The language: rust, python (componentize-py) or js (jco, QuickJS).
         #[arg(long, default_value = "rust")]
         lang: String,
         /// Where to write it (default: ./NAME); must not exist.

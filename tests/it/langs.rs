@@ -1,0 +1,245 @@
+//! Ops written in Python (componentize-py), JavaScript (jco, QuickJS) and C (clang and
+//! wasi-libc), built as their authors would and run by a rule through sluice.
+//!
+//! The Python and JavaScript toolchains come from PyPI and npm into `target/toolchains/`, once,
+//! on first use (`.ci/run` does it up front). C needs Debian's clang, lld, wasi-libc and
+//! libclang-rt-14-dev-wasm32, which `.ci/run` installs; without them the C test fails, saying so.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::OnceLock;
+
+use crate::jobs::{err, json, out, root, sluice, write_rule};
+
+/// The pinned tool versions (also in `.ci/run` and the examples' READMEs).
+pub(crate) const COMPONENTIZE_PY: &str = "componentize-py==0.25.1";
+pub(crate) const JCO: &str = "@bytecodealliance/jco@1.35.0";
+
+fn toolchains() -> PathBuf {
+    root().join("target/toolchains")
+}
+
+fn run(cmd: &mut Command, what: &str) {
+    let o = cmd
+        .output()
+        .unwrap_or_else(|e| panic!("{what}: could not start {cmd:?}: {e}"));
+    assert!(
+        o.status.success(),
+        "{what} failed ({cmd:?}):\n{}{}",
+        out(&o),
+        err(&o)
+    );
+}
+
+/// `componentize-py`, installed into a venv under `target/toolchains/py` on first use.
+pub(crate) fn componentize_py() -> &'static Path {
+    static TOOL: OnceLock<PathBuf> = OnceLock::new();
+    TOOL.get_or_init(|| {
+        let venv = toolchains().join("py");
+        let tool = venv.join("bin/componentize-py");
+        if !tool.is_file() {
+            run(
+                Command::new("python3").args(["-m", "venv"]).arg(&venv),
+                "making a Python venv (needs python3 with venv)",
+            );
+            run(
+                Command::new(venv.join("bin/pip")).args(["install", "--quiet", COMPONENTIZE_PY]),
+                "installing componentize-py from PyPI",
+            );
+        }
+        tool
+    })
+}
+
+/// `jco`, installed with npm under `target/toolchains/js` on first use.
+pub(crate) fn jco() -> &'static Path {
+    static TOOL: OnceLock<PathBuf> = OnceLock::new();
+    TOOL.get_or_init(|| {
+        let dir = toolchains().join("js");
+        let tool = dir.join("node_modules/.bin/jco");
+        if !tool.is_file() {
+            std::fs::create_dir_all(&dir).unwrap();
+            run(
+                Command::new("npm")
+                    .args(["install", "--no-audit", "--no-fund", "--silent", "--prefix"])
+                    .arg(&dir)
+                    .arg(JCO),
+                "installing jco from npm (needs node and npm)",
+            );
+        }
+        tool
+    })
+}
+
+const RELEASE_NOTES: &str = r#"
+rule: polyglot
+ops:
+  bump: { path: BUMP }
+  release-notes: { path: NOTES }
+params:
+  current: { type: string, default: "1.4.2" }
+phases:
+  run:
+    - id: next
+      op: bump
+      with: { current: "${{ params.current }}", changes: ["feat: dark mode", "fix: login loops", "tidy"] }
+    - id: notes
+      op: release-notes
+      with:
+        version: "${{ steps.next.output.version }}"
+        previous: "${{ params.current }}"
+        changes: ["feat: dark mode", "fix: login loops", "tidy"]
+"#;
+
+#[test]
+fn python_and_javascript_ops_run_in_a_rule() {
+    let home = crate::home();
+    let notes = home.path().join("release_notes.wasm");
+    run(
+        Command::new(componentize_py())
+            .args(["-d", "../../wit", "-w", "op", "componentize", "app", "-o"])
+            .arg(&notes)
+            .current_dir(root().join("examples/python-op")),
+        "building examples/python-op with componentize-py",
+    );
+    let bump = home.path().join("bump.wasm");
+    run(
+        Command::new(jco())
+            .args([
+                "componentize",
+                "bump.js",
+                "--wit",
+                "../../wit",
+                "--world-name",
+                "op",
+                "--backend",
+                "qjs",
+                "--backend-qjs-disable-async",
+                "-o",
+            ])
+            .arg(&bump)
+            .current_dir(root().join("examples/js-op")),
+        "building examples/js-op with jco",
+    );
+
+    let rule = RELEASE_NOTES
+        .replace("BUMP", &format!("{:?}", bump.display().to_string()))
+        .replace("NOTES", &format!("{:?}", notes.display().to_string()));
+    let path = write_rule(home.path(), "polyglot.yaml", &rule);
+    let o = sluice(home.path(), &["run", path.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", out(&o), err(&o));
+
+    let v = json(&sluice(home.path(), &["show", "polyglot-1", "--json"]));
+    assert_eq!(
+        v["steps"]["next"]["result"]["output"],
+        serde_json::json!({ "version": "1.5.0", "previous": "1.4.2", "level": "minor" })
+    );
+    assert_eq!(
+        v["steps"]["notes"]["result"]["output"]["notes"],
+        "# 1.5.0 (after 1.4.2)\n\n## Features\n\n- dark mode\n\n## Fixes\n\n- login loops\n\n## Other\n\n- tidy\n"
+    );
+    let logs = out(&sluice(home.path(), &["logs", "polyglot-1"]));
+    assert!(logs.contains("1.4.2 -> 1.5.0 (minor, 3 changes)"), "{logs}");
+    assert!(
+        logs.contains("annotation `release notes 1.5.0`: # 1.5.0 (after 1.4.2)"),
+        "{logs}"
+    );
+
+    // Their failures are failures like any other op's.
+    let o = sluice(
+        home.path(),
+        &[
+            "op",
+            "run",
+            bump.to_str().unwrap(),
+            "-i",
+            r#"{"current":"1.4","changes":["x"]}"#,
+        ],
+    );
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        out(&o).contains("`current` is \"1.4\": give a version such as 1.4.2"),
+        "{}",
+        out(&o)
+    );
+}
+
+/// `sluice op new --lang python|js` writes projects that build with the command they print
+/// (the tools coming from `target/toolchains/` instead of the project's own venv or
+/// node_modules) and run unchanged.
+#[test]
+fn op_new_python_and_js_projects_build_and_run() {
+    let home = crate::home();
+    for (lang, name) in [("python", "greet-py"), ("js", "greet-js")] {
+        let dir = home.path().join(name);
+        let o = sluice(
+            home.path(),
+            &[
+                "op",
+                "new",
+                name,
+                "--lang",
+                lang,
+                "--dir",
+                dir.to_str().unwrap(),
+            ],
+        );
+        assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+        let printed = out(&o);
+        let wasm = dir.join(format!("{}.wasm", name.replace('-', "_")));
+        match lang {
+            "python" => {
+                assert!(
+                    printed.contains(
+                        ".venv/bin/componentize-py -d wit -w op componentize app -o greet_py.wasm"
+                    ),
+                    "{printed}"
+                );
+                run(
+                    Command::new(componentize_py())
+                        .args(["-d", "wit", "-w", "op", "componentize", "app", "-o"])
+                        .arg(&wasm)
+                        .current_dir(&dir),
+                    "building the python template",
+                );
+            }
+            _ => {
+                let package: serde_json::Value =
+                    serde_json::from_slice(&std::fs::read(dir.join("package.json")).unwrap())
+                        .unwrap();
+                let script = package["scripts"]["build"].as_str().unwrap();
+                let args: Vec<&str> = script.split_whitespace().collect();
+                assert_eq!(args[0], "jco", "{script}");
+                run(
+                    Command::new(jco()).args(&args[1..]).current_dir(&dir),
+                    "building the js template with its package.json script",
+                );
+            }
+        }
+        let o = sluice(
+            home.path(),
+            &[
+                "op",
+                "run",
+                wasm.to_str().unwrap(),
+                "-i",
+                r#"{"name":"ops"}"#,
+                "--json",
+            ],
+        );
+        assert_eq!(o.status.code(), Some(0), "{lang}: {}{}", out(&o), err(&o));
+        let v = json(&o);
+        assert_eq!(
+            v["outcome"]["output"],
+            serde_json::json!({ "greeting": "hello, ops" }),
+            "{lang}"
+        );
+        assert!(
+            v["logs"][0]["message"]
+                .as_str()
+                .unwrap()
+                .starts_with("greeting ops for "),
+            "{lang}: {v}"
+        );
+    }
+}
