@@ -243,3 +243,74 @@ fn op_new_python_and_js_projects_build_and_run() {
         );
     }
 }
+
+/// The C example: bindings from wit-bindgen's C generator, Debian's clang and wasi-libc, the
+/// preview1 reactor adapter; then a rule runs it with the workspace it needs.
+#[test]
+fn a_c_op_runs_in_a_rule_with_its_workspace() {
+    let libc = Path::new("/usr/lib/wasm32-wasi/libc.a");
+    let clang = Command::new("clang").arg("--version").output();
+    assert!(
+        libc.is_file() && clang.is_ok_and(|o| o.status.success()),
+        "the C toolchain is missing: apt-get install clang lld wasi-libc libclang-rt-14-dev-wasm32 (.ci/run does)"
+    );
+    let home = crate::home();
+    let gen_dir = home.path().join("c-bindings");
+    let files = sluice_cbuild::bindings(&root().join("wit"), sluice_cbuild::WORLD, &gen_dir)
+        .expect("generating the C bindings");
+    assert_eq!(files, ["op.c", "op.h", "op_component_type.o"]);
+    let module = home.path().join("checksum.core.wasm");
+    run(
+        Command::new("clang")
+            .args(sluice_cbuild::CLANG_ARGS)
+            .arg("-I")
+            .arg(&gen_dir)
+            .arg(root().join("examples/c-op/checksum.c"))
+            .arg(gen_dir.join("op.c"))
+            .arg(gen_dir.join("op_component_type.o"))
+            .arg("-o")
+            .arg(&module),
+        "compiling examples/c-op with clang",
+    );
+    let component = home.path().join("checksum.wasm");
+    std::fs::write(
+        &component,
+        sluice_cbuild::component(&std::fs::read(&module).unwrap()).expect("componentizing"),
+    )
+    .unwrap();
+
+    let ws = home.path().join("workspaces/artifact-1/build");
+    std::fs::create_dir_all(&ws).unwrap();
+    std::fs::write(ws.join("app.tar"), "hello world").unwrap();
+    let rule = format!(
+        "rule: artifact\nops:\n  checksum: {{ path: {:?} }}\ngrants:\n  checksum: [workspace:read-only]\nphases:\n  run:\n    - {{ id: sum, op: checksum, with: {{ path: build/app.tar }} }}\n    - {{ id: missing, op: checksum, on-error: continue, with: {{ path: build/gone.tar }} }}\n",
+        component.display().to_string()
+    );
+    let path = write_rule(home.path(), "artifact.yaml", &rule);
+    let o = sluice(home.path(), &["run", path.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", out(&o), err(&o));
+    let v = json(&sluice(home.path(), &["show", "artifact-1", "--json"]));
+    assert_eq!(
+        v["steps"]["sum"]["result"]["output"],
+        serde_json::json!({ "path": "build/app.tar", "bytes": 11, "crc32": "0d4a1185" })
+    );
+    assert_eq!(
+        v["steps"]["missing"]["result"]["message"],
+        "cannot open /workspace/build/gone.tar (is `workspace:read-only` granted, and the file there?)"
+    );
+
+    // Without the grant the rule is refused before anything runs.
+    let ungranted = write_rule(
+        home.path(),
+        "ungranted.yaml",
+        &rule.replace("grants:\n  checksum: [workspace:read-only]\n", ""),
+    );
+    let o = sluice(home.path(), &["validate", ungranted.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1));
+    assert!(
+        err(&o)
+            .contains("op `checksum` needs `workspace:read-only`, which the rule does not grant"),
+        "{}",
+        err(&o)
+    );
+}
