@@ -7,6 +7,7 @@ mod cli;
 mod gates;
 mod jobs;
 mod langs;
+mod packages;
 mod runtime;
 mod sandbox;
 mod stdops;

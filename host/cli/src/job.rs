@@ -296,7 +296,8 @@ pub(crate) fn standing_code(standing: &Standing) -> u8 {
 }
 
 pub(crate) async fn run(global: &Global, args: RunArgs) -> CmdResult {
-    let rule = read_rule(&args.rule)?;
+    let mut rule = read_rule(&args.rule)?;
+    crate::plugin::resolve(global, &mut rule, &args.rule).await?;
     let params = split_params(&args.params)?;
     let printer = Arc::new(Printer::new(args.json));
     let runner = runner(global, printer.clone())?;

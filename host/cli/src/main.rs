@@ -16,6 +16,7 @@ mod job;
 mod new_op;
 mod op;
 mod output;
+mod plugin;
 mod rule;
 
 /// sluice: a deployment rule engine whose ops are sandboxed WebAssembly components.
@@ -80,6 +81,11 @@ enum Command {
     /// List, describe and run ops on their own.
     #[command(subcommand)]
     Op(op::OpCommand),
+    /// Share ops as OCI packages: push, pull, inspect, list, sign, keygen.
+    #[command(subcommand)]
+    Plugin(plugin::PluginCommand),
+    /// Resolve a rule's packages and write `sluice.lock` beside it.
+    Lock(plugin::LockArgs),
 }
 
 /// A failure with the exit code it maps to.
@@ -188,6 +194,8 @@ fn run(cli: Cli) -> CmdResult {
             Command::Annotate(a) => gate::annotate(&cli.global, a),
             Command::Worker(a) => gate::worker(&cli.global, a).await,
             Command::Op(cmd) => op::run(&cli.global, cmd).await,
+            Command::Plugin(cmd) => plugin::run(&cli.global, cmd).await,
+            Command::Lock(args) => plugin::lock(&cli.global, args).await,
         }
     })
 }

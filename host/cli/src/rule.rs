@@ -85,6 +85,11 @@ async fn describe_ops(
             Some(sluice_rule::OpSource::Path(p)) => std::fs::read(dir.join(p))
                 .with_context(|| format!("op `{name}`: cannot read {}", dir.join(p).display()))
                 .map_err(Failed::load)?,
+            Some(sluice_rule::OpSource::Package(r)) => {
+                return Err(Failed::internal(anyhow!(
+                    "op `{name}`: package {r} was not resolved"
+                )));
+            }
             None => sluice_ops::std_op(&name)
                 .map(|o| o.wasm.to_vec())
                 .unwrap_or_default(),
@@ -118,7 +123,10 @@ pub(crate) async fn validate(global: &Global, args: ValidateArgs) -> CmdResult {
     );
     // The rule reads well: now check it grants what its ops declare they need.
     if let Ok(rule) = &result {
-        let described = describe_ops(global, rule, &sluice_runner::rule_dir(&args.rule)).await?;
+        let mut resolved = rule.clone();
+        crate::plugin::resolve(global, &mut resolved, &args.rule).await?;
+        let described =
+            describe_ops(global, &resolved, &sluice_runner::rule_dir(&args.rule)).await?;
         let needs = described
             .into_iter()
             .map(|(name, (info, _))| (name, info.needs))
@@ -197,6 +205,8 @@ pub(crate) async fn simulate(global: &Global, args: SimulateArgs) -> CmdResult {
     }
 
     // Only `describe` is called, to learn which ops can undo; no op runs.
+    let mut rule = rule;
+    crate::plugin::resolve(global, &mut rule, &args.rule).await?;
     let described = describe_ops(global, &rule, &sluice_runner::rule_dir(&args.rule)).await?;
     let ops = described
         .into_iter()

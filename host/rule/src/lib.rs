@@ -134,6 +134,8 @@ pub struct Param {
 pub enum OpSource {
     /// A component file, resolved against the rule file's directory.
     Path(String),
+    /// An OCI package, `oci://REGISTRY/REPOSITORY:TAG`, pinned by the rule's `sluice.lock`.
+    Package(String),
 }
 
 /// A step.

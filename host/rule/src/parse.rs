@@ -448,7 +448,7 @@ impl Parser<'_> {
                 );
             }
             let what = format!("op `{name}`");
-            let Some(om) = self.mapping(v, &what, &["path", "package", "digest"]) else {
+            let Some(om) = self.mapping(v, &what, &["path", "package"]) else {
                 continue;
             };
             if let Some(p) = om.get_node("path") {
@@ -456,13 +456,25 @@ impl Parser<'_> {
                     out.insert(name, OpSource::Path(path));
                 }
             } else if let Some(p) = om.get_node("package") {
-                self.err(
-                    loc(p),
-                    "op packages are not supported yet",
-                    Some("use `path: FILE.wasm` for now".into()),
-                );
+                if let Some(reference) = self.string(p, "`package`") {
+                    if reference.starts_with("oci://") && reference[6..].contains('/') {
+                        out.insert(name, OpSource::Package(reference));
+                    } else {
+                        self.err(
+                            loc(p),
+                            format!("`{reference}` is not a package reference"),
+                            Some("write oci://REGISTRY/REPOSITORY:TAG".into()),
+                        );
+                    }
+                }
             } else {
-                self.err(loc(v), format!("{what} needs `path: FILE.wasm`"), None);
+                self.err(
+                    loc(v),
+                    format!(
+                        "{what} needs `path: FILE.wasm` or `package: oci://REGISTRY/REPOSITORY:TAG`"
+                    ),
+                    None,
+                );
             }
         }
         out

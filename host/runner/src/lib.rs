@@ -212,8 +212,13 @@ impl Runner {
     ) -> Result<(String, Standing), RunError> {
         let params = rule.bind_params(params).map_err(RunError::Params)?;
         // Op files are pinned by absolute path and digest in the job's snapshot.
-        for src in rule.ops.values_mut() {
-            let OpSource::Path(p) = src;
+        for (name, src) in rule.ops.iter_mut() {
+            let OpSource::Path(p) = src else {
+                return Err(RunError::Op {
+                    op: name.clone(),
+                    message: "its package is not resolved to a file: resolve packages with the lock before starting".into(),
+                });
+            };
             let abs = rule_dir.join(&*p);
             *p = abs.canonicalize().unwrap_or(abs).display().to_string();
         }
@@ -495,6 +500,9 @@ impl Runner {
         let bytes: Vec<u8> = match rule.ops.get(name) {
             Some(OpSource::Path(p)) => {
                 std::fs::read(p).map_err(|e| err(format!("cannot read {p}: {e}")))?
+            }
+            Some(OpSource::Package(r)) => {
+                return Err(err(format!("package {r} is not resolved to a file")));
             }
             None => match sluice_ops::std_op(name) {
                 Some(op) => op.wasm.to_vec(),

@@ -146,5 +146,129 @@ fn dispatch(c: &mut Criterion) {
     g.finish();
 }
 
-criterion_group!(benches, dispatch);
+/// (d) The Python and JavaScript example ops through sluice, against starting `python3` /
+/// `node` to do the same work. The components are built with the toolchains the tests install
+/// under `target/toolchains/` (`cargo test -p sluice --test it langs` or `.ci/run`); without
+/// them this group says so and measures nothing.
+fn other_languages(c: &mut Criterion) {
+    let root = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
+    let tools = root.join("target/toolchains");
+    let (py, jco) = (
+        tools.join("py/bin/componentize-py"),
+        tools.join("js/node_modules/.bin/jco"),
+    );
+    if !py.is_file() || !jco.is_file() {
+        eprintln!(
+            "op-call-languages: skipped: no componentize-py or jco under {}; run `cargo test -p sluice --test it langs` first",
+            tools.display()
+        );
+        return;
+    }
+    let out = tempfile::tempdir().unwrap();
+    let build = |cmd: &mut std::process::Command| {
+        let o = cmd.output().unwrap();
+        assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    };
+    let notes = out.path().join("release_notes.wasm");
+    build(
+        std::process::Command::new(&py)
+            .args(["-d", "../../wit", "-w", "op", "componentize", "app", "-o"])
+            .arg(&notes)
+            .current_dir(root.join("examples/python-op")),
+    );
+    let bump = out.path().join("bump.wasm");
+    build(
+        std::process::Command::new(&jco)
+            .args([
+                "componentize",
+                "bump.js",
+                "--wit",
+                "../../wit",
+                "--world-name",
+                "op",
+            ])
+            .args(["--backend", "qjs", "--backend-qjs-disable-async", "-o"])
+            .arg(&bump)
+            .current_dir(root.join("examples/js-op")),
+    );
+
+    let rt = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    let home = tempfile::tempdir().unwrap();
+    let runtime = Runtime::new(RuntimeConfig::new(home.path())).unwrap();
+    let grants = Arc::new(Grants::none());
+    let mut g = c.benchmark_group("op-call-languages");
+    g.measurement_time(Duration::from_secs(5));
+
+    let changes = r#"["feat: dark mode", "fix: login loops", "tidy"]"#;
+    for (name, file, input) in [
+        (
+            "sluice-python-release-notes",
+            &notes,
+            format!(r#"{{"version": "1.5.0", "changes": {changes}}}"#),
+        ),
+        (
+            "sluice-js-bump",
+            &bump,
+            format!(r#"{{"current": "1.4.2", "changes": {changes}}}"#),
+        ),
+    ] {
+        let (op, _) = runtime.load(&std::fs::read(file).unwrap()).unwrap();
+        g.bench_function(name, |b| {
+            b.iter(|| {
+                let r = rt.block_on(runtime.call(
+                    &op,
+                    name,
+                    Call::Run {
+                        ctx: ctx(),
+                        input: input.clone(),
+                    },
+                    grants.clone(),
+                    None,
+                ));
+                assert!(
+                    matches!(r.outcome, sluice_model::Outcome::Success { .. }),
+                    "{:?}",
+                    r.outcome
+                );
+            })
+        });
+    }
+
+    // The same work in a fresh interpreter, as a script step would do it.
+    let python = r#"import json
+changes = ["feat: dark mode", "fix: login loops", "tidy"]
+groups = {"Features": [], "Fixes": [], "Other": []}
+for c in changes:
+    kind, sep, text = c.partition(":")
+    title = {"feat": "Features", "fix": "Fixes"}.get(kind.strip()) if sep else None
+    groups[title or "Other"].append((text if title else c).strip())
+print(json.dumps({"notes": groups}))"#;
+    g.bench_function("spawn-python3", |b| {
+        b.iter(|| {
+            let o = std::process::Command::new("python3")
+                .args(["-c", python])
+                .output()
+                .unwrap();
+            assert!(o.status.success());
+        })
+    });
+    let node = r#"const changes = ["feat: dark mode", "fix: login loops", "tidy"];
+const level = changes.some((c) => /^feat(\(.*\))?:/.test(c)) ? "minor" : "patch";
+console.log(JSON.stringify({ version: "1.5.0", previous: "1.4.2", level }));"#;
+    g.bench_function("spawn-node", |b| {
+        b.iter(|| {
+            let o = std::process::Command::new("node")
+                .args(["-e", node])
+                .output()
+                .unwrap();
+            assert!(o.status.success());
+        })
+    });
+    g.finish();
+}
+
+criterion_group!(benches, dispatch, other_languages);
 criterion_main!(benches);
