@@ -246,9 +246,16 @@ for c in changes:
     title = {"feat": "Features", "fix": "Fixes"}.get(kind.strip()) if sep else None
     groups[title or "Other"].append((text if title else c).strip())
 print(json.dumps({"notes": groups}))"#;
+    // The interpreter itself, not a version manager's shim in front of it (pyenv's is a
+    // shell script that would add its own start-up).
+    let python3 = std::process::Command::new("python3")
+        .args(["-c", "import sys; print(sys.executable)"])
+        .output()
+        .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
+        .unwrap_or_else(|_| "python3".into());
     g.bench_function("spawn-python3", |b| {
         b.iter(|| {
-            let o = std::process::Command::new("python3")
+            let o = std::process::Command::new(&python3)
                 .args(["-c", python])
                 .output()
                 .unwrap();
