@@ -190,3 +190,100 @@ fn a_package_is_pushed_signed_locked_and_run_and_tampering_is_refused() {
     assert_eq!(o.status.code(), Some(5), "{}{}", out(&o), err(&o));
     assert!(err(&o).contains("is not trusted"), "{}", err(&o));
 }
+
+/// `wkg`, from crates.io, installed under `target/toolchains/wkg` by `.ci/run` (about four
+/// minutes of building; the test does not do it itself).
+fn wkg() -> std::path::PathBuf {
+    let tool = crate::jobs::root().join("target/toolchains/wkg/bin/wkg");
+    assert!(
+        tool.is_file(),
+        "wkg is missing: cargo install wkg@{WKG} --locked --root target/toolchains/wkg (.ci/run does)"
+    );
+    tool
+}
+
+/// The wkg version `.ci/run` installs.
+const WKG: &str = "0.16.1";
+
+/// Conformance with wasm-pkg-tools: what sluice pushes, `wkg oci pull` gets byte for byte, and
+/// what `wkg oci push` pushes, sluice pulls, locks and runs.
+#[test]
+fn packages_interoperate_with_wkg() {
+    let home = crate::home();
+    let reg = registry(home.path());
+    let wkg = wkg();
+    let echo = sluice_ops::test_ops::ECHO;
+
+    let ours = format!("{}/team-a/echo:1.0", reg.addr);
+    let o = sluice(
+        home.path(),
+        &["plugin", "push", echo, &format!("oci://{ours}")],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}{}", out(&o), err(&o));
+    let got = home.path().join("from-wkg.wasm");
+    let o = Command::new(&wkg)
+        .args(["oci", "pull", &ours, "--insecure", &reg.addr, "-o"])
+        .arg(&got)
+        .env("HOME", home.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "wkg oci pull: {}{}", out(&o), err(&o));
+    assert_eq!(std::fs::read(&got).unwrap(), std::fs::read(echo).unwrap());
+
+    let theirs = format!("{}/sandbox/echo:2.0", reg.addr);
+    let o = Command::new(&wkg)
+        .args(["oci", "push", &theirs, echo, "--insecure", &reg.addr])
+        .env("HOME", home.path())
+        .output()
+        .unwrap();
+    assert!(o.status.success(), "wkg oci push: {}{}", out(&o), err(&o));
+    std::fs::write(
+        home.path().join("trust.yaml"),
+        format!(
+            "trust:\n  - {{ match: \"{}/sandbox/*\", unsigned: allow }}\n",
+            reg.addr
+        ),
+    )
+    .unwrap();
+    let o = sluice(
+        home.path(),
+        &["plugin", "pull", &format!("oci://{theirs}"), "--json"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}{}", out(&o), err(&o));
+    let pulled = json(&o);
+    assert_eq!(
+        pulled["component"].as_str().unwrap(),
+        format!("sha256:{}", hex_sha256(&std::fs::read(echo).unwrap()))
+    );
+    let rule = home.path().join("theirs.yaml");
+    std::fs::write(
+        &rule,
+        format!(
+            "rule: theirs\nops:\n  echo: {{ package: \"oci://{theirs}\" }}\nphases:\n  run: [{{ id: hi, op: echo, with: {{ from: wkg }} }}]\n"
+        ),
+    )
+    .unwrap();
+    let o = sluice(home.path(), &["lock", rule.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", out(&o), err(&o));
+    let o = sluice(home.path(), &["run", rule.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", out(&o), err(&o));
+}
+
+fn hex_sha256(bytes: &[u8]) -> String {
+    // The same digest the registry and sluice use, computed with the system's sha256sum.
+    let mut child = Command::new("sha256sum")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    {
+        use std::io::Write;
+        child.stdin.take().unwrap().write_all(bytes).unwrap();
+    }
+    let o = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&o.stdout)
+        .split_whitespace()
+        .next()
+        .unwrap()
+        .to_string()
+}

@@ -494,29 +494,13 @@ pub(crate) fn show(global: &Global, args: ShowArgs) -> CmdResult {
     Ok(0)
 }
 
-/// The human form of `sluice show`: header, then every step of the rule in order.
 /// A time as UTC `YYYY-MM-DD HH:MM:SS`.
 fn time(ms: Millis) -> String {
-    let secs = ms / 1000;
-    let (days, rem) = (secs / 86_400, secs % 86_400);
-    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
-    let z = days as i64 + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z - era * 146_097;
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let d = doy - (153 * mp + 2) / 5 + 1;
-    let m = if mp < 10 { mp + 3 } else { mp - 9 };
-    let y = yoe + era * 400 + i64::from(m <= 2);
-    format!(
-        "{y:04}-{m:02}-{d:02} {:02}:{:02}:{:02}",
-        rem / 3600,
-        rem % 3600 / 60,
-        rem % 60
-    )
+    let [y, mo, d, h, mi, s] = sluice_model::utc_parts(ms / 1000);
+    format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}")
 }
 
+/// The human form of `sluice show`: header, then every step of the rule in order.
 pub(crate) fn show_text(job: &Job) -> String {
     let (status, message) = sluice_runner::status_of(job);
     let mut out = format!(

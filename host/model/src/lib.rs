@@ -11,6 +11,29 @@ use serde::{Deserialize, Serialize};
 mod origin;
 pub use origin::Origin;
 
+/// Seconds since 1970-01-01 UTC as `[year, month, day, hour, minute, second]`, by Howard
+/// Hinnant's civil-from-days algorithm (no date crate needed for printing a timestamp).
+pub fn utc_parts(secs: u64) -> [u64; 6] {
+    let (days, rem) = (secs / 86_400, secs % 86_400);
+    let z = days as i64 + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z - era * 146_097;
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let d = doy - (153 * mp + 2) / 5 + 1;
+    let m = if mp < 10 { mp + 3 } else { mp - 9 };
+    let y = yoe + era * 400 + i64::from(m <= 2);
+    [
+        y as u64,
+        m as u64,
+        d as u64,
+        rem / 3600,
+        rem % 3600 / 60,
+        rem % 60,
+    ]
+}
+
 /// The phase of a job a step runs in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
@@ -458,6 +481,13 @@ mod tests {
             serde_json::to_string(&f).unwrap(),
             r#"{"status":"failure","message":"boom","retryable":false}"#
         );
+    }
+
+    #[test]
+    fn utc_parts_are_the_civil_date() {
+        assert_eq!(utc_parts(0), [1970, 1, 1, 0, 0, 0]);
+        assert_eq!(utc_parts(1_700_000_000), [2023, 11, 14, 22, 13, 20]);
+        assert_eq!(utc_parts(951_782_400), [2000, 2, 29, 0, 0, 0]);
     }
 
     #[test]
