@@ -334,16 +334,7 @@ async fn pull(
     policy(global)?
         .check(pkg, &pulled.manifest, pulled.signature.as_ref())
         .map_err(failed)?;
-    let component = cache.put(&pulled.component).map_err(failed)?;
-    let cached = CachedPackage {
-        reference: pkg.to_string(),
-        manifest: pulled.manifest,
-        component,
-        metadata: pulled.metadata,
-        signature: pulled.signature,
-    };
-    cache.record(cached.clone()).map_err(failed)?;
-    Ok(cached)
+    cache.store(&pkg.to_string(), pulled).map_err(failed)
 }
 
 /// `sluice lock RULE`: resolves every package the rule uses, pulls and checks it, and writes
@@ -434,16 +425,7 @@ pub(crate) async fn resolve(
                         actual: pulled.component_digest,
                     }));
                 }
-                cache.put(&pulled.component).map_err(failed)?;
-                cache
-                    .record(CachedPackage {
-                        reference: pkg.to_string(),
-                        manifest: pulled.manifest,
-                        component: pulled.component_digest,
-                        metadata: pulled.metadata,
-                        signature: pulled.signature,
-                    })
-                    .map_err(failed)?;
+                cache.store(&pkg.to_string(), pulled).map_err(failed)?;
                 cache.blob_path(&locked.component)
             }
         };

@@ -6,7 +6,7 @@ use std::path::{Path, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
-use crate::registry::Metadata;
+use crate::registry::{Metadata, Pulled};
 use crate::sign::Signature;
 use crate::{PackageError, digest, io};
 
@@ -103,6 +103,20 @@ impl Cache {
             .get(reference)
             .cloned()
             .or_else(|| manifest.and_then(|m| all.values().find(|p| p.manifest == m).cloned())))
+    }
+
+    /// Stores a pulled package's component and records it as pulled by `reference`.
+    pub fn store(&self, reference: &str, pulled: Pulled) -> Result<CachedPackage, PackageError> {
+        let component = self.put(&pulled.component)?;
+        let cached = CachedPackage {
+            reference: reference.to_string(),
+            manifest: pulled.manifest,
+            component,
+            metadata: pulled.metadata,
+            signature: pulled.signature,
+        };
+        self.record(cached.clone())?;
+        Ok(cached)
     }
 
     /// Records `pkg` (its blob must be stored already).
