@@ -3,11 +3,13 @@
 //! `runtime` drives `sluice-runtime` with the test ops from `plugins/test/`; `cli` runs the
 //! built `sluice` binary as a user would.
 
+mod chaos;
 mod cli;
 mod gates;
 mod jobs;
 mod langs;
 mod packages;
+mod races;
 mod runtime;
 mod sandbox;
 mod stdops;

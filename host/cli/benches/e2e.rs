@@ -183,7 +183,10 @@ fn main() {
     let ids: Vec<String> = rt.block_on(async {
         let mut ids = Vec::new();
         for _ in 0..n {
-            let (id, _) = runner.start(parsed.clone(), h, &[], "bench").await.unwrap();
+            let (id, _) = runner
+                .start(parsed.clone(), h, &[], "bench", "bench")
+                .await
+                .unwrap();
             ids.push(id);
         }
         ids
@@ -195,6 +198,7 @@ fn main() {
                 step: None,
                 kind: DecisionKind::Approve,
                 user: "bench",
+                os_user: "bench",
                 groups: &[],
                 comment: "",
                 inputs: Default::default(),

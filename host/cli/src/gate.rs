@@ -13,7 +13,9 @@ use sluice_rule::permissions::{self, Permissions};
 use sluice_runner::Standing;
 use sluice_store::Journal;
 
-use crate::job::{Printer, journal, load_job, report_standing, runner, standing_code, user};
+use crate::job::{
+    Printer, identity, journal, journal_read, load_job, report_standing, runner, standing_code,
+};
 use crate::{CmdResult, Failed, Global};
 
 #[derive(Debug, Args)]
@@ -29,7 +31,7 @@ pub(crate) struct DecideArgs {
     /// An answer to the gate's inputs (or, for retry, an edited input of the step): NAME=VALUE.
     #[arg(long = "input", value_name = "NAME=VALUE")]
     inputs: Vec<String>,
-    /// Who decides (default: SLUICE_USER, then USER).
+    /// Who decides (default: SLUICE_USER, then this process's OS account).
     #[arg(long = "as", value_name = "USER")]
     as_user: Option<String>,
     /// Record the decision and leave the job to `sluice worker` instead of driving it here.
@@ -44,16 +46,45 @@ pub(crate) struct AnnotateArgs {
     /// A comment.
     #[arg(long, group = "what")]
     comment: Option<String>,
-    /// A file to attach (kept whole in the store).
+    /// A regular file to attach (at most 64 MiB; streamed into the store).
     #[arg(long, group = "what")]
     file: Option<PathBuf>,
-    /// A log file to attach.
+    /// A log file to attach (a regular file, at most 64 MiB).
     #[arg(long, group = "what")]
     log: Option<PathBuf>,
-    /// Who annotates (default: SLUICE_USER, then USER).
+    /// Who annotates (default: SLUICE_USER, then this process's OS account).
     #[arg(long = "as", value_name = "USER")]
     as_user: Option<String>,
 }
+
+#[derive(Debug, Args)]
+pub(crate) struct AnnotationsArgs {
+    /// The job id.
+    job: String,
+    /// Print JSON for scripts.
+    #[arg(long)]
+    json: bool,
+}
+
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum AnnotationCommand {
+    /// Write a stored file or log (or a comment's text) to stdout or a file.
+    Get(AnnotationGetArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct AnnotationGetArgs {
+    /// The job id.
+    job: String,
+    /// The annotation's number, as `sluice annotations JOB` lists it.
+    id: i64,
+    /// Write it to this file instead of stdout.
+    #[arg(short = 'o', long = "output", value_name = "FILE")]
+    output: Option<PathBuf>,
+}
+
+/// The most a file or log annotation may hold; larger ones are refused before anything is read.
+pub(crate) const MAX_ANNOTATION_BYTES: u64 = 64 << 20;
 
 #[derive(Debug, Args)]
 pub(crate) struct WorkerArgs {
@@ -114,7 +145,7 @@ fn parse_inputs(inputs: &[String]) -> Result<Map<String, Value>, Failed> {
 }
 
 pub(crate) async fn decide(global: &Global, kind: DecisionKind, args: DecideArgs) -> CmdResult {
-    let who = args.as_user.clone().unwrap_or_else(user);
+    let who = identity(args.as_user.as_deref())?;
     let perms = permissions(global)?;
     // Which permission: what is decided, and for an abort the kind of gate it ends.
     let action = match kind {
@@ -144,11 +175,12 @@ pub(crate) async fn decide(global: &Global, kind: DecisionKind, args: DecideArgs
             args.job
         )));
     }
-    let groups = allow(&perms, &who, action)?;
+    let groups = allow(&perms, &who.user, action)?;
     let req = DecisionRequest {
         step: args.step.as_deref(),
         kind,
-        user: &who,
+        user: &who.user,
+        os_user: &who.os_user,
         groups: &groups,
         comment: &args.comment,
         inputs: parse_inputs(&args.inputs)?,
@@ -158,14 +190,7 @@ pub(crate) async fn decide(global: &Global, kind: DecisionKind, args: DecideArgs
     let standing = runner
         .decide(&args.job, &req, args.detach)
         .await
-        .map_err(|e| match e {
-            sluice_runner::RunError::Refused(m) => Failed {
-                code: Failed::REFUSED,
-                error: anyhow!(m),
-                raw: false,
-            },
-            other => Failed::internal(other),
-        })?;
+        .map_err(decision_failure)?;
     if let Standing::Handed = standing {
         printer.line(&format!(
             "decision recorded; `sluice worker` carries job {} on",
@@ -176,9 +201,24 @@ pub(crate) async fn decide(global: &Global, kind: DecisionKind, args: DecideArgs
     Ok(standing_code(&standing))
 }
 
+/// A runner error of a decision or a cancel as the CLI reports it: refused (exit 5) when
+/// nothing was changed because the request does not fit the job.
+pub(crate) fn decision_failure(e: sluice_runner::RunError) -> Failed {
+    match e {
+        e @ (sluice_runner::RunError::Refused(_) | sluice_runner::RunError::Ended { .. }) => {
+            Failed {
+                code: Failed::REFUSED,
+                error: anyhow!(e),
+                raw: false,
+            }
+        }
+        other => Failed::internal(other),
+    }
+}
+
 pub(crate) fn annotate(global: &Global, args: AnnotateArgs) -> CmdResult {
-    let who = args.as_user.clone().unwrap_or_else(user);
-    allow(&permissions(global)?, &who, "annotate")?;
+    let who = identity(args.as_user.as_deref())?;
+    allow(&permissions(global)?, &who.user, "annotate")?;
     let journal = journal(global)?;
     if journal.job(&args.job).map_err(Failed::internal)?.is_none() {
         return Err(Failed::usage(anyhow!(
@@ -186,30 +226,143 @@ pub(crate) fn annotate(global: &Global, args: AnnotateArgs) -> CmdResult {
             args.job
         )));
     }
-    let read = |p: &Path| {
-        std::fs::read(p)
-            .with_context(|| format!("cannot read {}", p.display()))
-            .map_err(Failed::usage)
+    let at = sluice_runner::now();
+    let note = |kind, title| sluice_store::NewAnnotation {
+        at,
+        author: &who.user,
+        kind,
+        title,
     };
-    let name = |p: &Path| {
-        p.file_name()
-            .map(|n| n.to_string_lossy().into_owned())
-            .unwrap_or_default()
-    };
-    let (kind, title, body) = match (&args.comment, &args.file, &args.log) {
-        (Some(c), _, _) => ("comment", c.clone(), Vec::new()),
-        (_, Some(f), _) => ("file", name(f), read(f)?),
-        (_, _, Some(l)) => ("log", name(l), read(l)?),
+    let id = match (&args.comment, &args.file, &args.log) {
+        (Some(c), _, _) => {
+            journal.annotate(&args.job, &note("comment", c), &mut std::io::empty(), 0)
+        }
+        (_, Some(p), _) | (_, _, Some(p)) => {
+            let kind = if args.file.is_some() { "file" } else { "log" };
+            let (mut file, len) = open_attachment(p)?;
+            let title = p
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            journal.annotate(&args.job, &note(kind, &title), &mut file, len)
+        }
         _ => {
             return Err(Failed::usage(anyhow!(
                 "give --comment TEXT, --file PATH or --log PATH"
             )));
         }
+    }
+    .map_err(|e| match e {
+        sluice_store::StoreError::Body(m) => Failed::usage(anyhow!("{m}: nothing was attached")),
+        other => Failed::internal(other),
+    })?;
+    crate::output::print(&format!(
+        "annotation {id} added to {} by {}\n",
+        args.job, who.user
+    ))?;
+    Ok(0)
+}
+
+/// Opens a file to attach: a regular file (not a FIFO, a device or a directory, which could
+/// block or never end) of at most [`MAX_ANNOTATION_BYTES`]. Opened without blocking, then
+/// checked, so a path swapped for a FIFO cannot hang the command.
+fn open_attachment(path: &Path) -> Result<(std::fs::File, u64), Failed> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
+        .open(path)
+        .with_context(|| format!("cannot read {}", path.display()))
+        .map_err(Failed::usage)?;
+    let meta = file
+        .metadata()
+        .with_context(|| format!("cannot read {}", path.display()))
+        .map_err(Failed::usage)?;
+    if !meta.is_file() {
+        return Err(Failed::usage(anyhow!(
+            "{} is not a regular file: attach a file (save a stream's output to one first)",
+            path.display()
+        )));
+    }
+    if meta.len() > MAX_ANNOTATION_BYTES {
+        return Err(Failed::usage(anyhow!(
+            "{} is {} bytes; an annotation holds at most {} MiB: attach an excerpt, or keep the file elsewhere and annotate its location",
+            path.display(),
+            meta.len(),
+            MAX_ANNOTATION_BYTES >> 20
+        )));
+    }
+    Ok((file, meta.len()))
+}
+
+/// `sluice annotations JOB`: what is attached to a job.
+pub(crate) fn annotations(global: &Global, args: AnnotationsArgs) -> CmdResult {
+    let journal = journal_read(global)?;
+    if journal.job(&args.job).map_err(Failed::internal)?.is_none() {
+        return Err(Failed::usage(anyhow!(
+            "no job `{}`: `sluice jobs` lists them",
+            args.job
+        )));
+    }
+    let rows = journal.annotations(&args.job).map_err(Failed::internal)?;
+    if args.json {
+        crate::output::print_json(&rows)?;
+        return Ok(0);
+    }
+    let mut out = format!(
+        "{:<5} {:<20} {:<12} {:<8} {:>10} {}\n",
+        "ID", "AT", "BY", "KIND", "BYTES", "TITLE"
+    );
+    for r in rows {
+        out.push_str(&format!(
+            "{:<5} {:<20} {:<12} {:<8} {:>10} {}\n",
+            r.id,
+            crate::job::time(r.at),
+            r.author,
+            r.kind,
+            r.size,
+            r.title
+        ));
+    }
+    crate::output::print(&out)?;
+    Ok(0)
+}
+
+/// `sluice annotation get JOB ID`: a stored body, streamed out.
+pub(crate) fn annotation(global: &Global, cmd: AnnotationCommand) -> CmdResult {
+    let AnnotationCommand::Get(args) = cmd;
+    let journal = journal_read(global)?;
+    let Some(row) = journal
+        .annotation(&args.job, args.id)
+        .map_err(Failed::internal)?
+    else {
+        return Err(Failed::usage(anyhow!(
+            "job {} has no annotation {}: `sluice annotations {}` lists them",
+            args.job,
+            args.id,
+            args.job
+        )));
     };
-    let id = journal
-        .annotate(&args.job, sluice_runner::now(), &who, kind, &title, &body)
-        .map_err(Failed::internal)?;
-    crate::output::print(&format!("annotation {id} added to {} by {who}\n", args.job))?;
+    let write = |out: &mut dyn std::io::Write| -> Result<(), Failed> {
+        if row.kind == "comment" {
+            out.write_all(format!("{}\n", row.title).as_bytes())
+                .map_err(Failed::internal)?;
+        } else {
+            journal
+                .copy_annotation(row.id, out)
+                .map_err(Failed::internal)?;
+        }
+        out.flush().map_err(Failed::internal)
+    };
+    match &args.output {
+        Some(path) => {
+            let mut file = std::fs::File::create(path)
+                .with_context(|| format!("cannot write {}", path.display()))
+                .map_err(Failed::usage)?;
+            write(&mut file)?;
+        }
+        None => write(&mut std::io::stdout().lock())?,
+    }
     Ok(0)
 }
 

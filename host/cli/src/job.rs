@@ -68,6 +68,9 @@ pub(crate) struct CancelArgs {
     /// Why, recorded in the journal.
     #[arg(long, default_value = "cancelled from the command line")]
     reason: String,
+    /// Who cancels (default: SLUICE_USER, then this process's OS account).
+    #[arg(long = "as", value_name = "USER")]
+    as_user: Option<String>,
 }
 
 #[derive(Debug, Args)]
@@ -85,15 +88,65 @@ pub(crate) fn journal(global: &Global) -> Result<Arc<SqliteJournal>, Failed> {
         .map_err(Failed::internal)
 }
 
+/// The journal for commands that only read (`jobs`, `show`, `logs`, `locks`, annotations):
+/// opened read-only, so they work in a read-only `$SLUICE_HOME` and change nothing.
+pub(crate) fn journal_read(global: &Global) -> Result<Arc<SqliteJournal>, Failed> {
+    let path = global.home.join("sluice.db");
+    SqliteJournal::open_read_only(&path)
+        .with_context(|| format!("cannot read the journal at {}", path.display()))
+        .map(Arc::new)
+        .map_err(Failed::internal)
+}
+
 pub(crate) fn runner(global: &Global, observer: Arc<dyn Observer>) -> Result<Runner, Failed> {
     let runtime = Runtime::new(RuntimeConfig::new(&global.home)).map_err(Failed::internal)?;
     Ok(Runner::new(Arc::new(runtime), journal(global)?, observer))
 }
 
-pub(crate) fn user() -> String {
-    std::env::var("SLUICE_USER")
-        .or_else(|_| std::env::var("USER"))
-        .unwrap_or_else(|_| "unknown".into())
+/// Who runs a command: the identity they claim (`--as`, else `SLUICE_USER`, else the OS
+/// account) and the OS account of this process, both recorded in what they decide.
+pub(crate) struct Identity {
+    pub(crate) user: String,
+    pub(crate) os_user: String,
+}
+
+/// The identity of this command: `--as` when given, else `SLUICE_USER`, else the process's OS
+/// account name (getpwuid). An empty name is refused.
+pub(crate) fn identity(claimed: Option<&str>) -> Result<Identity, Failed> {
+    let os_user = os_account();
+    let (user, from) = match claimed {
+        Some(u) => (u.to_string(), "--as"),
+        None => match std::env::var("SLUICE_USER") {
+            Ok(u) => (u, "SLUICE_USER"),
+            Err(std::env::VarError::NotPresent) => (os_user.clone(), "the OS account"),
+            Err(std::env::VarError::NotUnicode(_)) => {
+                return Err(Failed::usage(anyhow!(
+                    "SLUICE_USER is not valid text: set it to a user name, or unset it to act as `{os_user}`"
+                )));
+            }
+        },
+    };
+    if user.trim().is_empty() {
+        return Err(Failed::usage(anyhow!(
+            "the identity from {from} is empty: name a user, or unset SLUICE_USER to act as the OS account `{os_user}`"
+        )));
+    }
+    if user.trim() != user || user.chars().any(char::is_control) {
+        return Err(Failed::usage(anyhow!(
+            "the identity `{}` from {from} has spaces around it or control characters: name a user",
+            user.escape_debug()
+        )));
+    }
+    Ok(Identity { user, os_user })
+}
+
+/// This process's OS account name, from the password database (`uid N` when it has none).
+fn os_account() -> String {
+    let uid = nix::unistd::getuid();
+    match nix::unistd::User::from_uid(uid) {
+        Ok(Some(u)) if !u.name.is_empty() => u.name,
+        _ => format!("uid {uid}"),
+    }
 }
 
 /// Prints events and logs as plain lines (or JSON lines) as the runner goes; on a terminal,
@@ -248,13 +301,24 @@ impl Observer for Printer {
                     phase_of(job, step)
                 )
             }
-            Event::Interrupted { step, attempt } => {
+            Event::Interrupted {
+                step,
+                attempt,
+                live_children,
+            } => {
+                let still = if live_children.is_empty() {
+                    String::new()
+                } else {
+                    format!("; still running: {}", live_children.join(", "))
+                };
                 format!(
-                    "{:>8}  {step} attempt {attempt} was interrupted: the host stopped while it ran",
+                    "{:>8}  {step} attempt {attempt} was interrupted: the host stopped while it ran{still}",
                     phase_of(job, step)
                 )
             }
-            Event::CancelRequested { by, reason } => format!("cancel requested by {by}: {reason}"),
+            Event::CancelRequested { by, reason, .. } => {
+                format!("cancel requested by {by}: {reason}")
+            }
             // `run` says "no job was created" itself.
             Event::Finished {
                 status: JobStatus::CheckFailed,
@@ -302,8 +366,9 @@ pub(crate) async fn run(global: &Global, args: RunArgs) -> CmdResult {
     let printer = Arc::new(Printer::new(args.json));
     let runner = runner(global, printer.clone())?;
     let dir = sluice_runner::rule_dir(&args.rule);
+    let who = identity(None)?;
     let (id, standing) = runner
-        .start(rule, &dir, &params, &user())
+        .start(rule, &dir, &params, &who.user, &who.os_user)
         .await
         .map_err(|e| match e {
             sluice_runner::RunError::Params(_) | sluice_runner::RunError::NotGranted(_) => {
@@ -355,7 +420,7 @@ pub(crate) fn report_standing(printer: &Printer, id: &str, standing: &Standing) 
 }
 
 pub(crate) fn jobs(global: &Global, args: JobsArgs) -> CmdResult {
-    let journal = journal(global)?;
+    let journal = journal_read(global)?;
     let rows = journal.jobs(args.limit).map_err(Failed::internal)?;
     if args.json {
         print_json(&rows)?;
@@ -397,8 +462,9 @@ pub(crate) fn load_job(
 }
 
 pub(crate) fn show(global: &Global, args: ShowArgs) -> CmdResult {
-    let journal = journal(global)?;
+    let journal = journal_read(global)?;
     let (job, events) = load_job(&journal, &args.job)?;
+    let stranded = sluice_runner::stranded(&*journal, &job.id).map_err(Failed::internal)?;
     if args.json {
         let annotations = journal.annotations(&job.id).map_err(Failed::internal)?;
         let history: Vec<_> = events
@@ -410,6 +476,7 @@ pub(crate) fn show(global: &Global, args: ShowArgs) -> CmdResult {
             "rule": job.rule.name,
             "status": sluice_runner::status_of(&job).0,
             "message": sluice_runner::status_of(&job).1,
+            "driver_gone": stranded,
             "started_by": job.started_by,
             "params": job.params,
             "locks": job.locks,
@@ -421,6 +488,12 @@ pub(crate) fn show(global: &Global, args: ShowArgs) -> CmdResult {
         return Ok(0);
     }
     let mut text = show_text(&job);
+    if stranded {
+        text.push_str(&format!(
+            "note     the process driving this job stopped; any decision, `sluice cancel {}` or `sluice worker` carries it on\n",
+            job.id
+        ));
+    }
     let gates = job.waiting_gates();
     if !gates.is_empty() {
         text.push_str("waiting at\n");
@@ -445,13 +518,18 @@ pub(crate) fn show(global: &Global, args: ShowArgs) -> CmdResult {
                 by,
                 comment,
                 inputs,
+                os_user,
                 ..
             } => {
                 let kind = serde_json::to_value(kind)
                     .ok()
                     .and_then(|v| v.as_str().map(String::from))
                     .unwrap_or_default();
-                let mut line = format!("  {} {by} decided {kind} at `{step}`", time(*at));
+                let mut line = format!(
+                    "  {} {by}{} decided {kind} at `{step}`",
+                    time(*at),
+                    claimed_by(by, os_user)
+                );
                 if !comment.is_empty() {
                     line.push_str(&format!(": {comment}"));
                 }
@@ -460,9 +538,15 @@ pub(crate) fn show(global: &Global, args: ShowArgs) -> CmdResult {
                 }
                 Some(line)
             }
-            Event::CancelRequested { by, reason } => {
-                Some(format!("  {} {by} cancelled: {reason}", time(*at)))
-            }
+            Event::CancelRequested {
+                by,
+                reason,
+                os_user,
+            } => Some(format!(
+                "  {} {by}{} cancelled: {reason}",
+                time(*at),
+                claimed_by(by, os_user)
+            )),
             _ => None,
         })
         .collect();
@@ -494,8 +578,17 @@ pub(crate) fn show(global: &Global, args: ShowArgs) -> CmdResult {
     Ok(0)
 }
 
+/// ` (as OS user root)` when the claimed identity is not the OS account that recorded it.
+fn claimed_by(by: &str, os_user: &str) -> String {
+    if os_user.is_empty() || os_user == by {
+        String::new()
+    } else {
+        format!(" (as OS user {os_user})")
+    }
+}
+
 /// A time as UTC `YYYY-MM-DD HH:MM:SS`.
-fn time(ms: Millis) -> String {
+pub(crate) fn time(ms: Millis) -> String {
     let [y, mo, d, h, mi, s] = sluice_model::utc_parts(ms / 1000);
     format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}")
 }
@@ -590,6 +683,7 @@ fn status_word(s: StepStatus) -> &'static str {
         StepStatus::Failed => "failed",
         StepStatus::Skipped => "skipped",
         StepStatus::Waiting => "waiting",
+        StepStatus::Cancelled => "cancelled",
     }
 }
 
@@ -618,7 +712,7 @@ fn step_line(job: &Job, key: &str, depth: usize) -> String {
 }
 
 pub(crate) async fn logs(global: &Global, args: LogsArgs) -> CmdResult {
-    let journal = journal(global)?;
+    let journal = journal_read(global)?;
     let mut after = 0;
     if journal.job(&args.job).map_err(Failed::internal)?.is_none() {
         return Err(Failed::usage(anyhow!(
@@ -659,6 +753,8 @@ pub(crate) async fn logs(global: &Global, args: LogsArgs) -> CmdResult {
 }
 
 pub(crate) async fn cancel(global: &Global, args: CancelArgs) -> CmdResult {
+    let who = identity(args.as_user.as_deref())?;
+    crate::gate::allow(&crate::gate::permissions(global)?, &who.user, "cancel")?;
     let printer = Arc::new(Printer::new(false));
     let runner = runner(global, printer.clone())?;
     if runner
@@ -673,24 +769,22 @@ pub(crate) async fn cancel(global: &Global, args: CancelArgs) -> CmdResult {
         )));
     }
     let standing = runner
-        .cancel(&args.job, &user(), &args.reason)
+        .cancel(&args.job, &who.user, &who.os_user, &args.reason)
         .await
-        .map_err(Failed::internal)?;
+        .map_err(crate::gate::decision_failure)?;
     match &standing {
         Standing::ElsewhereRunning => printer.line(&format!(
             "job {} runs in another process: it stops after its running steps, then runs post",
             args.job
         )),
-        Standing::Finished { status, .. } if *status != JobStatus::Cancelled => printer.line(
-            &format!("job {} had already ended: {}", args.job, status.as_str()),
-        ),
-        _ => {}
+        // The end itself was printed as it was recorded.
+        other => report_standing(&printer, &args.job, other),
     }
     Ok(0)
 }
 
 pub(crate) fn locks(global: &Global, args: LocksArgs) -> CmdResult {
-    let journal = journal(global)?;
+    let journal = journal_read(global)?;
     let rows = journal.locks().map_err(Failed::internal)?;
     if args.json {
         print_json(&rows)?;

@@ -3,7 +3,8 @@
 //! Exit codes (docs/cli.md): 0 success, 1 the job or op did not succeed (or a rule has
 //! errors), 2 usage error (bad arguments, unknown op, bad params, input that is not JSON, a
 //! rule that does not validate), 3 waiting (at a gate, or queued for locks), 4 a component could
-//! not be loaded, 5 a decision refused (not allowed, nothing waits there, already decided),
+//! not be loaded, 5 a decision refused (not allowed, nothing waits there, already decided, the
+//! job already ended), 6 `$SLUICE_HOME` cannot be written (no space left, or read-only),
 //! 70 an internal error of the host.
 
 use std::path::PathBuf;
@@ -74,6 +75,11 @@ enum Command {
     Abort(gate::DecideArgs),
     /// Attach a comment, a file or a log to a job, at any time.
     Annotate(gate::AnnotateArgs),
+    /// List a job's annotations.
+    Annotations(gate::AnnotationsArgs),
+    /// Read an annotation back: `sluice annotation get JOB ID [-o FILE]`.
+    #[command(subcommand)]
+    Annotation(gate::AnnotationCommand),
     /// Drive queued jobs, due gate timeouts and decided jobs until SIGINT or SIGTERM.
     Worker(gate::WorkerArgs),
     /// List locks and concurrency groups: who holds them, who waits.
@@ -102,6 +108,7 @@ impl Failed {
     pub(crate) const WAITING: u8 = 3;
     pub(crate) const LOAD: u8 = 4;
     pub(crate) const REFUSED: u8 = 5;
+    pub(crate) const STORAGE: u8 = 6;
     pub(crate) const INTERNAL: u8 = 70;
 
     pub(crate) fn usage(error: impl Into<anyhow::Error>) -> Self {
@@ -141,7 +148,8 @@ pub(crate) type CmdResult = Result<u8, Failed>;
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.global.verbose);
-    match run(cli) {
+    let home = cli.global.home.clone();
+    match run(cli).map_err(|f| storage_failure(&home, f)) {
         Ok(code) => ExitCode::from(code),
         Err(Failed { code, error, raw }) => {
             if raw {
@@ -192,12 +200,75 @@ fn run(cli: Cli) -> CmdResult {
                 gate::decide(&cli.global, sluice_engine::DecisionKind::Abort, a).await
             }
             Command::Annotate(a) => gate::annotate(&cli.global, a),
+            Command::Annotations(a) => gate::annotations(&cli.global, a),
+            Command::Annotation(a) => gate::annotation(&cli.global, a),
             Command::Worker(a) => gate::worker(&cli.global, a).await,
             Command::Op(cmd) => op::run(&cli.global, cmd).await,
             Command::Plugin(cmd) => plugin::run(&cli.global, cmd).await,
             Command::Lock(args) => plugin::lock(&cli.global, args).await,
         }
     })
+}
+
+/// An internal failure that comes from `$SLUICE_HOME` being full or read-only, said as such
+/// with the path (exit 6); other failures as they are.
+fn storage_failure(home: &std::path::Path, f: Failed) -> Failed {
+    if f.code != Failed::INTERNAL {
+        return f;
+    }
+    let text = format!("{:#}", f.error);
+    let io_kind = |k: std::io::ErrorKind| {
+        f.error.chain().any(|c| {
+            c.downcast_ref::<std::io::Error>()
+                .is_some_and(|e| e.kind() == k)
+        })
+    };
+    let shown = std::path::absolute(home).unwrap_or_else(|_| home.to_path_buf());
+    // What broke inside is secondary when the home itself cannot take writes: say that.
+    let full = text.contains("no space left")
+        || text.contains("No space left")
+        || text.contains("database or disk is full")
+        || io_kind(std::io::ErrorKind::StorageFull)
+        || free_bytes(&shown).is_some_and(|b| b < 1 << 20);
+    if full {
+        return Failed {
+            code: Failed::STORAGE,
+            error: anyhow::anyhow!(
+                "no space left in $SLUICE_HOME ({}): free some space there, then run the command again ({text})",
+                shown.display()
+            ),
+            raw: false,
+        };
+    }
+    let read_only = text.contains("readonly database")
+        || io_kind(std::io::ErrorKind::ReadOnlyFilesystem)
+        || !writable(&shown);
+    if read_only {
+        return Failed {
+            code: Failed::STORAGE,
+            error: anyhow::anyhow!(
+                "$SLUICE_HOME ({}) cannot be written: make it writable or point SLUICE_HOME elsewhere; `jobs`, `show` and `logs` work read-only ({text})",
+                shown.display()
+            ),
+            raw: false,
+        };
+    }
+    f
+}
+
+/// Whether this process may create files in `path` (or its nearest existing ancestor).
+fn writable(path: &std::path::Path) -> bool {
+    path.ancestors()
+        .find(|p| p.exists())
+        .is_none_or(|dir| rustix::fs::access(dir, rustix::fs::Access::WRITE_OK).is_ok())
+}
+
+/// Bytes free to unprivileged writers on the filesystem holding `path` (or its nearest
+/// existing ancestor).
+fn free_bytes(path: &std::path::Path) -> Option<u64> {
+    let dir = path.ancestors().find(|p| p.exists())?;
+    let st = rustix::fs::statvfs(dir).ok()?;
+    Some(st.f_bavail.saturating_mul(st.f_frsize))
 }
 
 fn init_tracing(verbose: u8) {

@@ -67,6 +67,7 @@ fn outcome_word(job: &Job, step: &Step) -> Option<String> {
                 StepStatus::Warning => "warning",
                 StepStatus::Failed => "failure",
                 StepStatus::Skipped => "skipped",
+                StepStatus::Cancelled => "cancelled",
                 StepStatus::Running | StepStatus::RetryWait | StepStatus::Waiting => return None,
             }
             .to_string(),
@@ -81,7 +82,7 @@ fn outcome_word(job: &Job, step: &Step) -> Option<String> {
         .flatten()
         .filter_map(|s| outcome_word(job, s))
         .collect();
-    ["failure", "warning", "success", "skipped"]
+    ["failure", "cancelled", "warning", "success", "skipped"]
         .iter()
         .find(|w| words.iter().any(|x| x == *w))
         .map(|w| w.to_string())
@@ -213,7 +214,7 @@ pub fn decide(job: &Job, now: Millis) -> Vec<Action> {
             JobStatus::Failed,
             format!("post step {} failed", post_failures.join(", ")),
         ),
-        JobStatus::Succeeded => (JobStatus::Succeeded, "every step succeeded".to_string()),
+        JobStatus::Succeeded => (JobStatus::Succeeded, success_message(job)),
         JobStatus::RolledBack | JobStatus::RollbackFailed => {
             let (step, message) = job.rollback.clone().unwrap_or_default();
             let how = if path == JobStatus::RolledBack {
@@ -233,6 +234,59 @@ pub fn decide(job: &Job, now: Millis) -> Vec<Action> {
         other => (other, String::new()),
     };
     vec![finish(status, message), Action::ReleaseLocks]
+}
+
+/// What a success was made of: "every step succeeded", or what was let through on the way
+/// (steps that failed under `on-error: continue`, traps a person skipped).
+fn success_message(job: &Job) -> String {
+    let mut continued = Vec::new();
+    let mut skipped = Vec::new();
+    for (phase, step) in job.rule.all_steps() {
+        if !matches!(phase, Phase::Init | Phase::Pre | Phase::Run) {
+            continue;
+        }
+        let Some(s) = job.steps.get(&step.id) else {
+            continue;
+        };
+        if s.status == StepStatus::Failed && matches!(step.kind, StepKind::Op(_)) {
+            continued.push(step.id.as_str());
+        }
+        let skipped_at_gate = s
+            .gate
+            .as_ref()
+            .and_then(|g| g.decision.as_ref())
+            .is_some_and(|d| d.kind == DecisionKind::Skip);
+        if s.status == StepStatus::Skipped && skipped_at_gate {
+            skipped.push(step.id.as_str());
+        }
+    }
+    if continued.is_empty() && skipped.is_empty() {
+        return "every step succeeded".to_string();
+    }
+    let count = |n: usize, one: &str, many: &str| {
+        if n == 1 {
+            format!("1 {one}")
+        } else {
+            format!("{n} {many}")
+        }
+    };
+    let mut parts = Vec::new();
+    if !continued.is_empty() {
+        parts.push(format!(
+            "{} and {} continued: {}",
+            count(continued.len(), "step failed", "steps failed"),
+            if continued.len() == 1 { "was" } else { "were" },
+            continued.join(", ")
+        ));
+    }
+    if !skipped.is_empty() {
+        parts.push(format!(
+            "{} skipped at a gate: {}",
+            count(skipped.len(), "step was", "steps were"),
+            skipped.join(", ")
+        ));
+    }
+    parts.join("; ")
 }
 
 fn finish(status: JobStatus, message: String) -> Action {
@@ -491,6 +545,8 @@ impl Ctx<'_> {
                 Flow::Busy
             }
             StepStatus::Succeeded | StepStatus::Warning | StepStatus::Skipped => Flow::Done,
+            // Only a cancel closes a gate this way: nothing after it starts.
+            StepStatus::Cancelled => Flow::Stopped,
             StepStatus::Failed => {
                 let message = state
                     .result
@@ -558,7 +614,10 @@ impl Ctx<'_> {
                         })
                         .collect(),
                 };
-                let decision = if d.by == "timeout" {
+                // A timeout that rejects reaches the op as a reject (by `timeout`), the same
+                // shape as a person's, so the step says it was rejected; one that approves or
+                // resumes reaches it as `timed-out`.
+                let decision = if d.by == "timeout" && d.kind != DecisionKind::Reject {
                     sluice_model::Decision::TimedOut
                 } else {
                     sluice_model::Decision::By {
@@ -584,6 +643,7 @@ impl Ctx<'_> {
                         comment: format!("no decision within {secs} s"),
                         inputs: Default::default(),
                         bundle: self.job.bundle().1,
+                        os_user: String::new(),
                     });
                 }
             }

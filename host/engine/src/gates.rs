@@ -20,8 +20,10 @@ pub struct DecisionRequest<'a> {
     pub step: Option<&'a str>,
     /// What.
     pub kind: DecisionKind,
-    /// Who.
+    /// Who (as claimed: `--as`, `SLUICE_USER`, or the OS account).
     pub user: &'a str,
+    /// The operating-system account of the deciding process, recorded beside `user`.
+    pub os_user: &'a str,
     /// The user's groups (from the permissions file).
     pub groups: &'a [String],
     /// A comment.
@@ -265,6 +267,13 @@ impl Job {
                 ));
             }
         }
+        let depth = crate::json_depth(&Value::Object(req.inputs.clone()));
+        if depth > crate::MAX_VALUE_DEPTH {
+            return Err(format!(
+                "the inputs nest {depth} levels deep; the limit is {}",
+                crate::MAX_VALUE_DEPTH
+            ));
+        }
         let mut inputs = req.inputs.clone();
         if matches!(req.kind, DecisionKind::Approve | DecisionKind::Resume) {
             for (name, _) in &req.inputs {
@@ -329,6 +338,7 @@ impl Job {
             comment: req.comment.to_string(),
             inputs,
             bundle: gate.bundle_digest.clone(),
+            os_user: req.os_user.to_string(),
         })
     }
 

@@ -29,6 +29,31 @@ pub use simulate::{Script, SimLine, simulate};
 /// Milliseconds since the Unix epoch.
 pub type Millis = u64;
 
+/// The deepest a value a job keeps may nest (op outputs, rendered inputs, decision inputs):
+/// events carry them a few levels down, and the journal must read every event back.
+pub const MAX_VALUE_DEPTH: usize = 64;
+
+/// How deeply `v` nests arrays and objects (a scalar is 0).
+pub fn json_depth(v: &Value) -> usize {
+    // Iterative: a value handed in may be deeper than the stack would allow to recurse.
+    let mut max = 0;
+    let mut stack = vec![(v, 0usize)];
+    while let Some((v, d)) = stack.pop() {
+        match v {
+            Value::Array(a) => {
+                max = max.max(d + 1);
+                stack.extend(a.iter().map(|x| (x, d + 1)));
+            }
+            Value::Object(m) => {
+                max = max.max(d + 1);
+                stack.extend(m.values().map(|x| (x, d + 1)));
+            }
+            _ => {}
+        }
+    }
+    max
+}
+
 /// What the engine knows of an op when a job starts (from its `describe`).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct OpMeta {
@@ -145,10 +170,13 @@ pub enum Event {
         rule: Box<Rule>,
         /// Bound params.
         params: Map<String, Value>,
-        /// Who started it.
+        /// Who started it (as claimed: `SLUICE_USER`, or the OS account).
         started_by: String,
         /// Every op the rule calls.
         ops: BTreeMap<String, OpMeta>,
+        /// The OS account of the process that started it.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        os_user: String,
     },
     /// The job waits in line for locks or its concurrency group.
     Queued {
@@ -211,6 +239,10 @@ pub enum Event {
         /// sha256 over the job's pinned ops: what the decision approved.
         #[serde(default)]
         bundle: String,
+        /// The operating-system account of the process that recorded it: `by` is who the
+        /// decider said they were (`--as`, `SLUICE_USER`), this is who typed it.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        os_user: String,
     },
     /// The host stopped while this attempt ran (found on recovery).
     Interrupted {
@@ -218,6 +250,10 @@ pub enum Event {
         step: String,
         /// The attempt that never finished.
         attempt: u32,
+        /// Programs the attempt started that still run (found on recovery): while any does,
+        /// the step is not run again by itself.
+        #[serde(default, skip_serializing_if = "Vec::is_empty")]
+        live_children: Vec<String>,
     },
     /// A step failed for good: completed steps are undone, then `rollback:` runs.
     RollbackStarted {
@@ -226,12 +262,16 @@ pub enum Event {
         /// Its failure.
         message: String,
     },
-    /// Someone asked the job to stop: no new step starts; post runs.
+    /// Someone asked the job to stop: no new step starts, gates still open close as
+    /// cancelled; post runs.
     CancelRequested {
         /// Who.
         by: String,
         /// Why.
         reason: String,
+        /// The operating-system account of the process that recorded it.
+        #[serde(default, skip_serializing_if = "String::is_empty")]
+        os_user: String,
     },
     /// The job ended.
     Finished {
@@ -260,6 +300,8 @@ pub enum StepStatus {
     Skipped,
     /// Waits at a gate for a person.
     Waiting,
+    /// Was waiting at a gate when the job was cancelled.
+    Cancelled,
 }
 
 /// What the journal says of one step.
@@ -444,6 +486,7 @@ impl Job {
             params,
             started_by,
             ops,
+            ..
         } = first
         else {
             return None;
@@ -577,7 +620,11 @@ impl Job {
                 inputs,
                 ..
             } => self.decided(step, *kind, by, comment, inputs, at),
-            Event::Interrupted { step, attempt } => {
+            Event::Interrupted {
+                step,
+                attempt,
+                live_children,
+            } => {
                 let idempotent = self
                     .op_of(step)
                     .and_then(|op| self.ops.get(op))
@@ -585,12 +632,33 @@ impl Job {
                 let Some(s) = self.steps.get_mut(step) else {
                     return;
                 };
-                if idempotent {
+                // The call that never finished was the `resume` of a decided gate: calling it
+                // again with the same recorded decision is safe, so nobody is asked twice.
+                let resuming = s.gate.as_ref().is_some_and(|g| {
+                    g.attempt == *attempt
+                        && g.decision.as_ref().is_some_and(|d| {
+                            matches!(
+                                d.kind,
+                                DecisionKind::Approve | DecisionKind::Resume | DecisionKind::Reject
+                            )
+                        })
+                });
+                if live_children.is_empty() && resuming {
+                    s.status = StepStatus::Waiting;
+                } else if live_children.is_empty() && idempotent {
                     s.status = StepStatus::RetryWait;
                     s.retry_at = Some(at);
                 } else {
+                    let why = if live_children.is_empty() {
+                        "its op is not idempotent".to_string()
+                    } else {
+                        format!(
+                            "programs it started still run ({}); wait for them to end or stop them before a retry",
+                            live_children.join(", ")
+                        )
+                    };
                     let gate = Gate::trap(format!(
-                        "interrupted: the host stopped while attempt {attempt} of `{step}` ran, and its op is not idempotent; retry, skip, rollback or abort"
+                        "interrupted: the host stopped while attempt {attempt} of `{step}` ran, and {why}; retry, skip, rollback or abort"
                     ));
                     s.status = StepStatus::Waiting;
                     s.result = Some(StepResult::failure("interrupted"));
@@ -606,15 +674,29 @@ impl Job {
             Event::RollbackStarted { step, message } => {
                 self.rollback = Some((step.clone(), message.clone()));
             }
-            Event::CancelRequested { by, reason } => {
+            Event::CancelRequested { by, reason, .. } => {
                 if self.cancel.is_none() {
                     self.cancel = Some((by.clone(), reason.clone()));
                 }
-                // A step waiting to retry will not retry any more.
                 for s in self.steps.values_mut() {
-                    if s.status == StepStatus::RetryWait {
-                        s.status = StepStatus::Failed;
-                        s.retry_at = None;
+                    match s.status {
+                        // A step waiting to retry will not retry any more.
+                        StepStatus::RetryWait => {
+                            s.status = StepStatus::Failed;
+                            s.retry_at = None;
+                        }
+                        // A gate nobody decided closes: the job does not wait for a decision
+                        // that can no longer matter.
+                        StepStatus::Waiting
+                            if s.gate.as_ref().is_some_and(|g| g.decision.is_none()) =>
+                        {
+                            s.status = StepStatus::Cancelled;
+                            s.finished_at = Some(at);
+                            s.result = Some(StepResult::failure(format!(
+                                "cancelled by {by} while waiting at the gate: {reason}"
+                            )));
+                        }
+                        _ => {}
                     }
                 }
             }
@@ -672,6 +754,7 @@ impl Job {
                 StepStatus::Warning => "warning",
                 StepStatus::Failed => "failure",
                 StepStatus::Skipped => "skipped",
+                StepStatus::Cancelled => "cancelled",
                 StepStatus::Running | StepStatus::RetryWait | StepStatus::Waiting => continue,
             };
             let (output, message) = match &s.result {

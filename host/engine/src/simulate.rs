@@ -104,6 +104,7 @@ pub fn simulate(
         params,
         started_by: "simulation".into(),
         ops,
+        os_user: String::new(),
     };
     let mut now = 0;
     let mut job = Job::new(&created, now).ok_or("internal: no job")?;

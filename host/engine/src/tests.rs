@@ -65,6 +65,7 @@ fn created(yaml: &str) -> Job {
         params,
         started_by: "ann".into(),
         ops: ops(),
+        os_user: String::new(),
     };
     Job::new(&e, 0).unwrap()
 }
@@ -213,7 +214,8 @@ phases:
             "run quality: run fail: failure",
             "run only-if-good: skipped: `when: ${{ steps.quality.outcome == 'success' }}` is false",
             "run promote: run echo: success",
-            "job : succeeded: every step succeeded"
+            // Issue 12, item 8: a success says what it let through.
+            "job : succeeded: 1 step failed and was continued: quality"
         ]
     );
     assert_eq!(status, JobStatus::Succeeded);
@@ -437,6 +439,7 @@ phases:
         &Event::CancelRequested {
             by: "bob".into(),
             reason: "wrong image".into(),
+            os_user: String::new(),
         },
         1,
     );
@@ -479,6 +482,7 @@ fn cancel_while_queued_ends_without_running_anything() {
         &Event::CancelRequested {
             by: "bob".into(),
             reason: "superseded".into(),
+            os_user: String::new(),
         },
         1,
     );
@@ -551,6 +555,7 @@ fn replaying_the_journal_gives_the_same_state() {
         params: Map::new(),
         started_by: "ann".into(),
         ops: ops(),
+        os_user: String::new(),
     }];
     let mut job = Job::new(&events[0], 0).unwrap();
     let record = |job: &mut Job, e: Event, events: &mut Vec<Event>| {
@@ -667,6 +672,7 @@ fn ask<'a>(
         step: None,
         kind,
         user,
+        os_user: "os-account",
         groups,
         comment: "ok",
         inputs: inputs.as_object().cloned().unwrap_or_default(),
@@ -854,8 +860,177 @@ fn a_gate_times_out_to_its_action_by_a_durable_timer() {
     assert_eq!(by, "timeout");
     job.apply(e, 61_000);
     let actions = decide(&job, 61_000);
+    // Issue 12, item 7: a timeout that rejects reaches the op as a reject, so the step's
+    // outcome says rejected (by `timeout`), the same shape as a person's reject.
+    let Action::Call(c) = &actions[0] else {
+        panic!("{actions:?}")
+    };
+    let Some((_, sluice_model::Decision::By { kind, actor })) = &c.resume else {
+        panic!("{c:?}")
+    };
+    assert_eq!(
+        (*kind, actor.user.as_str()),
+        (DecisionKind::Reject, "timeout")
+    );
+    assert_eq!(actor.comment, "no decision within 60 s");
+}
+
+#[test]
+fn a_gate_that_times_out_to_approve_hears_timed_out() {
+    let mut job = created(GATED);
+    job.apply(&Event::Started { locks: vec![] }, 0);
+    start(&mut job, "deploy", 1, 0);
+    finish(&mut job, "deploy", 1, true, 0);
+    start(&mut job, "gate", 1, 1);
+    let mut gate = approval(1, Some(60));
+    gate.timeout_action = Some(DecisionKind::Approve);
+    job.apply(
+        &Event::GateOpened {
+            step: "gate".into(),
+            attempt: 1,
+            gate,
+        },
+        1000,
+    );
+    let actions = decide(&job, 61_000);
+    let Action::Record(e) = &actions[0] else {
+        panic!("{actions:?}")
+    };
+    job.apply(e, 61_000);
+    let actions = decide(&job, 61_000);
     assert!(
-        matches!(&actions[0], Action::Call(c) if c.resume.as_ref().is_some_and(|(_, d)| *d == sluice_model::Decision::TimedOut))
+        matches!(&actions[0], Action::Call(c) if c.resume.as_ref().is_some_and(|(_, d)| *d == sluice_model::Decision::TimedOut)),
+        "{actions:?}"
+    );
+}
+
+/// Issue 12, item 5: cancelling a job that waits at a gate closes the gate as cancelled, runs
+/// post and ends the job, with nobody deciding.
+#[test]
+fn cancel_at_a_gate_closes_it_runs_post_and_ends_cancelled() {
+    let mut job = at_gate(1, Some(60));
+    job.apply(
+        &Event::CancelRequested {
+            by: "bob".into(),
+            reason: "wrong build".into(),
+            os_user: "bob".into(),
+        },
+        2000,
+    );
+    assert!(job.waiting_gates().is_empty(), "the gate closed");
+    assert_eq!(job.steps["gate"].status, StepStatus::Cancelled);
+    assert_eq!(job.next_timer(), None, "its timeout no longer fires");
+    assert_eq!(calls(&decide(&job, 2000)), ["p#1"], "post, and no undo");
+    start(&mut job, "p", 1, 2001);
+    finish(&mut job, "p", 1, true, 2002);
+    assert_eq!(
+        decide(&job, 2002)[0],
+        Action::Record(Event::Finished {
+            status: JobStatus::Cancelled,
+            message: "cancelled by bob: wrong build".into()
+        })
+    );
+    let e = job.check_decision(&ask(
+        DecisionKind::Approve,
+        "carol",
+        &[],
+        json!({"region": "eu"}),
+    ));
+    assert!(e.is_err(), "nothing to decide any more");
+}
+
+/// Issue 12, item 4: the host died while the gate op's `resume` ran with a recorded approval:
+/// the resume runs again with the same decision; nobody is asked twice.
+#[test]
+fn an_interrupted_resume_runs_again_with_the_recorded_decision() {
+    let mut job = at_gate(1, None);
+    let e = job
+        .check_decision(&ask(
+            DecisionKind::Approve,
+            "carol",
+            &[],
+            json!({"region": "us"}),
+        ))
+        .unwrap();
+    job.apply(&e, 2000);
+    let first = decide(&job, 2000);
+    assert!(matches!(&first[0], Action::Call(c) if c.resume.is_some()));
+    start(&mut job, "gate", 1, 2000);
+    job.apply(
+        &Event::Interrupted {
+            step: "gate".into(),
+            attempt: 1,
+            live_children: vec![],
+        },
+        3000,
+    );
+    assert!(job.waiting_gates().is_empty(), "no new gate opens");
+    assert_eq!(decide(&job, 3000), first, "the same resume call again");
+}
+
+/// Issue 12, item 3: while programs an interrupted attempt started still run, the step is not
+/// run again by itself, even when its op is idempotent.
+#[test]
+fn an_interrupted_step_with_live_children_traps_even_when_idempotent() {
+    let mut metas = ops();
+    metas.get_mut("echo").unwrap().idempotent = true;
+    let r = rule("rule: r\nphases:\n  run: [{ id: a, op: echo }]\n");
+    let e = Event::Created {
+        job_id: "r-1".into(),
+        rule: Box::new(r),
+        params: Map::new(),
+        started_by: "ann".into(),
+        ops: metas,
+        os_user: String::new(),
+    };
+    let mut job = Job::new(&e, 0).unwrap();
+    job.apply(&Event::Started { locks: vec![] }, 0);
+    start(&mut job, "a", 1, 0);
+    job.apply(
+        &Event::Interrupted {
+            step: "a".into(),
+            attempt: 1,
+            live_children: vec!["pid 42 (kubectl)".into()],
+        },
+        10,
+    );
+    assert_eq!(decide(&job, 10), []);
+    let gates = job.waiting_gates();
+    assert!(
+        gates[0].message.contains("pid 42 (kubectl)"),
+        "{}",
+        gates[0].message
+    );
+}
+
+/// Issue 12, item 8: a success that let failures through says so.
+#[test]
+fn a_success_names_the_failures_it_continued_past_and_the_traps_skipped() {
+    let yaml = "rule: r\nphases:\n  run:\n    - { id: quality, op: fail, on-error: continue }\n    - { id: check, op: fail, on-error: trap }\n    - { id: c, op: echo }\n";
+    let mut job = created(yaml);
+    job.apply(&Event::Started { locks: vec![] }, 0);
+    start(&mut job, "quality", 1, 0);
+    finish(&mut job, "quality", 1, false, 1);
+    start(&mut job, "check", 1, 2);
+    finish(&mut job, "check", 1, false, 3);
+    let Action::Record(e) = &decide(&job, 3)[0] else {
+        panic!()
+    };
+    job.apply(e, 3);
+    let skip = job
+        .check_decision(&ask(DecisionKind::Skip, "carol", &[], json!({})))
+        .unwrap();
+    job.apply(&skip, 4);
+    start(&mut job, "c", 1, 5);
+    finish(&mut job, "c", 1, true, 6);
+    assert_eq!(
+        decide(&job, 6)[0],
+        Action::Record(Event::Finished {
+            status: JobStatus::Succeeded,
+            message:
+                "1 step failed and was continued: quality; 1 step was skipped at a gate: check"
+                    .into()
+        })
     );
 }
 
@@ -994,6 +1169,7 @@ fn an_interrupted_step_reruns_when_idempotent_and_traps_otherwise() {
         params: Map::new(),
         started_by: "ann".into(),
         ops: metas,
+        os_user: String::new(),
     };
     let mut job = Job::new(&e, 0).unwrap();
     job.apply(&Event::Started { locks: vec![] }, 0);
@@ -1002,6 +1178,7 @@ fn an_interrupted_step_reruns_when_idempotent_and_traps_otherwise() {
         &Event::Interrupted {
             step: "a".into(),
             attempt: 1,
+            live_children: vec![],
         },
         10,
     );
@@ -1013,6 +1190,7 @@ fn an_interrupted_step_reruns_when_idempotent_and_traps_otherwise() {
         &Event::Interrupted {
             step: "b".into(),
             attempt: 1,
+            live_children: vec![],
         },
         20,
     );

@@ -17,12 +17,12 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
 use sluice_engine::{
-    Action, DecisionRequest, Event, GateView, Job, JobStatus, Millis, OpMeta, ResultStatus,
-    StepCall, StepResult, decide,
+    Action, DecisionKind, DecisionRequest, Event, GateView, Job, JobStatus, Millis, OpMeta,
+    ResultStatus, StepCall, StepResult, decide,
 };
 use sluice_model::{JobContext, Outcome};
 use sluice_rule::{OpSource, Rule};
-use sluice_runtime::{Call, Grants, LoadedOp, Runtime};
+use sluice_runtime::{Call, Grants, LoadedOp, Runtime, process_start_ticks as start_ticks};
 use sluice_store::{Acquired, Extra, GroupMode, JobRow, Journal, LockAsk, StoreError};
 use tokio::task::JoinSet;
 
@@ -49,6 +49,16 @@ pub enum RunError {
     /// A decision was refused; nothing changed.
     #[error("{0}")]
     Refused(String),
+    /// The job has ended; there is nothing to cancel or decide.
+    #[error("job {job} has already ended: {} ({message})", .status.as_str())]
+    Ended {
+        /// The job.
+        job: String,
+        /// How it ended.
+        status: JobStatus,
+        /// In a sentence.
+        message: String,
+    },
     /// A stored event could not be read.
     #[error("job {job}: event {seq} is unreadable: {message}")]
     Corrupt {
@@ -137,17 +147,6 @@ fn hostname() -> String {
         .unwrap_or_else(|_| "localhost".into())
 }
 
-/// When process `pid` started, in clock ticks since boot (field 22 of /proc/PID/stat).
-fn start_ticks(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit_once(')')?
-        .1
-        .split_whitespace()
-        .nth(19)?
-        .parse()
-        .ok()
-}
-
 fn this_holder() -> String {
     let pid = std::process::id();
     format!("{}:{pid}:{}", hostname(), start_ticks(pid).unwrap_or(0))
@@ -165,6 +164,76 @@ fn holder_dead(holder: &str) -> bool {
     match (pid.parse::<u32>(), ticks.parse::<u64>()) {
         (Ok(pid), Ok(ticks)) => start_ticks(pid) != Some(ticks),
         _ => false,
+    }
+}
+
+/// Whether a program an op started (`c`) still runs: its process, or any process of its
+/// process group (what it started in turn). Only this host's children can be told. A zombie
+/// (dead, not yet reaped) does not run.
+fn child_alive(c: &sluice_store::ChildRow) -> bool {
+    if c.host != hostname() {
+        return false;
+    }
+    match proc_stat(c.pid) {
+        Some((_, ticks, state)) if ticks == c.start_ticks && state != 'Z' => return true,
+        // The leader is dead (a zombie nobody reaped): members of its group may live on.
+        Some((_, ticks, _)) if ticks == c.start_ticks => {}
+        // The pid was reused: the group it led is gone (a pid is never reused while a process
+        // group of that id exists).
+        Some(_) => return false,
+        None => {}
+    }
+    // The leader is gone; do members of its group live on?
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return false;
+    };
+    entries.flatten().any(|e| {
+        e.file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+            .and_then(proc_stat)
+            .is_some_and(|(pgrp, _, state)| pgrp == c.pid && state != 'Z')
+    })
+}
+
+/// Process group, start time (clock ticks since boot) and state letter of process `pid`.
+fn proc_stat(pid: u32) -> Option<(u32, u64, char)> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    let state = fields.first()?.chars().next()?;
+    Some((
+        fields.get(2)?.parse().ok()?,
+        fields.get(19)?.parse().ok()?,
+        state,
+    ))
+}
+
+/// Records every program an op starts in the journal, before it runs (so a later process can
+/// tell whether it still runs).
+struct ChildLog {
+    journal: Arc<dyn Journal>,
+    job: String,
+    step: String,
+    attempt: u32,
+    host: String,
+}
+
+impl sluice_runtime::ExecWatch for ChildLog {
+    fn started(&self, program: &str, pid: u32, start_ticks: u64) -> Result<(), String> {
+        self.journal
+            .add_child(
+                &self.job,
+                &sluice_store::ChildRow {
+                    step: self.step.clone(),
+                    attempt: self.attempt,
+                    host: self.host.clone(),
+                    pid,
+                    start_ticks,
+                    program: program.to_string(),
+                    at: now(),
+                },
+            )
+            .map_err(|e| format!("could not record it in the journal: {e}"))
     }
 }
 
@@ -201,14 +270,15 @@ impl Runner {
         &self.journal
     }
 
-    /// Starts a job of `rule` (read from a file in `rule_dir`) with `params`, as `user`, and
-    /// drives it until it ends or waits.
+    /// Starts a job of `rule` (read from a file in `rule_dir`) with `params`, as `user` (whose
+    /// process runs as OS account `os_user`), and drives it until it ends or waits.
     pub async fn start(
         &self,
         mut rule: Rule,
         rule_dir: &Path,
         params: &[(String, String)],
         user: &str,
+        os_user: &str,
     ) -> Result<(String, Standing), RunError> {
         let params = rule.bind_params(params).map_err(RunError::Params)?;
         // Op files are pinned by absolute path and digest in the job's snapshot.
@@ -268,6 +338,7 @@ impl Runner {
             params,
             started_by: user.to_string(),
             ops,
+            os_user: os_user.to_string(),
         };
         let at = now();
         let job = Job::new(&created, at).expect("a Created event makes a job");
@@ -280,10 +351,26 @@ impl Runner {
             pending_logs: vec![],
         };
         let standing = self.run(&mut d).await;
-        if d.persisted {
-            self.journal.unlease(&d.job.id, &self.holder)?;
-        }
-        let standing = standing?;
+        let standing = match standing {
+            Ok(standing) if d.persisted => {
+                if self
+                    .journal
+                    .unlease(&d.job.id, &self.holder, Some(d.last_seq))?
+                {
+                    standing
+                } else {
+                    // Someone decided while this process drove the job: carry it on.
+                    self.drive_one(&d.job.id).await?
+                }
+            }
+            Ok(standing) => standing,
+            Err(e) => {
+                if d.persisted {
+                    self.journal.unlease(&d.job.id, &self.holder, None)?;
+                }
+                return Err(e);
+            }
+        };
         if d.persisted {
             self.after(&d.job.id, &standing).await?;
         }
@@ -306,9 +393,26 @@ impl Runner {
         req: &DecisionRequest<'_>,
         detach: bool,
     ) -> Result<Standing, RunError> {
+        self.recover(job_id).await?;
         loop {
             let d = self.load(job_id)?;
             let e = d.job.check_decision(req).map_err(RunError::Refused)?;
+            if let Event::Decided { step, kind, .. } = &e
+                && matches!(kind, DecisionKind::Retry | DecisionKind::Rollback)
+            {
+                let alive = self.live_children(job_id, step, None)?;
+                if !alive.is_empty() {
+                    return Err(RunError::Refused(format!(
+                        "`{step}` started programs that still run ({}): a {} now would run beside them; wait for them to end or stop them (kill -- -PID), then decide again",
+                        alive.join(", "),
+                        if *kind == DecisionKind::Retry {
+                            "retry"
+                        } else {
+                            "rollback"
+                        }
+                    )));
+                }
+            }
             let at = now();
             let mut next = d.job.clone();
             next.apply(&e, at);
@@ -344,11 +448,20 @@ impl Runner {
 
     /// Asks `job_id` to stop: nothing new starts, running steps finish, post runs. Then drives
     /// it, unless another process is running its steps.
-    pub async fn cancel(&self, job_id: &str, by: &str, reason: &str) -> Result<Standing, RunError> {
+    /// A job that already ended is refused ([`RunError::Ended`]).
+    pub async fn cancel(
+        &self,
+        job_id: &str,
+        by: &str,
+        os_user: &str,
+        reason: &str,
+    ) -> Result<Standing, RunError> {
+        self.recover(job_id).await?;
         loop {
             let d = self.load(job_id)?;
             if let Some((status, message)) = &d.job.finished {
-                return Ok(Standing::Finished {
+                return Err(RunError::Ended {
+                    job: job_id.to_string(),
                     status: *status,
                     message: message.clone(),
                 });
@@ -356,6 +469,7 @@ impl Runner {
             let e = Event::CancelRequested {
                 by: by.to_string(),
                 reason: reason.to_string(),
+                os_user: os_user.to_string(),
             };
             match self.journal.append(
                 job_id,
@@ -442,27 +556,90 @@ impl Runner {
                 "took over a job whose driver stopped"
             );
         }
-        let result = async {
-            let mut d = self.load(job_id)?;
-            // We hold the lease, so whoever ran these attempts is gone: they never finished.
-            let orphans: Vec<Event> = d
-                .job
-                .steps
-                .iter()
-                .filter(|(_, s)| s.status == sluice_engine::StepStatus::Running)
-                .map(|(k, s)| Event::Interrupted {
-                    step: k.clone(),
-                    attempt: s.attempt,
-                })
-                .collect();
-            if !orphans.is_empty() {
-                self.record(&mut d, orphans)?;
+        loop {
+            let mut d = match self.load(job_id) {
+                Ok(d) => d,
+                Err(e) => {
+                    self.journal.unlease(job_id, &self.holder, None)?;
+                    return Err(e);
+                }
+            };
+            let result = async {
+                // We hold the lease, so whoever ran these attempts is gone: they never
+                // finished. Programs they started may still run; the engine hears of them.
+                let mut orphans = Vec::new();
+                for (k, s) in &d.job.steps {
+                    if s.status == sluice_engine::StepStatus::Running {
+                        orphans.push(Event::Interrupted {
+                            step: k.clone(),
+                            attempt: s.attempt,
+                            live_children: self.live_children(job_id, k, Some(s.attempt))?,
+                        });
+                    }
+                }
+                if !orphans.is_empty() {
+                    self.record(&mut d, orphans)?;
+                }
+                self.run(&mut d).await
             }
-            self.run(&mut d).await
+            .await;
+            match result {
+                // Give the lease back only if nobody appended since the last read: a decision
+                // that landed meanwhile found the lease taken and left the job to this process.
+                Ok(standing) => {
+                    if self
+                        .journal
+                        .unlease(job_id, &self.holder, Some(d.last_seq))?
+                    {
+                        return Ok(standing);
+                    }
+                    tracing::debug!(job = job_id, "the job moved while this process drove it");
+                }
+                Err(e) => {
+                    self.journal.unlease(job_id, &self.holder, None)?;
+                    return Err(e);
+                }
+            }
         }
-        .await;
-        self.journal.unlease(job_id, &self.holder)?;
-        result
+    }
+
+    /// Takes over `job_id` when the process that drove it is gone (as the worker would),
+    /// before a decision or a cancel looks at it: a job whose driver was killed mid-step turns
+    /// into its `interrupted` trap (or runs the step again when that is safe) here.
+    async fn recover(&self, job_id: &str) -> Result<(), RunError> {
+        let Some(row) = self.journal.job(job_id)? else {
+            return Err(StoreError::NoJob(job_id.to_string()).into());
+        };
+        if !matches!(
+            row.status.as_str(),
+            "running" | "cancelling" | "rolling-back" | "ready"
+        ) {
+            return Ok(());
+        }
+        match self.journal.lease_holder(job_id, now())? {
+            Some(holder) if !holder_dead(&holder) => Ok(()),
+            _ => {
+                let standing = self.drive_one(job_id).await?;
+                self.after(job_id, &standing).await
+            }
+        }
+    }
+
+    /// Programs started for `step` of `job_id` (by `attempt`, or any attempt) that still run
+    /// on this host, described for people: `pid 4242 (kubectl)`.
+    fn live_children(
+        &self,
+        job_id: &str,
+        step: &str,
+        attempt: Option<u32>,
+    ) -> Result<Vec<String>, RunError> {
+        Ok(self
+            .journal
+            .children(job_id, step)?
+            .into_iter()
+            .filter(|c| attempt.is_none_or(|a| a == c.attempt) && child_alive(c))
+            .map(|c| format!("pid {} ({})", c.pid, c.program))
+            .collect())
     }
 
     /// Drives every job a worker should (queued, due timers, decided and detached) once.
@@ -681,6 +858,28 @@ impl Runner {
                 }
                 moved = true;
             }
+            // An input the job could not keep is not sent: the step fails with why.
+            let (calls, unfit): (Vec<StepCall>, Vec<StepCall>) = calls.into_iter().partition(|c| {
+                sluice_engine::json_depth(&c.input) <= sluice_engine::MAX_VALUE_DEPTH
+            });
+            if !unfit.is_empty() {
+                let failed: Vec<Event> = unfit
+                    .iter()
+                    .map(|c| Event::StepFinished {
+                        step: c.step.clone(),
+                        attempt: c.attempt,
+                        result: StepResult::failure(format!(
+                            "its rendered input nests {} levels deep; the limit is {}",
+                            sluice_engine::json_depth(&c.input),
+                            sluice_engine::MAX_VALUE_DEPTH
+                        )),
+                    })
+                    .collect();
+                if !self.record(d, failed)? {
+                    continue;
+                }
+                moved = true;
+            }
             if !calls.is_empty() {
                 let started: Vec<Event> = calls
                     .iter()
@@ -764,7 +963,16 @@ impl Runner {
             started_by: job.started_by.clone(),
             previous: c.previous.clone(),
         };
-        let grants = self.grants_for(job, &c.op);
+        let mut grants = self.grants_for(job, &c.op);
+        if !grants.programs.is_empty() {
+            grants.exec_watch = Some(sluice_runtime::ExecWatcher(Arc::new(ChildLog {
+                journal: self.journal.clone(),
+                job: job.id.clone(),
+                step: c.step.clone(),
+                attempt: c.attempt,
+                host: hostname(),
+            })));
+        }
         let secrets = secret_values(&grants);
         let runtime = self.runtime.clone();
         inflight.spawn(async move {
@@ -857,24 +1065,27 @@ impl Runner {
                 gate,
             },
             outcome => {
+                let ok = |status, output: Value, message: String| {
+                    result(status, output, message, Value::Null)
+                };
                 let result = match outcome {
-                    Outcome::Success { output } => result(
-                        ResultStatus::Success,
-                        parse_output(&output),
-                        String::new(),
-                        Value::Null,
-                    ),
-                    Outcome::Warning { output } => result(
-                        ResultStatus::Warning,
-                        parse_output(&output),
-                        String::new(),
-                        Value::Null,
-                    ),
+                    Outcome::Success { output } => {
+                        bounded_output(ResultStatus::Success, &output, ok)
+                    }
+                    Outcome::Warning { output } => {
+                        bounded_output(ResultStatus::Warning, &output, ok)
+                    }
                     Outcome::Failure(f) => {
                         let details = if f.details.is_empty() {
                             Value::Null
                         } else {
-                            parse_output(&f.details)
+                            Some(parse_output(&f.details))
+                                .filter(|d| {
+                                    sluice_engine::json_depth(d) <= sluice_engine::MAX_VALUE_DEPTH
+                                })
+                                .unwrap_or_else(|| {
+                                    Value::String("(details nested too deep; dropped)".into())
+                                })
                         };
                         result(ResultStatus::Failure, Value::Null, f.message, details)
                     }
@@ -913,12 +1124,20 @@ impl Runner {
         };
         let (acquired, pushed_out) = self.journal.acquire(&d.job.id, &asks, mode)?;
         for other in pushed_out {
-            Box::pin(self.cancel(
+            let superseded = Box::pin(self.cancel(
                 &other,
                 "concurrency",
+                "",
                 &format!("superseded by {} in its concurrency group", d.job.id),
             ))
-            .await?;
+            .await;
+            match superseded {
+                // It ended by itself meanwhile: nothing to supersede.
+                Err(RunError::Ended { .. }) => {}
+                other => {
+                    other?;
+                }
+            }
         }
         match acquired {
             Acquired::Held => {
@@ -952,6 +1171,7 @@ impl Runner {
                     vec![Event::CancelRequested {
                         by: "concurrency".into(),
                         reason,
+                        os_user: String::new(),
                     }],
                 )?;
                 Ok(None)
@@ -1079,6 +1299,28 @@ fn parse_output(s: &str) -> Value {
     serde_json::from_str(s).unwrap_or_else(|_| Value::String(s.to_string()))
 }
 
+/// The result of an op's output: the output, or a failure when it nests deeper than a job can
+/// keep (the journal must be able to read every event back).
+fn bounded_output(
+    status: ResultStatus,
+    output: &str,
+    make: impl Fn(ResultStatus, Value, String) -> StepResult,
+) -> StepResult {
+    let value = parse_output(output);
+    let depth = sluice_engine::json_depth(&value);
+    if depth > sluice_engine::MAX_VALUE_DEPTH {
+        return make(
+            ResultStatus::Failure,
+            Value::Null,
+            format!(
+                "the op's output nests {depth} levels deep; the limit is {}",
+                sluice_engine::MAX_VALUE_DEPTH
+            ),
+        );
+    }
+    make(status, value, String::new())
+}
+
 fn json(e: &Event) -> String {
     serde_json::to_string(e).expect("events serialize")
 }
@@ -1098,6 +1340,25 @@ fn parse_events(
                 })
         })
         .collect()
+}
+
+/// Whether `job_id` is under way (running, cancelling, rolling back, decided) with no live
+/// process driving it: its driver was killed. Any decision, a cancel or the worker carries it
+/// on; `show` says so.
+pub fn stranded(journal: &dyn Journal, job_id: &str) -> Result<bool, StoreError> {
+    let Some(row) = journal.job(job_id)? else {
+        return Ok(false);
+    };
+    if !matches!(
+        row.status.as_str(),
+        "running" | "cancelling" | "rolling-back"
+    ) {
+        return Ok(false);
+    }
+    Ok(match journal.lease_holder(job_id, now())? {
+        Some(holder) => holder_dead(&holder),
+        None => true,
+    })
 }
 
 /// The job index's status word and message for `job`.

@@ -19,10 +19,11 @@ pub(crate) struct CompileCache {
 
 impl CompileCache {
     pub(crate) fn new(dir: PathBuf, engine: &Engine) -> Result<Self, RuntimeError> {
-        std::fs::create_dir_all(&dir).map_err(|source| RuntimeError::Cache {
-            path: dir.clone(),
-            source,
-        })?;
+        // A cache that cannot be made (a read-only or full `$SLUICE_HOME`) only costs time:
+        // every load compiles in memory, and `load` says so once per op.
+        if let Err(e) = std::fs::create_dir_all(&dir) {
+            tracing::warn!(path = %dir.display(), "compile cache unavailable, compiling in memory: {e}");
+        }
         let mut hasher = std::hash::DefaultHasher::new();
         engine.precompile_compatibility_hash().hash(&mut hasher);
         let engine_key = format!("{:016x}", hasher.finish());
@@ -58,10 +59,14 @@ impl CompileCache {
         let serialized = component.serialize().map_err(|e| RuntimeError::Compile {
             message: error_chain(&e),
         })?;
-        write_atomically(&path, &serialized).map_err(|source| RuntimeError::Cache {
-            path: path.clone(),
-            source,
-        })?;
+        // Not being able to keep the compiled code (a full disk, a read-only home) is no reason
+        // to fail the op: it runs from memory, and the next process compiles it again.
+        if let Err(e) = write_atomically(&path, &serialized) {
+            tracing::warn!(
+                path = %path.display(),
+                "compiled code not cached (the op runs anyway; the next process compiles it again): {e}"
+            );
+        }
         Ok((component, LoadSource::Compiled))
     }
 }

@@ -86,6 +86,7 @@ impl exec::Host for OpState {
             None => left,
         };
         let mut c = tokio::process::Command::new(&path);
+        crate::spawn::prepare(&mut c);
         c.args(&cmd.args)
             .env_clear()
             .envs(&self.grants.env)
@@ -104,6 +105,20 @@ impl exec::Host for OpState {
         let mut child = c.spawn().map_err(|e| {
             types::HostError::Failed(format!("could not start {}: {e}", path.display()))
         })?;
+        // Whatever happens from here (a timeout, the call dropped, a normal end), nothing of
+        // the program's process group outlives this call.
+        let mut group = crate::spawn::Group::new(child.id());
+        if let (Some(watch), Some(pid)) = (&self.grants.exec_watch, child.id()) {
+            let ticks = crate::spawn::process_start_ticks(pid).unwrap_or(0);
+            if let Err(e) = watch.0.started(&cmd.program, pid, ticks) {
+                group.kill();
+                let _ = child.wait().await;
+                return Err(types::HostError::Failed(format!(
+                    "stopped {} before it ran: {e}",
+                    path.display()
+                )));
+            }
+        }
         let (stdin, stdout, stderr) =
             (child.stdin.take(), child.stdout.take(), child.stderr.take());
         let input = cmd.stdin;
@@ -118,7 +133,9 @@ impl exec::Host for OpState {
             let status = child.wait().await;
             (status, out, err)
         };
-        match tokio::time::timeout(limit, run).await {
+        let finished = tokio::time::timeout(limit, run).await;
+        group.kill();
+        match finished {
             Ok((status, (stdout, cut_out), (stderr, cut_err))) => {
                 let status = status.map_err(|e| {
                     types::HostError::Failed(format!("waiting for {}: {e}", path.display()))
@@ -131,7 +148,7 @@ impl exec::Host for OpState {
                     truncated: cut_out || cut_err,
                 })
             }
-            // Dropping the future drops the child: kill_on_drop ends it.
+            // Dropping the future dropped the child (kill_on_drop), and its group is killed.
             Err(_) => Ok(exec::ExitStatus {
                 code: None,
                 stdout: vec![],

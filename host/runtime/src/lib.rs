@@ -34,8 +34,10 @@ mod capture;
 mod convert;
 mod host;
 mod http;
+mod spawn;
 
 pub use http::MAX_HTTP_RESPONSE_BYTES;
+pub use spawn::process_start_ticks;
 
 use bindings::{Op, OpPre};
 use cache::CompileCache;
@@ -88,6 +90,27 @@ pub struct Grants {
     pub unset_secrets: BTreeMap<String, String>,
     /// Origins the op may send HTTP requests to (patterns: `https://*.example.com:443`).
     pub http: Vec<sluice_model::Origin>,
+    /// Told of every program the op starts, before the program does any work.
+    pub exec_watch: Option<ExecWatcher>,
+}
+
+/// Hears of every program an op starts through `exec`, so the caller can record it (the
+/// runtime itself keeps nothing: it only reports).
+pub trait ExecWatch: Send + Sync {
+    /// `program` started as process `pid` (which leads its own process group) at `start_ticks`
+    /// (clock ticks since boot, field 22 of `/proc/PID/stat`). An error stops the program
+    /// before it runs anything and fails the op's `exec` call with the message.
+    fn started(&self, program: &str, pid: u32, start_ticks: u64) -> Result<(), String>;
+}
+
+/// An [`ExecWatch`] in [`Grants`].
+#[derive(Clone)]
+pub struct ExecWatcher(pub Arc<dyn ExecWatch>);
+
+impl std::fmt::Debug for ExecWatcher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("ExecWatcher")
+    }
 }
 
 /// The most JSON output an op may return from one call.
@@ -200,14 +223,6 @@ pub enum RuntimeError {
     Engine {
         /// wasmtime's message.
         message: String,
-    },
-    /// The compile cache directory or a file in it could not be used.
-    #[error("compile cache at {path}: {source}")]
-    Cache {
-        /// The file or directory.
-        path: PathBuf,
-        /// The I/O error.
-        source: std::io::Error,
     },
     /// The bytes are not a valid component.
     #[error("not a valid WebAssembly component: {message}")]

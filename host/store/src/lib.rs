@@ -26,7 +26,13 @@ pub type Millis = u64;
 pub enum StoreError {
     /// SQLite failed.
     #[error("journal database: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Sqlite(rusqlite::Error),
+    /// The disk holding the journal is full.
+    #[error("the journal cannot be written: no space left on its disk")]
+    NoSpace,
+    /// The journal (or its directory) cannot be written.
+    #[error("the journal is read-only here: {0}")]
+    ReadOnly(rusqlite::Error),
     /// Someone else appended since this writer last read.
     #[error(
         "job {job} changed under this writer (expected event {expected}, found {found}); reload and retry"
@@ -42,6 +48,19 @@ pub enum StoreError {
     /// No such job.
     #[error("no job `{0}`: `sluice jobs` lists them")]
     NoJob(String),
+    /// An event nests deeper than can be read back; it was not written.
+    #[error(
+        "job {job}: an event nests {depth} levels deep, more than the {MAX_EVENT_NESTING} the journal can read back; it was not written"
+    )]
+    TooDeep {
+        /// The job.
+        job: String,
+        /// How deep it nests.
+        depth: usize,
+    },
+    /// An annotation's body could not be read or written whole.
+    #[error("{0}")]
+    Body(String),
     /// The database directory could not be made.
     #[error("cannot create {path}: {source}")]
     Io {
@@ -50,6 +69,60 @@ pub enum StoreError {
         /// The error.
         source: std::io::Error,
     },
+}
+
+impl From<rusqlite::Error> for StoreError {
+    fn from(e: rusqlite::Error) -> Self {
+        use rusqlite::ErrorCode::*;
+        match e.sqlite_error_code() {
+            Some(DiskFull) => StoreError::NoSpace,
+            Some(ReadOnly) => StoreError::ReadOnly(e),
+            _ => StoreError::Sqlite(e),
+        }
+    }
+}
+
+/// The deepest nesting of arrays and objects an event may have: reading JSON back stops at 128,
+/// and an event that cannot be read would leave its job unreadable for good.
+pub const MAX_EVENT_NESTING: usize = 100;
+
+/// How deeply `json` nests arrays and objects (text inside strings does not count).
+pub fn json_nesting(json: &str) -> usize {
+    let (mut depth, mut max, mut in_str, mut esc) = (0usize, 0usize, false, false);
+    for b in json.bytes() {
+        if in_str {
+            match (esc, b) {
+                (true, _) => esc = false,
+                (false, b'\\') => esc = true,
+                (false, b'"') => in_str = false,
+                _ => {}
+            }
+            continue;
+        }
+        match b {
+            b'"' => in_str = true,
+            b'[' | b'{' => {
+                depth += 1;
+                max = max.max(depth);
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    max
+}
+
+fn check_nesting(job: &str, events: &[(Millis, String)]) -> Result<(), StoreError> {
+    for (_, body) in events {
+        let depth = json_nesting(body);
+        if depth > MAX_EVENT_NESTING {
+            return Err(StoreError::TooDeep {
+                job: job.to_string(),
+                depth,
+            });
+        }
+    }
+    Ok(())
 }
 
 /// A stored event.
@@ -210,27 +283,73 @@ pub trait Journal: Send + Sync {
         until: Millis,
         steal: Option<&str>,
     ) -> Result<Result<(), String>, StoreError>;
-    /// Gives the lease back if `holder` has it.
-    fn unlease(&self, job: &str, holder: &str) -> Result<(), StoreError>;
+    /// Gives the lease back if `holder` has it. With `if_last_seq`, only when the job's last
+    /// event is still that one: when someone appended meanwhile (a decision that found the
+    /// lease taken), the lease is kept and `false` returned, so the holder drives on and no
+    /// decided job is left undriven.
+    fn unlease(
+        &self,
+        job: &str,
+        holder: &str,
+        if_last_seq: Option<u64>,
+    ) -> Result<bool, StoreError>;
     /// The current lease holder of `job`, if any lease runs at `now`.
     fn lease_holder(&self, job: &str, now: Millis) -> Result<Option<String>, StoreError>;
     /// Jobs a worker should drive at `now`: queued ones, waiting ones whose timer is due, and
     /// ones decided but not driven (`ready`), oldest first.
     fn due(&self, now: Millis) -> Result<Vec<String>, StoreError>;
-    /// Attaches a note, file or log to a job; returns its id.
+    /// Attaches a note, file or log to a job; returns its id. The body is streamed from
+    /// `body`, which must yield exactly `len` bytes (a source that shrinks or grows while it is
+    /// read is refused, and nothing is stored).
     fn annotate(
         &self,
         job: &str,
-        at: Millis,
-        author: &str,
-        kind: &str,
-        title: &str,
-        body: &[u8],
+        note: &NewAnnotation<'_>,
+        body: &mut dyn std::io::Read,
+        len: u64,
     ) -> Result<i64, StoreError>;
     /// A job's annotations (without their bodies): id, time, author, kind, title, size.
     fn annotations(&self, job: &str) -> Result<Vec<AnnotationRow>, StoreError>;
-    /// One annotation's body.
-    fn annotation_body(&self, id: i64) -> Result<Option<Vec<u8>>, StoreError>;
+    /// One annotation of `job` (without its body).
+    fn annotation(&self, job: &str, id: i64) -> Result<Option<AnnotationRow>, StoreError>;
+    /// Streams one annotation's body into `out`; returns the bytes written.
+    fn copy_annotation(&self, id: i64, out: &mut dyn std::io::Write) -> Result<u64, StoreError>;
+    /// Records a program an op started for a step attempt, before it does any work.
+    fn add_child(&self, job: &str, child: &ChildRow) -> Result<(), StoreError>;
+    /// The programs recorded for a step of `job`, oldest first.
+    fn children(&self, job: &str, step: &str) -> Result<Vec<ChildRow>, StoreError>;
+}
+
+/// A program an op started through `exec`, as recorded before it runs.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ChildRow {
+    /// The step key.
+    pub step: String,
+    /// The attempt.
+    pub attempt: u32,
+    /// The host it runs on.
+    pub host: String,
+    /// Its process id, which is also its process group id.
+    pub pid: u32,
+    /// When it started, in clock ticks since boot (tells a reused pid apart).
+    pub start_ticks: u64,
+    /// The program.
+    pub program: String,
+    /// When it was recorded.
+    pub at: Millis,
+}
+
+/// What [`Journal::annotate`] records besides the body.
+#[derive(Debug, Clone, Copy)]
+pub struct NewAnnotation<'a> {
+    /// When.
+    pub at: Millis,
+    /// Who.
+    pub author: &'a str,
+    /// `comment`, `file` or `log`.
+    pub kind: &'a str,
+    /// A comment's text, or a file's name.
+    pub title: &'a str,
 }
 
 /// Log lines of one step attempt: step, attempt, and (level, source, message) rows.
@@ -310,6 +429,17 @@ CREATE TABLE IF NOT EXISTS logs (
 );
 CREATE INDEX IF NOT EXISTS logs_by_job ON logs (job_id, id);
 CREATE INDEX IF NOT EXISTS jobs_due ON jobs (status, wake_at);
+CREATE TABLE IF NOT EXISTS children (
+    job_id TEXT NOT NULL,
+    step TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    start_ticks INTEGER NOT NULL,
+    program TEXT NOT NULL,
+    at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS children_by_step ON children (job_id, step);
 CREATE TABLE IF NOT EXISTS lock_line (
     ticket INTEGER PRIMARY KEY AUTOINCREMENT,
     job_id TEXT NOT NULL UNIQUE
@@ -343,9 +473,59 @@ impl SqliteJournal {
         })
     }
 
+    /// Opens the journal at `path` for reading only: nothing is created or changed, so `jobs`,
+    /// `show` and `logs` work in a read-only `$SLUICE_HOME`. A journal that does not exist
+    /// reads as empty.
+    pub fn open_read_only(path: &Path) -> Result<Self, StoreError> {
+        use rusqlite::OpenFlags;
+        if !path.exists() {
+            let conn = Connection::open_in_memory()?;
+            conn.execute_batch(SCHEMA)?;
+            return Ok(SqliteJournal {
+                conn: Mutex::new(conn),
+            });
+        }
+        let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+            | OpenFlags::SQLITE_OPEN_NO_MUTEX
+            | OpenFlags::SQLITE_OPEN_URI;
+        let usable = |conn: &Connection| {
+            conn.query_row("SELECT COUNT(*) FROM jobs", [], |r| r.get::<_, i64>(0))
+                .is_ok()
+        };
+        let conn = Connection::open_with_flags(path, flags)?;
+        conn.busy_timeout(std::time::Duration::from_secs(10))?;
+        if usable(&conn) {
+            return Ok(SqliteJournal {
+                conn: Mutex::new(conn),
+            });
+        }
+        // A WAL journal needs its `-shm` file, which cannot be made in a read-only directory:
+        // read the file as it is, without locks (nobody can write there either).
+        let conn = Connection::open_with_flags(format!("{}?immutable=1", file_uri(path)), flags)?;
+        conn.query_row("SELECT COUNT(*) FROM jobs", [], |r| r.get::<_, i64>(0))?;
+        Ok(SqliteJournal {
+            conn: Mutex::new(conn),
+        })
+    }
+
     fn conn(&self) -> std::sync::MutexGuard<'_, Connection> {
         self.conn.lock().unwrap_or_else(|p| p.into_inner())
     }
+}
+
+/// `path` as an SQLite `file:` URI (absolute, with URI-special characters escaped).
+fn file_uri(path: &Path) -> String {
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut out = String::from("file:");
+    for b in abs.as_os_str().as_encoded_bytes() {
+        match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'/' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(*b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
 }
 
 fn job_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobRow> {
@@ -382,6 +562,7 @@ impl Journal for SqliteJournal {
     }
 
     fn create_job(&self, job: &JobRow, events: &[(Millis, String)]) -> Result<u64, StoreError> {
+        check_nesting(&job.id, events)?;
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         tx.execute(
@@ -405,6 +586,7 @@ impl Journal for SqliteJournal {
         status: Option<(&str, &str)>,
         extra: &Extra<'_>,
     ) -> Result<u64, StoreError> {
+        check_nesting(job, events)?;
         let mut conn = self.conn();
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         let found: i64 = tx
@@ -679,12 +861,37 @@ impl Journal for SqliteJournal {
         Ok(Ok(()))
     }
 
-    fn unlease(&self, job: &str, holder: &str) -> Result<(), StoreError> {
-        self.conn().execute(
-            "UPDATE jobs SET lease_holder = NULL, lease_until = NULL WHERE id = ?1 AND lease_holder = ?2",
-            params![job, holder],
-        )?;
-        Ok(())
+    fn unlease(
+        &self,
+        job: &str,
+        holder: &str,
+        if_last_seq: Option<u64>,
+    ) -> Result<bool, StoreError> {
+        let conn = self.conn();
+        let n = match if_last_seq {
+            None => conn.execute(
+                "UPDATE jobs SET lease_holder = NULL, lease_until = NULL WHERE id = ?1 AND lease_holder = ?2",
+                params![job, holder],
+            )?,
+            Some(seq) => conn.execute(
+                "UPDATE jobs SET lease_holder = NULL, lease_until = NULL WHERE id = ?1 AND lease_holder = ?2 AND last_seq = ?3",
+                params![job, holder, seq as i64],
+            )?,
+        };
+        if n == 1 || if_last_seq.is_none() {
+            return Ok(true);
+        }
+        // Not released: either the job moved on (keep driving), or the lease was not ours.
+        let ours: bool = conn
+            .query_row(
+                "SELECT lease_holder = ?2 FROM jobs WHERE id = ?1",
+                params![job, holder],
+                |r| r.get::<_, Option<bool>>(0),
+            )
+            .optional()?
+            .flatten()
+            .unwrap_or(false);
+        Ok(!ours)
     }
 
     fn lease_holder(&self, job: &str, now: Millis) -> Result<Option<String>, StoreError> {
@@ -718,43 +925,102 @@ impl Journal for SqliteJournal {
     fn annotate(
         &self,
         job: &str,
-        at: Millis,
-        author: &str,
-        kind: &str,
-        title: &str,
-        body: &[u8],
+        note: &NewAnnotation<'_>,
+        body: &mut dyn std::io::Read,
+        len: u64,
     ) -> Result<i64, StoreError> {
-        let conn = self.conn();
-        conn.execute(
-            "INSERT INTO annotations (job_id, at, author, kind, title, body) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
-            params![job, at as i64, author, kind, title, body],
+        let mut conn = self.conn();
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        tx.execute(
+            "INSERT INTO annotations (job_id, at, author, kind, title, body) VALUES (?1, ?2, ?3, ?4, ?5, zeroblob(?6))",
+            params![job, note.at as i64, note.author, note.kind, note.title, len as i64],
         )?;
-        Ok(conn.last_insert_rowid())
+        let id = tx.last_insert_rowid();
+        if len > 0 {
+            let mut blob = tx.blob_open(rusqlite::MAIN_DB, "annotations", "body", id, false)?;
+            let copied = std::io::copy(&mut std::io::Read::take(&mut *body, len), &mut blob)
+                .map_err(|e| StoreError::Body(format!("reading the annotation's body: {e}")))?;
+            if copied != len {
+                return Err(StoreError::Body(format!(
+                    "the annotation's source shrank while it was read ({copied} of {len} bytes)"
+                )));
+            }
+        }
+        let mut probe = [0u8; 1];
+        if body
+            .read(&mut probe)
+            .map_err(|e| StoreError::Body(format!("reading the annotation's body: {e}")))?
+            > 0
+        {
+            return Err(StoreError::Body(format!(
+                "the annotation's source grew past {len} bytes while it was read"
+            )));
+        }
+        tx.commit()?;
+        Ok(id)
     }
 
     fn annotations(&self, job: &str) -> Result<Vec<AnnotationRow>, StoreError> {
         let conn = self.conn();
-        let mut st = conn.prepare("SELECT id, at, author, kind, title, length(body) FROM annotations WHERE job_id = ?1 ORDER BY id")?;
-        let rows = st.query_map([job], |r| {
-            Ok(AnnotationRow {
-                id: r.get(0)?,
-                at: r.get::<_, i64>(1)? as u64,
-                author: r.get(2)?,
-                kind: r.get(3)?,
-                title: r.get(4)?,
-                size: r.get::<_, i64>(5)? as u64,
-            })
-        })?;
+        let mut st = conn.prepare(
+            "SELECT id, at, author, kind, title, length(body) FROM annotations WHERE job_id = ?1 ORDER BY id",
+        )?;
+        let rows = st.query_map([job], annotation_row)?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
-    fn annotation_body(&self, id: i64) -> Result<Option<Vec<u8>>, StoreError> {
+    fn annotation(&self, job: &str, id: i64) -> Result<Option<AnnotationRow>, StoreError> {
         Ok(self
             .conn()
-            .query_row("SELECT body FROM annotations WHERE id = ?1", [id], |r| {
-                r.get(0)
-            })
+            .query_row(
+                "SELECT id, at, author, kind, title, length(body) FROM annotations WHERE job_id = ?1 AND id = ?2",
+                params![job, id],
+                annotation_row,
+            )
             .optional()?)
+    }
+
+    fn copy_annotation(&self, id: i64, out: &mut dyn std::io::Write) -> Result<u64, StoreError> {
+        let conn = self.conn();
+        let mut blob = conn.blob_open(rusqlite::MAIN_DB, "annotations", "body", id, true)?;
+        std::io::copy(&mut blob, out)
+            .map_err(|e| StoreError::Body(format!("writing the annotation out: {e}")))
+    }
+
+    fn add_child(&self, job: &str, c: &ChildRow) -> Result<(), StoreError> {
+        self.conn().execute(
+            "INSERT INTO children (job_id, step, attempt, host, pid, start_ticks, program, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+            params![
+                job,
+                c.step,
+                c.attempt,
+                c.host,
+                c.pid,
+                c.start_ticks as i64,
+                c.program,
+                c.at as i64
+            ],
+        )?;
+        Ok(())
+    }
+
+    fn children(&self, job: &str, step: &str) -> Result<Vec<ChildRow>, StoreError> {
+        let conn = self.conn();
+        let mut st = conn.prepare_cached(
+            "SELECT step, attempt, host, pid, start_ticks, program, at FROM children WHERE job_id = ?1 AND step = ?2 ORDER BY rowid",
+        )?;
+        let rows = st.query_map(params![job, step], |r| {
+            Ok(ChildRow {
+                step: r.get(0)?,
+                attempt: r.get(1)?,
+                host: r.get(2)?,
+                pid: r.get(3)?,
+                start_ticks: r.get::<_, i64>(4)? as u64,
+                program: r.get(5)?,
+                at: r.get::<_, i64>(6)? as u64,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
     }
 
     fn locks(&self) -> Result<Vec<LockRow>, StoreError> {
@@ -774,6 +1040,17 @@ impl Journal for SqliteJournal {
         })?;
         Ok(rows.collect::<Result<_, _>>()?)
     }
+}
+
+fn annotation_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AnnotationRow> {
+    Ok(AnnotationRow {
+        id: r.get(0)?,
+        at: r.get::<_, i64>(1)? as u64,
+        author: r.get(2)?,
+        kind: r.get(3)?,
+        title: r.get(4)?,
+        size: r.get::<_, i64>(5)? as u64,
+    })
 }
 
 fn insert_events(
@@ -995,20 +1272,96 @@ mod tests {
             Ok(()),
             "stolen from the dead"
         );
-        j.unlease("deploy-1", "cli:3").unwrap();
+        j.unlease("deploy-1", "cli:3", None).unwrap();
         assert_eq!(j.lease_holder("deploy-1", 203).unwrap(), None);
+    }
+
+    /// Issue 12, item 1: a holder that decided from an older read must not give the lease
+    /// back while a decision it has not seen sits in the journal.
+    #[test]
+    fn a_lease_is_kept_when_the_job_moved_since_the_holder_last_read() {
+        let (_d, j) = journal();
+        j.create_job(&row("deploy-1"), &[(1, "a".into())]).unwrap();
+        j.lease("deploy-1", "cli:1", 100, 200, None)
+            .unwrap()
+            .unwrap();
+        // Someone else appends (a decision) while cli:1 holds the lease.
+        j.append("deploy-1", 1, &[(2, "b".into())], None, &Extra::default())
+            .unwrap();
+        assert!(
+            !j.unlease("deploy-1", "cli:1", Some(1)).unwrap(),
+            "moved: kept"
+        );
+        assert_eq!(
+            j.lease_holder("deploy-1", 150).unwrap().as_deref(),
+            Some("cli:1")
+        );
+        assert!(j.unlease("deploy-1", "cli:1", Some(2)).unwrap());
+        assert_eq!(j.lease_holder("deploy-1", 150).unwrap(), None);
+        // Not the holder: nothing to keep driving.
+        assert!(j.unlease("deploy-1", "cli:9", Some(2)).unwrap());
+    }
+
+    /// Issue 12, item 11: an event the journal could not read back is never written.
+    #[test]
+    fn an_event_too_deep_to_read_back_is_refused() {
+        let (_d, j) = journal();
+        j.create_job(&row("deploy-1"), &[(1, "{}".into())]).unwrap();
+        let nested = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+        assert!(
+            serde_json::from_str::<serde_json::Value>(&nested(130)).is_err(),
+            "unreadable"
+        );
+        assert!(matches!(
+            j.append("deploy-1", 1, &[(2, nested(130))], None, &Extra::default()),
+            Err(StoreError::TooDeep { depth: 130, .. })
+        ));
+        assert!(matches!(
+            j.append("deploy-1", 1, &[(2, nested(101))], None, &Extra::default()),
+            Err(StoreError::TooDeep { depth: 101, .. })
+        ));
+        assert_eq!(j.events("deploy-1", 0).unwrap().len(), 1);
+        assert_eq!(json_nesting(r#"{"a":"[[[[","b":[1,{"c":"\\\"{"}]}"#), 3);
+    }
+
+    #[test]
+    fn a_read_only_journal_reads_and_a_missing_one_reads_empty() {
+        let (d, j) = journal();
+        j.create_job(&row("deploy-1"), &[(1, "a".into())]).unwrap();
+        drop(j);
+        let r = SqliteJournal::open_read_only(&d.path().join("sluice.db")).unwrap();
+        assert_eq!(r.jobs(10).unwrap().len(), 1);
+        assert!(matches!(
+            r.append("deploy-1", 1, &[(2, "b".into())], None, &Extra::default()),
+            Err(StoreError::ReadOnly(_))
+        ));
+        let none = SqliteJournal::open_read_only(&d.path().join("nothing.db")).unwrap();
+        assert!(none.jobs(10).unwrap().is_empty());
+        assert!(!d.path().join("nothing.db").exists(), "nothing created");
     }
 
     #[test]
     fn annotations_keep_their_bytes() {
         let (_d, j) = journal();
         let body = vec![0u8, 1, 2, 255];
-        let id = j
-            .annotate("x-1", 5, "ann", "file", "dump.bin", &body)
-            .unwrap();
+        let note = NewAnnotation {
+            at: 5,
+            author: "ann",
+            kind: "file",
+            title: "dump.bin",
+        };
+        let id = j.annotate("x-1", &note, &mut &body[..], 4).unwrap();
         let rows = j.annotations("x-1").unwrap();
         assert_eq!((rows[0].title.as_str(), rows[0].size), ("dump.bin", 4));
-        assert_eq!(j.annotation_body(id).unwrap(), Some(body));
+        let mut out = Vec::new();
+        assert_eq!(j.copy_annotation(id, &mut out).unwrap(), 4);
+        assert_eq!(out, body);
+        assert_eq!(j.annotation("x-1", id).unwrap().unwrap().size, 4);
+        assert_eq!(j.annotation("y-1", id).unwrap(), None, "another job's");
+        // A source that is not the size it claimed stores nothing.
+        assert!(j.annotate("x-1", &note, &mut &body[..], 5).is_err());
+        assert!(j.annotate("x-1", &note, &mut &body[..], 3).is_err());
+        assert_eq!(j.annotations("x-1").unwrap().len(), 1);
     }
 
     #[test]

@@ -1,4 +1,6 @@
-//! Test op `suspend`: opens an approval gate, then reports the decision on resume
+//! Test op `suspend`: opens an approval gate, then reports the decision on resume. With
+//! `hold: true` (and a workspace grant), `resume` waits while `/workspace/hold` exists, so a
+//! test can kill the host in the middle of a resume.
 use sluice_op::serde_json::Value;
 use sluice_op::{Context, Error, Op, Outcome, export_op};
 
@@ -23,11 +25,16 @@ impl Op for T {
 
     fn resume(
         _ctx: &Context,
-        _input: Value,
+        input: Value,
         state: Vec<u8>,
         decision: sluice_op::Decision,
     ) -> Result<Outcome<Value>, Error> {
         let state = String::from_utf8_lossy(&state).to_string();
+        if input["hold"] == Value::Bool(true) {
+            while std::path::Path::new("/workspace/hold").exists() {
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+        }
         match decision {
             sluice_op::Decision::Approve(a) => Ok(Outcome::Success(Value::from(format!(
                 "approved by {} with state {state}",
