@@ -1203,3 +1203,90 @@ fn an_interrupted_step_reruns_when_idempotent_and_traps_otherwise() {
         gates[0].message
     );
 }
+
+// ---- hostile decision inputs ----
+
+mod decisions_never_panic {
+    use proptest::prelude::*;
+
+    use super::*;
+
+    /// Any JSON value, nested up to 80 levels (past what a job may keep).
+    fn value() -> impl Strategy<Value = Value> {
+        let leaf = prop_oneof![
+            Just(Value::Null),
+            any::<bool>().prop_map(Value::Bool),
+            any::<i64>().prop_map(Value::from),
+            any::<f64>()
+                .prop_map(|f| serde_json::Number::from_f64(f).map_or(Value::Null, Value::Number)),
+            ".{0,40}".prop_map(Value::String),
+        ];
+        leaf.prop_recursive(80, 400, 4, |inner| {
+            prop_oneof![
+                prop::collection::vec(inner.clone(), 0..4).prop_map(Value::Array),
+                prop::collection::btree_map(".{0,8}", inner, 0..4)
+                    .prop_map(|m| Value::Object(m.into_iter().collect())),
+            ]
+        })
+    }
+
+    /// A value nested `n` levels deep.
+    fn nested(n: usize) -> Value {
+        (0..n).fold(json!("deep"), |v, _| json!([v]))
+    }
+
+    fn kind() -> impl Strategy<Value = DecisionKind> {
+        prop_oneof![
+            Just(DecisionKind::Approve),
+            Just(DecisionKind::Reject),
+            Just(DecisionKind::Resume),
+            Just(DecisionKind::Retry),
+            Just(DecisionKind::Skip),
+            Just(DecisionKind::Abort),
+            Just(DecisionKind::Rollback),
+        ]
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(
+            std::env::var("PROPTEST_CASES").ok().and_then(|c| c.parse().ok()).unwrap_or(256)
+        ))]
+
+        /// Whatever a decider sends (any kind, user, step, comment, inputs), `check_decision`
+        /// answers without panicking, and what it accepts folds in and reads back from JSON.
+        #[test]
+        fn any_decision_is_checked_and_what_lands_reads_back(
+            kind in kind(),
+            user in ".{0,20}",
+            step in proptest::option::of(".{0,12}"),
+            comment in ".{0,60}",
+            inputs in prop::collection::btree_map(
+                prop_oneof![Just("region".to_string()), Just("url".to_string()), ".{0,12}"],
+                prop_oneof![value(), (1usize..160).prop_map(nested)],
+                0..4,
+            ),
+            quorum in 0u32..4,
+            at_trap in any::<bool>(),
+        ) {
+            // An approval (inputs are answers) or a trap (a retry's inputs edit the step's).
+            let mut job = if at_trap { trapped() } else { at_gate(quorum, Some(60)) };
+            let req = DecisionRequest {
+                step: step.as_deref(),
+                kind,
+                user: &user,
+                os_user: "os",
+                groups: &["release".to_string()],
+                comment: &comment,
+                inputs: inputs.into_iter().collect(),
+            };
+            if let Ok(e) = job.check_decision(&req) {
+                let text = serde_json::to_string(&e).unwrap();
+                let back: Event = serde_json::from_str(&text)
+                    .unwrap_or_else(|err| panic!("an accepted decision must read back: {err}"));
+                job.apply(&back, 2000);
+                let _ = decide(&job, 2000);
+                let _ = job.waiting_gates();
+            }
+        }
+    }
+}
