@@ -175,11 +175,9 @@ fn issue_12_chaos_kills_never_lose_a_decision_or_run_a_step_twice() {
             continue;
         }
         let v = history(&d.job);
-        let found = v["history"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .any(|h| h["event"]["type"] == "decided" && h["event"]["by"] == d.user.as_str());
+        let found = v["history"].as_array().unwrap().iter().any(|h| {
+            h["event"]["type"] == "decided" && h["event"]["by"]["name"] == d.user.as_str()
+        });
         assert!(
             found,
             "seed {seed}: {}'s approval of {} was reported landed but is not in the journal ({})",
@@ -254,7 +252,8 @@ fn issue_12_chaos_kills_never_lose_a_decision_or_run_a_step_twice() {
             .iter()
             .filter(|h| h["event"]["type"] == "decided" && h["event"]["kind"] == "approve")
             .fold(BTreeMap::new(), |mut m, h| {
-                *m.entry(h["event"]["by"].as_str().unwrap()).or_default() += 1;
+                *m.entry(h["event"]["by"]["name"].as_str().unwrap())
+                    .or_default() += 1;
                 m
             });
         assert!(

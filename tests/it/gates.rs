@@ -490,7 +490,7 @@ fn a_gate_timeout_fires_from_the_journal_when_a_worker_runs() {
         .find(|h| h["event"]["type"] == "decided")
         .unwrap()
         .clone();
-    assert_eq!(decided["event"]["by"], "timeout");
+    assert_eq!(decided["event"]["by"]["name"], "timeout");
 }
 
 #[test]

@@ -446,15 +446,16 @@ fn cancel_a_queued_job_ends_it_without_running_anything() {
     // Hold the lock for a job that is not running, straight in the store.
     let journal = sluice_store::SqliteJournal::open(&home.path().join("sluice.db")).unwrap();
     use sluice_store::Journal;
-    journal
-        .acquire(
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(journal.acquire(
             "other-1",
-            &[sluice_store::LockAsk {
+            vec![sluice_store::LockAsk {
                 name: "env-qa".into(),
                 exclusive: true,
             }],
             sluice_store::GroupMode::Queue,
-        )
+        ))
         .unwrap();
     let o = sluice(home.path(), &["run", "examples/cleanup.yaml"]);
     assert_eq!(o.status.code(), Some(3), "{}", err(&o));

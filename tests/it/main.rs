@@ -13,6 +13,8 @@ mod races;
 mod runtime;
 mod sandbox;
 mod stdops;
+mod tidy;
+mod upgrade;
 
 /// A fresh `$SLUICE_HOME` for one test.
 pub fn home() -> tempfile::TempDir {

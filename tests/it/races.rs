@@ -472,8 +472,8 @@ fn issue_12_identity_defaults_to_the_os_account_and_decisions_record_both() {
         .iter()
         .find(|h| h["event"]["type"] == "decided")
         .unwrap();
-    assert_eq!(decided["event"]["by"], "bob");
-    assert_eq!(decided["event"]["os_user"], account.as_str());
+    assert_eq!(decided["event"]["by"]["name"], "bob");
+    assert_eq!(decided["event"]["by"]["os_user"], account.as_str());
     let text = out(&sluice(home.path(), &["show", "gated-1"]));
     assert!(
         text.contains(&format!("bob (as OS user {account}) decided approve")),

@@ -3,7 +3,7 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use sluice_model::{Actor, Decision, DecisionKind, GateKind, JobContext, LogSource, Outcome};
+use sluice_model::{Decider, Decision, DecisionKind, GateKind, JobContext, LogSource, Outcome};
 use sluice_ops::test_ops;
 use sluice_runtime::{Call, Fault, Grants, LoadSource, OpReport, Runtime, RuntimeConfig};
 
@@ -106,7 +106,7 @@ async fn resume_gets_the_stored_state_and_the_decision() {
     let (op, _) = rt.load(&std::fs::read(test_ops::SUSPEND).unwrap()).unwrap();
     let decision = Decision::By {
         kind: DecisionKind::Approve,
-        actor: Actor {
+        actor: Decider {
             user: "alice".into(),
             comment: "ship it".into(),
             inputs: vec![],

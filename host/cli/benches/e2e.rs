@@ -184,7 +184,12 @@ fn main() {
         let mut ids = Vec::new();
         for _ in 0..n {
             let (id, _) = runner
-                .start(parsed.clone(), h, &[], "bench", "bench")
+                .start(
+                    parsed.clone(),
+                    h,
+                    &[],
+                    sluice_model::Actor::system("bench-starter"),
+                )
                 .await
                 .unwrap();
             ids.push(id);
@@ -197,9 +202,7 @@ fn main() {
             let req = DecisionRequest {
                 step: None,
                 kind: DecisionKind::Approve,
-                user: "bench",
-                os_user: "bench",
-                groups: &[],
+                actor: sluice_model::Actor::system("bench"),
                 comment: "",
                 inputs: Default::default(),
             };

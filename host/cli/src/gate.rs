@@ -1,21 +1,14 @@
 //! Decisions at gates (`approve`, `reject`, `resume`, `retry`, `skip`, `rollback`, `abort`),
 //! `annotate`, and `worker`.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context as _, anyhow};
 use clap::Args;
-use serde_json::{Map, Value};
-use sluice_engine::{DecisionKind, DecisionRequest, GateKind};
-use sluice_rule::permissions::{self, Permissions};
-use sluice_runner::Standing;
-use sluice_store::Journal;
+use sluice_app::{DecisionKind, Note, Standing};
 
-use crate::job::{
-    Printer, identity, journal, journal_read, load_job, report_standing, runner, standing_code,
-};
+use crate::job::{Printer, app, app_read, report_standing, standing_code};
 use crate::{CmdResult, Failed, Global};
 
 #[derive(Debug, Args)]
@@ -83,9 +76,6 @@ pub(crate) struct AnnotationGetArgs {
     output: Option<PathBuf>,
 }
 
-/// The most a file or log annotation may hold; larger ones are refused before anything is read.
-pub(crate) const MAX_ANNOTATION_BYTES: u64 = 64 << 20;
-
 #[derive(Debug, Args)]
 pub(crate) struct WorkerArgs {
     /// Drive what is due once and exit.
@@ -96,101 +86,19 @@ pub(crate) struct WorkerArgs {
     interval_ms: u64,
 }
 
-/// The permissions file: `--permissions`, `SLUICE_PERMISSIONS`, or `$SLUICE_HOME/permissions.yaml`.
-pub(crate) fn permissions(global: &Global) -> Result<Option<Permissions>, Failed> {
-    let path = std::env::var_os("SLUICE_PERMISSIONS")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| global.home.join("permissions.yaml"));
-    if !path.exists() {
-        return Ok(None);
-    }
-    let text = std::fs::read_to_string(&path)
-        .with_context(|| format!("cannot read permissions file {}", path.display()))
-        .map_err(Failed::usage)?;
-    permissions::parse(&text, &path.display().to_string())
-        .map(Some)
-        .map_err(|d| Failed::rendered(Failed::USAGE, d.to_string()))
-}
-
-/// Checks `user` may do `action` (everyone may when there is no permissions file).
-pub(crate) fn allow(
-    perms: &Option<Permissions>,
-    user: &str,
-    action: &str,
-) -> Result<Vec<String>, Failed> {
-    match perms {
-        None => Ok(vec![]),
-        Some(p) => {
-            p.check(user, action).map_err(|e| Failed {
-                code: Failed::REFUSED,
-                error: anyhow!(e),
-                raw: false,
-            })?;
-            Ok(p.groups_of(user))
-        }
-    }
-}
-
-fn parse_inputs(inputs: &[String]) -> Result<Map<String, Value>, Failed> {
-    let mut out = Map::new();
-    for i in inputs {
-        let Some((k, v)) = i.split_once('=') else {
-            return Err(Failed::usage(anyhow!("--input {i}: write NAME=VALUE")));
-        };
-        // A value that reads as JSON (a number, true, an object) keeps its type.
-        let value = serde_json::from_str(v).unwrap_or_else(|_| Value::String(v.to_string()));
-        out.insert(k.to_string(), value);
-    }
-    Ok(out)
-}
-
 pub(crate) async fn decide(global: &Global, kind: DecisionKind, args: DecideArgs) -> CmdResult {
-    let who = identity(args.as_user.as_deref())?;
-    let perms = permissions(global)?;
-    // Which permission: what is decided, and for an abort the kind of gate it ends.
-    let action = match kind {
-        DecisionKind::Approve | DecisionKind::Reject => "approve",
-        DecisionKind::Resume => "resume",
-        DecisionKind::Retry | DecisionKind::Skip | DecisionKind::Rollback => "trap",
-        DecisionKind::Abort => {
-            let (job, _) = load_job(&*journal(global)?, &args.job)?;
-            let step = args
-                .step
-                .clone()
-                .or_else(|| job.waiting_steps().first().map(|s| s.to_string()));
-            match step.and_then(|s| job.steps.get(&s)?.gate.as_ref().map(|g| g.gate.kind)) {
-                Some(GateKind::Trap) => "trap",
-                Some(GateKind::Pause) => "resume",
-                _ => "approve",
-            }
-        }
-    };
-    if journal(global)?
-        .job(&args.job)
-        .map_err(Failed::internal)?
-        .is_none()
-    {
-        return Err(Failed::usage(anyhow!(
-            "no job `{}`: `sluice jobs` lists them",
-            args.job
-        )));
-    }
-    let groups = allow(&perms, &who.user, action)?;
-    let req = DecisionRequest {
-        step: args.step.as_deref(),
+    let actor = sluice_app::command_line_actor(args.as_user.as_deref())?;
+    let decision = sluice_app::Decision {
         kind,
-        user: &who.user,
-        os_user: &who.os_user,
-        groups: &groups,
-        comment: &args.comment,
-        inputs: parse_inputs(&args.inputs)?,
+        step: args.step.clone(),
+        comment: args.comment.clone(),
+        inputs: sluice_app::parse_inputs(&args.inputs)?,
+        detach: args.detach,
     };
     let printer = Arc::new(Printer::new(false));
-    let runner = runner(global, printer.clone())?;
-    let standing = runner
-        .decide(&args.job, &req, args.detach)
-        .await
-        .map_err(decision_failure)?;
+    let standing = app(global)?
+        .decide(&args.job, decision, actor, printer.clone())
+        .await?;
     if let Standing::Handed = standing {
         printer.line(&format!(
             "decision recorded; `sluice worker` carries job {} on",
@@ -201,110 +109,29 @@ pub(crate) async fn decide(global: &Global, kind: DecisionKind, args: DecideArgs
     Ok(standing_code(&standing))
 }
 
-/// A runner error of a decision or a cancel as the CLI reports it: refused (exit 5) when
-/// nothing was changed because the request does not fit the job.
-pub(crate) fn decision_failure(e: sluice_runner::RunError) -> Failed {
-    match e {
-        e @ (sluice_runner::RunError::Refused(_) | sluice_runner::RunError::Ended { .. }) => {
-            Failed {
-                code: Failed::REFUSED,
-                error: anyhow!(e),
-                raw: false,
-            }
-        }
-        other => Failed::internal(other),
-    }
-}
-
-pub(crate) fn annotate(global: &Global, args: AnnotateArgs) -> CmdResult {
-    let who = identity(args.as_user.as_deref())?;
-    allow(&permissions(global)?, &who.user, "annotate")?;
-    let journal = journal(global)?;
-    if journal.job(&args.job).map_err(Failed::internal)?.is_none() {
-        return Err(Failed::usage(anyhow!(
-            "no job `{}`: `sluice jobs` lists them",
-            args.job
-        )));
-    }
-    let at = sluice_runner::now();
-    let note = |kind, title| sluice_store::NewAnnotation {
-        at,
-        author: &who.user,
-        kind,
-        title,
-    };
-    let id = match (&args.comment, &args.file, &args.log) {
-        (Some(c), _, _) => {
-            journal.annotate(&args.job, &note("comment", c), &mut std::io::empty(), 0)
-        }
-        (_, Some(p), _) | (_, _, Some(p)) => {
-            let kind = if args.file.is_some() { "file" } else { "log" };
-            let (mut file, len) = open_attachment(p)?;
-            let title = p
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            journal.annotate(&args.job, &note(kind, &title), &mut file, len)
-        }
+pub(crate) async fn annotate(global: &Global, args: AnnotateArgs) -> CmdResult {
+    let actor = sluice_app::command_line_actor(args.as_user.as_deref())?;
+    let note = match (args.comment, args.file, args.log) {
+        (Some(c), _, _) => Note::Comment(c),
+        (_, Some(f), _) => Note::File(f),
+        (_, _, Some(l)) => Note::Log(l),
         _ => {
-            return Err(Failed::usage(anyhow!(
+            return Err(Failed::usage(anyhow::anyhow!(
                 "give --comment TEXT, --file PATH or --log PATH"
             )));
         }
-    }
-    .map_err(|e| match e {
-        sluice_store::StoreError::Body(m) => Failed::usage(anyhow!("{m}: nothing was attached")),
-        other => Failed::internal(other),
-    })?;
-    crate::output::print(&format!(
-        "annotation {id} added to {} by {}\n",
-        args.job, who.user
-    ))?;
+    };
+    let who = actor.name.clone();
+    let id = app(global)?.annotate(&args.job, note, actor).await?;
+    crate::output::print(&format!("annotation {id} added to {} by {who}\n", args.job))?;
     Ok(0)
 }
 
-/// Opens a file to attach: a regular file (not a FIFO, a device or a directory, which could
-/// block or never end) of at most [`MAX_ANNOTATION_BYTES`]. Opened without blocking, then
-/// checked, so a path swapped for a FIFO cannot hang the command.
-fn open_attachment(path: &Path) -> Result<(std::fs::File, u64), Failed> {
-    use std::os::unix::fs::OpenOptionsExt as _;
-    let file = std::fs::OpenOptions::new()
-        .read(true)
-        .custom_flags(rustix::fs::OFlags::NONBLOCK.bits() as i32)
-        .open(path)
-        .with_context(|| format!("cannot read {}", path.display()))
-        .map_err(Failed::usage)?;
-    let meta = file
-        .metadata()
-        .with_context(|| format!("cannot read {}", path.display()))
-        .map_err(Failed::usage)?;
-    if !meta.is_file() {
-        return Err(Failed::usage(anyhow!(
-            "{} is not a regular file: attach a file (save a stream's output to one first)",
-            path.display()
-        )));
-    }
-    if meta.len() > MAX_ANNOTATION_BYTES {
-        return Err(Failed::usage(anyhow!(
-            "{} is {} bytes; an annotation holds at most {} MiB: attach an excerpt, or keep the file elsewhere and annotate its location",
-            path.display(),
-            meta.len(),
-            MAX_ANNOTATION_BYTES >> 20
-        )));
-    }
-    Ok((file, meta.len()))
-}
-
 /// `sluice annotations JOB`: what is attached to a job.
-pub(crate) fn annotations(global: &Global, args: AnnotationsArgs) -> CmdResult {
-    let journal = journal_read(global)?;
-    if journal.job(&args.job).map_err(Failed::internal)?.is_none() {
-        return Err(Failed::usage(anyhow!(
-            "no job `{}`: `sluice jobs` lists them",
-            args.job
-        )));
-    }
-    let rows = journal.annotations(&args.job).map_err(Failed::internal)?;
+pub(crate) async fn annotations(global: &Global, args: AnnotationsArgs) -> CmdResult {
+    let app = app_read(global)?;
+    app.row(&args.job).await?;
+    let rows = app.annotations(&args.job).await?;
     if args.json {
         crate::output::print_json(&rows)?;
         return Ok(0);
@@ -329,40 +156,18 @@ pub(crate) fn annotations(global: &Global, args: AnnotationsArgs) -> CmdResult {
 }
 
 /// `sluice annotation get JOB ID`: a stored body, streamed out.
-pub(crate) fn annotation(global: &Global, cmd: AnnotationCommand) -> CmdResult {
+pub(crate) async fn annotation(global: &Global, cmd: AnnotationCommand) -> CmdResult {
     let AnnotationCommand::Get(args) = cmd;
-    let journal = journal_read(global)?;
-    let Some(row) = journal
-        .annotation(&args.job, args.id)
-        .map_err(Failed::internal)?
-    else {
-        return Err(Failed::usage(anyhow!(
-            "job {} has no annotation {}: `sluice annotations {}` lists them",
-            args.job,
-            args.id,
-            args.job
-        )));
-    };
-    let write = |out: &mut dyn std::io::Write| -> Result<(), Failed> {
-        if row.kind == "comment" {
-            out.write_all(format!("{}\n", row.title).as_bytes())
-                .map_err(Failed::internal)?;
-        } else {
-            journal
-                .copy_annotation(row.id, out)
-                .map_err(Failed::internal)?;
-        }
-        out.flush().map_err(Failed::internal)
-    };
-    match &args.output {
-        Some(path) => {
-            let mut file = std::fs::File::create(path)
-                .with_context(|| format!("cannot write {}", path.display()))
-                .map_err(Failed::usage)?;
-            write(&mut file)?;
-        }
-        None => write(&mut std::io::stdout().lock())?,
-    }
+    let app = app_read(global)?;
+    let row = app.annotation(&args.job, args.id).await?;
+    let out: Box<dyn std::io::Write + Send> =
+        match &args.output {
+            Some(path) => Box::new(std::fs::File::create(path).map_err(|e| {
+                Failed::usage(anyhow::anyhow!("cannot write {}: {e}", path.display()))
+            })?),
+            None => Box::new(std::io::stdout()),
+        };
+    app.copy_annotation(&row, out).await?;
     Ok(0)
 }
 
@@ -372,9 +177,9 @@ pub(crate) async fn worker(global: &Global, args: WorkerArgs) -> CmdResult {
     let mut term = signal(SignalKind::terminate()).map_err(Failed::internal)?;
     let mut int = signal(SignalKind::interrupt()).map_err(Failed::internal)?;
     let printer = Arc::new(Printer::new(false));
-    let runner = runner(global, printer.clone())?;
+    let app = app(global)?;
     loop {
-        let done = runner.work_once().await.map_err(Failed::internal)?;
+        let done = app.work_once(printer.clone()).await?;
         for (job, standing) in &done {
             tracing::info!(job, ?standing, "drove");
         }

@@ -5,17 +5,13 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use anyhow::{Context as _, anyhow};
 use clap::Args;
 use serde_json::{Value, json};
-use sluice_engine::{Event, Job, JobStatus, Millis, StepStatus};
-use sluice_rule::{Step, StepKind};
-use sluice_runner::{Observer, Runner, Standing};
-use sluice_runtime::{Runtime, RuntimeConfig};
-use sluice_store::{Journal, SqliteJournal};
+use sluice_app::{
+    App, Event, Job, JobStatus, Millis, Observer, Standing, Step, StepKind, StepStatus,
+};
 
 use crate::output::{self, print_json};
-use crate::rule::{read_rule, split_params};
 use crate::{CmdResult, Failed, Global};
 
 #[derive(Debug, Args)]
@@ -80,73 +76,14 @@ pub(crate) struct LocksArgs {
     json: bool,
 }
 
-pub(crate) fn journal(global: &Global) -> Result<Arc<SqliteJournal>, Failed> {
-    let path = global.home.join("sluice.db");
-    SqliteJournal::open(&path)
-        .with_context(|| format!("cannot open the journal at {}", path.display()))
-        .map(Arc::new)
-        .map_err(Failed::internal)
+/// `$SLUICE_HOME` opened to read and write.
+pub(crate) fn app(global: &Global) -> Result<App, Failed> {
+    Ok(App::open(&global.home)?)
 }
 
-/// The journal for commands that only read (`jobs`, `show`, `logs`, `locks`, annotations):
-/// opened read-only, so they work in a read-only `$SLUICE_HOME` and change nothing.
-pub(crate) fn journal_read(global: &Global) -> Result<Arc<SqliteJournal>, Failed> {
-    let path = global.home.join("sluice.db");
-    SqliteJournal::open_read_only(&path)
-        .with_context(|| format!("cannot read the journal at {}", path.display()))
-        .map(Arc::new)
-        .map_err(Failed::internal)
-}
-
-pub(crate) fn runner(global: &Global, observer: Arc<dyn Observer>) -> Result<Runner, Failed> {
-    let runtime = Runtime::new(RuntimeConfig::new(&global.home)).map_err(Failed::internal)?;
-    Ok(Runner::new(Arc::new(runtime), journal(global)?, observer))
-}
-
-/// Who runs a command: the identity they claim (`--as`, else `SLUICE_USER`, else the OS
-/// account) and the OS account of this process, both recorded in what they decide.
-pub(crate) struct Identity {
-    pub(crate) user: String,
-    pub(crate) os_user: String,
-}
-
-/// The identity of this command: `--as` when given, else `SLUICE_USER`, else the process's OS
-/// account name (getpwuid). An empty name is refused.
-pub(crate) fn identity(claimed: Option<&str>) -> Result<Identity, Failed> {
-    let os_user = os_account();
-    let (user, from) = match claimed {
-        Some(u) => (u.to_string(), "--as"),
-        None => match std::env::var("SLUICE_USER") {
-            Ok(u) => (u, "SLUICE_USER"),
-            Err(std::env::VarError::NotPresent) => (os_user.clone(), "the OS account"),
-            Err(std::env::VarError::NotUnicode(_)) => {
-                return Err(Failed::usage(anyhow!(
-                    "SLUICE_USER is not valid text: set it to a user name, or unset it to act as `{os_user}`"
-                )));
-            }
-        },
-    };
-    if user.trim().is_empty() {
-        return Err(Failed::usage(anyhow!(
-            "the identity from {from} is empty: name a user, or unset SLUICE_USER to act as the OS account `{os_user}`"
-        )));
-    }
-    if user.trim() != user || user.chars().any(char::is_control) {
-        return Err(Failed::usage(anyhow!(
-            "the identity `{}` from {from} has spaces around it or control characters: name a user",
-            user.escape_debug()
-        )));
-    }
-    Ok(Identity { user, os_user })
-}
-
-/// This process's OS account name, from the password database (`uid N` when it has none).
-fn os_account() -> String {
-    let uid = nix::unistd::getuid();
-    match nix::unistd::User::from_uid(uid) {
-        Ok(Some(u)) if !u.name.is_empty() => u.name,
-        _ => format!("uid {uid}"),
-    }
+/// `$SLUICE_HOME` opened for queries only (works on a read-only home).
+pub(crate) fn app_read(global: &Global) -> Result<App, Failed> {
+    Ok(App::open_read_only(&global.home)?)
 }
 
 /// Prints events and logs as plain lines (or JSON lines) as the runner goes; on a terminal,
@@ -230,8 +167,8 @@ impl Observer for Printer {
                 ..
             } => {
                 format!(
-                    "starting job {job_id} of rule {} for {started_by}",
-                    rule.name
+                    "starting job {job_id} of rule {} for {}",
+                    rule.name, started_by.name
                 )
             }
             Event::Queued { behind } => format!("queued behind {}", behind.join(", ")),
@@ -269,14 +206,10 @@ impl Observer for Printer {
             }
             Event::RollbackStarted { step, .. } => format!("rolling back: `{step}` failed"),
             Event::GateOpened { step, gate, .. } => {
-                let kind = match gate.kind {
-                    sluice_engine::GateKind::Approval => "an approval",
-                    sluice_engine::GateKind::Pause => "a pause",
-                    sluice_engine::GateKind::Trap => "a trap",
-                };
                 format!(
-                    "{:>8}  {step} waits at {kind}: {}",
+                    "{:>8}  {step} waits at {}: {}",
                     phase_of(job, step),
+                    gate.kind.described(),
                     gate.message
                 )
             }
@@ -292,13 +225,10 @@ impl Observer for Printer {
                 } else {
                     format!(": {comment}")
                 };
-                let kind = serde_json::to_value(kind)
-                    .ok()
-                    .and_then(|v| v.as_str().map(String::from))
-                    .unwrap_or_default();
                 format!(
-                    "{:>8}  {step}: {by} decided {kind}{why}",
-                    phase_of(job, step)
+                    "{:>8}  {step}: {} decided {kind}{why}",
+                    phase_of(job, step),
+                    by.name
                 )
             }
             Event::Interrupted {
@@ -316,8 +246,8 @@ impl Observer for Printer {
                     phase_of(job, step)
                 )
             }
-            Event::CancelRequested { by, reason, .. } => {
-                format!("cancel requested by {by}: {reason}")
+            Event::CancelRequested { by, reason } => {
+                format!("cancel requested by {}: {reason}", by.name)
             }
             // `run` says "no job was created" itself.
             Event::Finished {
@@ -331,7 +261,7 @@ impl Observer for Printer {
         self.line(&text);
     }
 
-    fn logs(&self, job: &str, step: &str, lines: &[sluice_model::LogLine]) {
+    fn logs(&self, job: &str, step: &str, lines: &[sluice_app::LogLine]) {
         if self.live.is_some() {
             return; // the tree stays readable; `sluice logs JOB` has them
         }
@@ -360,23 +290,12 @@ pub(crate) fn standing_code(standing: &Standing) -> u8 {
 }
 
 pub(crate) async fn run(global: &Global, args: RunArgs) -> CmdResult {
-    let mut rule = read_rule(&args.rule)?;
-    crate::plugin::resolve(global, &mut rule, &args.rule).await?;
-    let params = split_params(&args.params)?;
+    let app = app(global)?;
+    let actor = sluice_app::command_line_actor(None)?;
     let printer = Arc::new(Printer::new(args.json));
-    let runner = runner(global, printer.clone())?;
-    let dir = sluice_runner::rule_dir(&args.rule);
-    let who = identity(None)?;
-    let (id, standing) = runner
-        .start(rule, &dir, &params, &who.user, &who.os_user)
-        .await
-        .map_err(|e| match e {
-            sluice_runner::RunError::Params(_) | sluice_runner::RunError::NotGranted(_) => {
-                Failed::usage(e)
-            }
-            sluice_runner::RunError::Op { .. } => Failed::load(e),
-            other => Failed::internal(other),
-        })?;
+    let (id, standing) = app
+        .start(&args.rule, &args.params, actor, printer.clone())
+        .await?;
     if !args.json {
         report_standing(&printer, &id, &standing);
     }
@@ -397,17 +316,14 @@ pub(crate) fn report_standing(printer: &Printer, id: &str, standing: &Standing) 
                 let verbs: Vec<String> = g
                     .choices
                     .iter()
-                    .map(|k| {
-                        let k = serde_json::to_value(k).ok().and_then(|v| v.as_str().map(String::from)).unwrap_or_default();
-                        format!("`sluice {k} {id} --step {}`", g.step)
-                    })
+                    .map(|k| format!("`sluice {k} {id} --step {}`", g.step))
                     .collect();
                 printer.line(&format!("job {id} waits at `{}`: {}", g.step, g.message));
                 if !g.approvers.is_empty() {
                     printer.line(&format!("  approvers: {} (quorum {})", g.approvers.join(", "), g.quorum));
                 }
                 if let Some(d) = g.deadline {
-                    printer.line(&format!("  times out in {} s", d.saturating_sub(sluice_runner::now()) / 1000));
+                    printer.line(&format!("  times out in {} s", d.saturating_sub(sluice_app::now()) / 1000));
                 }
                 let ops: Vec<String> = g.bundle.iter().map(|(n, d, _)| format!("{n}@sha256:{}", &d[..12.min(d.len())])).collect();
                 printer.line(&format!("  approves the ops {} (bundle {})", ops.join(", "), &g.bundle_digest[..16]));
@@ -419,9 +335,8 @@ pub(crate) fn report_standing(printer: &Printer, id: &str, standing: &Standing) 
     }
 }
 
-pub(crate) fn jobs(global: &Global, args: JobsArgs) -> CmdResult {
-    let journal = journal_read(global)?;
-    let rows = journal.jobs(args.limit).map_err(Failed::internal)?;
+pub(crate) async fn jobs(global: &Global, args: JobsArgs) -> CmdResult {
+    let rows = app_read(global)?.jobs(args.limit).await?;
     if args.json {
         print_json(&rows)?;
         return Ok(0);
@@ -440,55 +355,34 @@ pub(crate) fn jobs(global: &Global, args: JobsArgs) -> CmdResult {
     Ok(0)
 }
 
-pub(crate) fn load_job(
-    journal: &SqliteJournal,
-    id: &str,
-) -> Result<(Job, Vec<(Event, Millis)>), Failed> {
-    let rows = journal.events(id, 0).map_err(Failed::internal)?;
-    if rows.is_empty() {
-        return Err(Failed::usage(anyhow!(
-            "no job `{id}`: `sluice jobs` lists them"
-        )));
-    }
-    let events: Vec<(Event, Millis)> = rows
-        .iter()
-        .map(|r| serde_json::from_str(&r.body).map(|e| (e, r.at)))
-        .collect::<Result<_, _>>()
-        .with_context(|| format!("job {id} has an unreadable event"))
-        .map_err(Failed::internal)?;
-    let job = Job::replay(events.iter().map(|(e, at)| (e, *at)))
-        .ok_or_else(|| Failed::internal(anyhow!("job {id} does not start with `created`")))?;
-    Ok((job, events))
-}
-
-pub(crate) fn show(global: &Global, args: ShowArgs) -> CmdResult {
-    let journal = journal_read(global)?;
-    let (job, events) = load_job(&journal, &args.job)?;
-    let stranded = sluice_runner::stranded(&*journal, &job.id).map_err(Failed::internal)?;
+pub(crate) async fn show(global: &Global, args: ShowArgs) -> CmdResult {
+    let view = app_read(global)?.job(&args.job).await?;
+    let job = &view.job;
+    let (status, message) = sluice_app::status_of(job);
     if args.json {
-        let annotations = journal.annotations(&job.id).map_err(Failed::internal)?;
-        let history: Vec<_> = events
+        let history: Vec<_> = view
+            .history
             .iter()
             .map(|(e, at)| json!({ "at": at, "event": e }))
             .collect();
         print_json(&json!({
             "id": job.id,
             "rule": job.rule.name,
-            "status": sluice_runner::status_of(&job).0,
-            "message": sluice_runner::status_of(&job).1,
-            "driver_gone": stranded,
+            "status": status,
+            "message": message,
+            "driver_gone": view.driver_gone,
             "started_by": job.started_by,
             "params": job.params,
             "locks": job.locks,
             "steps": job.steps,
             "waiting": job.waiting_gates(),
-            "annotations": annotations,
+            "annotations": view.annotations,
             "history": history,
         }))?;
         return Ok(0);
     }
-    let mut text = show_text(&job);
-    if stranded {
+    let mut text = show_text(job);
+    if view.driver_gone {
         text.push_str(&format!(
             "note     the process driving this job stopped; any decision, `sluice cancel {}` or `sluice worker` carries it on\n",
             job.id
@@ -509,7 +403,8 @@ pub(crate) fn show(global: &Global, args: ShowArgs) -> CmdResult {
             text.push('\n');
         }
     }
-    let decisions: Vec<String> = events
+    let decisions: Vec<String> = view
+        .history
         .iter()
         .filter_map(|(e, at)| match e {
             Event::Decided {
@@ -518,17 +413,12 @@ pub(crate) fn show(global: &Global, args: ShowArgs) -> CmdResult {
                 by,
                 comment,
                 inputs,
-                os_user,
                 ..
             } => {
-                let kind = serde_json::to_value(kind)
-                    .ok()
-                    .and_then(|v| v.as_str().map(String::from))
-                    .unwrap_or_default();
                 let mut line = format!(
-                    "  {} {by}{} decided {kind} at `{step}`",
+                    "  {} {} decided {kind} at `{step}`",
                     time(*at),
-                    claimed_by(by, os_user)
+                    by.described()
                 );
                 if !comment.is_empty() {
                     line.push_str(&format!(": {comment}"));
@@ -538,14 +428,10 @@ pub(crate) fn show(global: &Global, args: ShowArgs) -> CmdResult {
                 }
                 Some(line)
             }
-            Event::CancelRequested {
-                by,
-                reason,
-                os_user,
-            } => Some(format!(
-                "  {} {by}{} cancelled: {reason}",
+            Event::CancelRequested { by, reason } => Some(format!(
+                "  {} {} cancelled: {reason}",
                 time(*at),
-                claimed_by(by, os_user)
+                by.described()
             )),
             _ => None,
         })
@@ -557,10 +443,9 @@ pub(crate) fn show(global: &Global, args: ShowArgs) -> CmdResult {
             text.push('\n');
         }
     }
-    let notes = journal.annotations(&job.id).map_err(Failed::internal)?;
-    if !notes.is_empty() {
+    if !view.annotations.is_empty() {
         text.push_str("annotations\n");
-        for n in notes {
+        for n in &view.annotations {
             let what = if n.kind == "comment" {
                 n.title.clone()
             } else {
@@ -578,24 +463,15 @@ pub(crate) fn show(global: &Global, args: ShowArgs) -> CmdResult {
     Ok(0)
 }
 
-/// ` (as OS user root)` when the claimed identity is not the OS account that recorded it.
-fn claimed_by(by: &str, os_user: &str) -> String {
-    if os_user.is_empty() || os_user == by {
-        String::new()
-    } else {
-        format!(" (as OS user {os_user})")
-    }
-}
-
 /// A time as UTC `YYYY-MM-DD HH:MM:SS`.
 pub(crate) fn time(ms: Millis) -> String {
-    let [y, mo, d, h, mi, s] = sluice_model::utc_parts(ms / 1000);
+    let [y, mo, d, h, mi, s] = sluice_app::utc_parts(ms / 1000);
     format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}")
 }
 
 /// The human form of `sluice show`: header, then every step of the rule in order.
 pub(crate) fn show_text(job: &Job) -> String {
-    let (status, message) = sluice_runner::status_of(job);
+    let (status, message) = sluice_app::status_of(job);
     let mut out = format!(
         "job      {}\nrule     {}\nstatus   {status}",
         job.id, job.rule.name
@@ -712,16 +588,11 @@ fn step_line(job: &Job, key: &str, depth: usize) -> String {
 }
 
 pub(crate) async fn logs(global: &Global, args: LogsArgs) -> CmdResult {
-    let journal = journal_read(global)?;
+    let app = app_read(global)?;
     let mut after = 0;
-    if journal.job(&args.job).map_err(Failed::internal)?.is_none() {
-        return Err(Failed::usage(anyhow!(
-            "no job `{}`: `sluice jobs` lists them",
-            args.job
-        )));
-    }
+    app.row(&args.job).await?;
     loop {
-        let rows = journal.logs(&args.job, after).map_err(Failed::internal)?;
+        let rows = app.logs(&args.job, after).await?;
         let mut out = String::new();
         for r in &rows {
             after = r.id;
@@ -730,20 +601,19 @@ pub(crate) async fn logs(global: &Global, args: LogsArgs) -> CmdResult {
             }
             out.push_str(&format!(
                 "{}#{} [{} {}] {}\n",
-                r.step, r.attempt, r.source, r.level, r.message
+                r.step,
+                r.attempt,
+                r.line.source.as_str(),
+                r.line.level.as_str(),
+                r.line.message
             ));
         }
         output::print(&out)?;
         if !args.follow {
             return Ok(0);
         }
-        let row = journal.job(&args.job).map_err(Failed::internal)?;
-        let done = row.as_ref().is_some_and(|r| {
-            !matches!(
-                r.status.as_str(),
-                "running" | "queued" | "cancelling" | "rolling-back"
-            )
-        });
+        let state = app.row(&args.job).await?.status;
+        let done = !(state.is_active() || state == sluice_app::JobState::Queued);
         if done && rows.is_empty() {
             return Ok(0);
         }
@@ -753,25 +623,12 @@ pub(crate) async fn logs(global: &Global, args: LogsArgs) -> CmdResult {
 }
 
 pub(crate) async fn cancel(global: &Global, args: CancelArgs) -> CmdResult {
-    let who = identity(args.as_user.as_deref())?;
-    crate::gate::allow(&crate::gate::permissions(global)?, &who.user, "cancel")?;
+    let actor = sluice_app::command_line_actor(args.as_user.as_deref())?;
+    let app = app(global)?;
     let printer = Arc::new(Printer::new(false));
-    let runner = runner(global, printer.clone())?;
-    if runner
-        .journal()
-        .job(&args.job)
-        .map_err(Failed::internal)?
-        .is_none()
-    {
-        return Err(Failed::usage(anyhow!(
-            "no job `{}`: `sluice jobs` lists them",
-            args.job
-        )));
-    }
-    let standing = runner
-        .cancel(&args.job, &who.user, &who.os_user, &args.reason)
-        .await
-        .map_err(crate::gate::decision_failure)?;
+    let standing = app
+        .cancel(&args.job, &args.reason, actor, printer.clone())
+        .await?;
     match &standing {
         Standing::ElsewhereRunning => printer.line(&format!(
             "job {} runs in another process: it stops after its running steps, then runs post",
@@ -783,9 +640,8 @@ pub(crate) async fn cancel(global: &Global, args: CancelArgs) -> CmdResult {
     Ok(0)
 }
 
-pub(crate) fn locks(global: &Global, args: LocksArgs) -> CmdResult {
-    let journal = journal_read(global)?;
-    let rows = journal.locks().map_err(Failed::internal)?;
+pub(crate) async fn locks(global: &Global, args: LocksArgs) -> CmdResult {
+    let rows = app_read(global)?.locks().await?;
     if args.json {
         print_json(&rows)?;
         return Ok(0);

@@ -1,4 +1,5 @@
-//! `sluice`: the command line. Thin: parse arguments, call the libraries, print.
+//! `sluice`: the command line. Thin: parse arguments, call the service layer (`sluice-app`),
+//! print.
 //!
 //! Exit codes (docs/cli.md): 0 success, 1 the job or op did not succeed (or a rule has
 //! errors), 2 usage error (bad arguments, unknown op, bad params, input that is not JSON, a
@@ -106,21 +107,11 @@ impl Failed {
     pub(crate) const OP_FAILED: u8 = 1;
     pub(crate) const USAGE: u8 = 2;
     pub(crate) const WAITING: u8 = 3;
-    pub(crate) const LOAD: u8 = 4;
-    pub(crate) const REFUSED: u8 = 5;
-    pub(crate) const STORAGE: u8 = 6;
     pub(crate) const INTERNAL: u8 = 70;
 
     pub(crate) fn usage(error: impl Into<anyhow::Error>) -> Self {
         Failed {
             code: Self::USAGE,
-            error: error.into(),
-            raw: false,
-        }
-    }
-    pub(crate) fn load(error: impl Into<anyhow::Error>) -> Self {
-        Failed {
-            code: Self::LOAD,
             error: error.into(),
             raw: false,
         }
@@ -142,14 +133,28 @@ impl Failed {
     }
 }
 
+impl From<sluice_app::AppError> for Failed {
+    fn from(e: sluice_app::AppError) -> Self {
+        let code = e.exit_code();
+        match e {
+            // Diagnostics are already rendered with places and carets.
+            sluice_app::AppError::Invalid(d) => Failed::rendered(code, d.to_string()),
+            e => Failed {
+                code,
+                error: e.into(),
+                raw: false,
+            },
+        }
+    }
+}
+
 /// What a command ends with: an exit code, having printed its result.
 pub(crate) type CmdResult = Result<u8, Failed>;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
     init_tracing(cli.global.verbose);
-    let home = cli.global.home.clone();
-    match run(cli).map_err(|f| storage_failure(&home, f)) {
+    match run(cli) {
         Ok(code) => ExitCode::from(code),
         Err(Failed { code, error, raw }) => {
             if raw {
@@ -171,104 +176,41 @@ fn run(cli: Cli) -> CmdResult {
         match cli.command {
             Command::Run(args) => job::run(&cli.global, args).await,
             Command::Validate(args) => rule::validate(&cli.global, args).await,
-            Command::Schema => output::print(sluice_rule::JSON_SCHEMA).map(|()| 0),
+            Command::Schema => output::print(sluice_app::RULE_SCHEMA).map(|()| 0),
             Command::Simulate(args) => rule::simulate(&cli.global, args).await,
-            Command::Jobs(args) => job::jobs(&cli.global, args),
-            Command::Show(args) => job::show(&cli.global, args),
+            Command::Jobs(args) => job::jobs(&cli.global, args).await,
+            Command::Show(args) => job::show(&cli.global, args).await,
             Command::Logs(args) => job::logs(&cli.global, args).await,
             Command::Cancel(args) => job::cancel(&cli.global, args).await,
-            Command::Locks(args) => job::locks(&cli.global, args),
+            Command::Locks(args) => job::locks(&cli.global, args).await,
             Command::Approve(a) => {
-                gate::decide(&cli.global, sluice_engine::DecisionKind::Approve, a).await
+                gate::decide(&cli.global, sluice_app::DecisionKind::Approve, a).await
             }
             Command::Reject(a) => {
-                gate::decide(&cli.global, sluice_engine::DecisionKind::Reject, a).await
+                gate::decide(&cli.global, sluice_app::DecisionKind::Reject, a).await
             }
             Command::Resume(a) => {
-                gate::decide(&cli.global, sluice_engine::DecisionKind::Resume, a).await
+                gate::decide(&cli.global, sluice_app::DecisionKind::Resume, a).await
             }
             Command::Retry(a) => {
-                gate::decide(&cli.global, sluice_engine::DecisionKind::Retry, a).await
+                gate::decide(&cli.global, sluice_app::DecisionKind::Retry, a).await
             }
-            Command::Skip(a) => {
-                gate::decide(&cli.global, sluice_engine::DecisionKind::Skip, a).await
-            }
+            Command::Skip(a) => gate::decide(&cli.global, sluice_app::DecisionKind::Skip, a).await,
             Command::Rollback(a) => {
-                gate::decide(&cli.global, sluice_engine::DecisionKind::Rollback, a).await
+                gate::decide(&cli.global, sluice_app::DecisionKind::Rollback, a).await
             }
             Command::Abort(a) => {
-                gate::decide(&cli.global, sluice_engine::DecisionKind::Abort, a).await
+                gate::decide(&cli.global, sluice_app::DecisionKind::Abort, a).await
             }
-            Command::Annotate(a) => gate::annotate(&cli.global, a),
-            Command::Annotations(a) => gate::annotations(&cli.global, a),
-            Command::Annotation(a) => gate::annotation(&cli.global, a),
+            Command::Annotate(a) => gate::annotate(&cli.global, a).await,
+            Command::Annotations(a) => gate::annotations(&cli.global, a).await,
+            Command::Annotation(a) => gate::annotation(&cli.global, a).await,
             Command::Worker(a) => gate::worker(&cli.global, a).await,
             Command::Op(cmd) => op::run(&cli.global, cmd).await,
             Command::Plugin(cmd) => plugin::run(&cli.global, cmd).await,
             Command::Lock(args) => plugin::lock(&cli.global, args).await,
         }
     })
-}
-
-/// An internal failure that comes from `$SLUICE_HOME` being full or read-only, said as such
-/// with the path (exit 6); other failures as they are.
-fn storage_failure(home: &std::path::Path, f: Failed) -> Failed {
-    if f.code != Failed::INTERNAL {
-        return f;
-    }
-    let text = format!("{:#}", f.error);
-    let io_kind = |k: std::io::ErrorKind| {
-        f.error.chain().any(|c| {
-            c.downcast_ref::<std::io::Error>()
-                .is_some_and(|e| e.kind() == k)
-        })
-    };
-    let shown = std::path::absolute(home).unwrap_or_else(|_| home.to_path_buf());
-    // What broke inside is secondary when the home itself cannot take writes: say that.
-    let full = text.contains("no space left")
-        || text.contains("No space left")
-        || text.contains("database or disk is full")
-        || io_kind(std::io::ErrorKind::StorageFull)
-        || free_bytes(&shown).is_some_and(|b| b < 1 << 20);
-    if full {
-        return Failed {
-            code: Failed::STORAGE,
-            error: anyhow::anyhow!(
-                "no space left in $SLUICE_HOME ({}): free some space there, then run the command again ({text})",
-                shown.display()
-            ),
-            raw: false,
-        };
-    }
-    let read_only = text.contains("readonly database")
-        || io_kind(std::io::ErrorKind::ReadOnlyFilesystem)
-        || !writable(&shown);
-    if read_only {
-        return Failed {
-            code: Failed::STORAGE,
-            error: anyhow::anyhow!(
-                "$SLUICE_HOME ({}) cannot be written: make it writable or point SLUICE_HOME elsewhere; `jobs`, `show` and `logs` work read-only ({text})",
-                shown.display()
-            ),
-            raw: false,
-        };
-    }
-    f
-}
-
-/// Whether this process may create files in `path` (or its nearest existing ancestor).
-fn writable(path: &std::path::Path) -> bool {
-    path.ancestors()
-        .find(|p| p.exists())
-        .is_none_or(|dir| rustix::fs::access(dir, rustix::fs::Access::WRITE_OK).is_ok())
-}
-
-/// Bytes free to unprivileged writers on the filesystem holding `path` (or its nearest
-/// existing ancestor).
-fn free_bytes(path: &std::path::Path) -> Option<u64> {
-    let dir = path.ancestors().find(|p| p.exists())?;
-    let st = rustix::fs::statvfs(dir).ok()?;
-    Some(st.f_bavail.saturating_mul(st.f_frsize))
 }
 
 fn init_tracing(verbose: u8) {

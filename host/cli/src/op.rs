@@ -1,14 +1,13 @@
 //! `sluice op list|describe|run`: ops on their own, outside any rule.
 
-use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::path::PathBuf;
 use std::time::Duration;
 
 use anyhow::{Context as _, anyhow};
 use clap::Subcommand;
-use sluice_model::{JobContext, OpInfo, Outcome};
-use sluice_runtime::{Call, LoadSource, LoadedOp, Runtime, RuntimeConfig};
+use sluice_app::{OpInfo, Outcome};
 
+use crate::job::app_read as app;
 use crate::output::{self, print_json};
 use crate::{CmdResult, Failed, Global};
 
@@ -63,10 +62,9 @@ pub(crate) async fn run(global: &Global, cmd: OpCommand) -> CmdResult {
     if let OpCommand::New { name, lang, dir } = &cmd {
         return crate::new_op::new_op(name, lang, dir.clone());
     }
-    let runtime = Runtime::new(RuntimeConfig::new(&global.home)).map_err(Failed::internal)?;
     match cmd {
-        OpCommand::List { json } => list(&runtime, json).await,
-        OpCommand::Describe { op, json } => describe(&runtime, &op, json).await,
+        OpCommand::List { json } => list(global, json).await,
+        OpCommand::Describe { op, json } => describe(global, &op, json).await,
         OpCommand::New { .. } => unreachable!("handled above"),
         OpCommand::Run {
             op,
@@ -74,67 +72,16 @@ pub(crate) async fn run(global: &Global, cmd: OpCommand) -> CmdResult {
             timeout,
             grants,
             json,
-        } => run_op(&runtime, &op, &input, timeout, &grants, json).await,
+        } => run_op(global, &op, &input, timeout, &grants, json).await,
     }
 }
 
-/// An op named on the command line, loaded.
-struct Resolved {
-    name: String,
-    op: Arc<LoadedOp>,
-    source: LoadSource,
-}
-
-/// A standard op by name, or a component file by path.
-fn resolve(runtime: &Runtime, arg: &str) -> Result<Resolved, Failed> {
-    let path = Path::new(arg);
-    let looks_like_file = arg.ends_with(".wasm") || arg.contains(std::path::MAIN_SEPARATOR);
-    let (name, bytes): (String, std::borrow::Cow<'static, [u8]>) = if looks_like_file
-        || path.is_file()
-    {
-        let bytes = std::fs::read(path)
-            .with_context(|| format!("cannot read op file {}", path.display()))
-            .map_err(Failed::usage)?;
-        let name = path
-            .file_stem()
-            .map(|s| s.to_string_lossy().into_owned())
-            .unwrap_or_default();
-        (name, bytes.into())
-    } else {
-        match sluice_ops::std_op(arg) {
-            Some(op) => (op.name.to_string(), op.wasm.into()),
-            None => {
-                let known: Vec<&str> = sluice_ops::STD_OPS.iter().map(|o| o.name).collect();
-                return Err(Failed::usage(anyhow!(
-                    "unknown op `{arg}`: the standard ops are {}; to run your own, give the path of its .wasm file",
-                    known.join(", ")
-                )));
-            }
-        }
-    };
-    let (op, source) = runtime
-        .load(&bytes)
-        .with_context(|| format!("cannot load op `{arg}`"))
-        .map_err(Failed::load)?;
-    tracing::info!(op = %name, digest = op.digest(), ?source, "loaded op");
-    Ok(Resolved { name, op, source })
-}
-
-async fn list(runtime: &Runtime, json: bool) -> CmdResult {
-    let mut infos = Vec::new();
-    for std_op in sluice_ops::STD_OPS {
-        let r = resolve(runtime, std_op.name)?;
-        let info = runtime
-            .describe(&r.op)
-            .await
-            .with_context(|| format!("standard op `{}` is broken", std_op.name))
-            .map_err(Failed::internal)?;
-        infos.push((info, r.op.digest().to_string()));
-    }
+async fn list(global: &Global, json: bool) -> CmdResult {
+    let infos = app(global)?.std_ops().await?;
     if json {
         let list: Vec<_> = infos
             .iter()
-            .map(|(info, digest)| {
+            .map(|(op, info)| {
                 serde_json::json!({
                     "name": info.name,
                     "version": info.version,
@@ -142,15 +89,15 @@ async fn list(runtime: &Runtime, json: bool) -> CmdResult {
                     "idempotent": info.idempotent,
                     "can_rollback": info.can_rollback,
                     "needs": info.needs,
-                    "digest": format!("sha256:{digest}"),
+                    "digest": format!("sha256:{}", op.digest),
                 })
             })
             .collect();
         print_json(&list)?;
     } else {
-        let width = infos.iter().map(|(i, _)| i.name.len()).max().unwrap_or(0);
+        let width = infos.iter().map(|(_, i)| i.name.len()).max().unwrap_or(0);
         let mut out = String::new();
-        for (info, _) in &infos {
+        for (_, info) in &infos {
             out.push_str(&format!(
                 "{:width$}  {:8}  {}\n",
                 info.name, info.version, info.description
@@ -161,21 +108,16 @@ async fn list(runtime: &Runtime, json: bool) -> CmdResult {
     Ok(0)
 }
 
-async fn describe(runtime: &Runtime, arg: &str, json: bool) -> CmdResult {
-    let r = resolve(runtime, arg)?;
-    let info = runtime
-        .describe(&r.op)
-        .await
-        .with_context(|| format!("cannot describe op `{arg}`"))
-        .map_err(Failed::load)?;
+async fn describe(global: &Global, arg: &str, json: bool) -> CmdResult {
+    let (op, info) = app(global)?.describe_op(arg).await?;
     if json {
         let mut v = serde_json::to_value(&info).map_err(Failed::internal)?;
-        v["digest"] = format!("sha256:{}", r.op.digest()).into();
+        v["digest"] = format!("sha256:{}", op.digest).into();
         v["input_schema"] = parse_or_string(&info.input_schema);
         v["output_schema"] = parse_or_string(&info.output_schema);
         print_json(&v)?;
     } else {
-        output::print(&describe_text(&info, r.op.digest()))?;
+        output::print(&describe_text(&info, &op.digest))?;
     }
     Ok(0)
 }
@@ -212,29 +154,14 @@ fn yes_no(b: bool) -> &'static str {
 }
 
 async fn run_op(
-    runtime: &Runtime,
+    global: &Global,
     arg: &str,
     input: &str,
     timeout: Option<f64>,
-    grant_args: &[String],
+    grants: &[String],
     json: bool,
 ) -> CmdResult {
     let input = read_input(input)?;
-    let mut caps = Vec::new();
-    for g in grant_args {
-        match g.parse::<sluice_model::Capability>() {
-            Ok(sluice_model::Capability::Http(o)) if o == "*" => {
-                return Err(Failed::usage(anyhow!(
-                    "--grant http:*: grant each origin the op calls, e.g. --grant http:https://api.example.com"
-                )));
-            }
-            Ok(c) => caps.push(c),
-            Err(e) => return Err(Failed::usage(anyhow!("--grant {g}: {e}"))),
-        }
-    }
-    // An ad hoc run's workspace is shared by every `op run` under this home.
-    let grants =
-        sluice_runner::host_grants(&caps, &runtime.config().home.join("workspaces/op-run"));
     let timeout = match timeout {
         Some(s) if s.is_finite() && s > 0.0 => Some(Duration::from_secs_f64(s)),
         Some(s) => {
@@ -244,18 +171,11 @@ async fn run_op(
         }
         None => None,
     };
-    let r = resolve(runtime, arg)?;
-    let user = std::env::var("SLUICE_USER").unwrap_or_else(|_| whoami());
-    let call = Call::Run {
-        ctx: JobContext::adhoc(&r.name, &user),
-        input,
-    };
-    let secrets = sluice_runner::secret_values(&grants);
-    let mut report = runtime
-        .call(&r.op, &r.name, call, Arc::new(grants), timeout)
-        .await;
-    sluice_runner::mask_report(&mut report, &secrets);
-
+    let actor = sluice_app::command_line_actor(None)?;
+    let run = app(global)?
+        .run_op(arg, &input, grants, timeout, &actor)
+        .await?;
+    let report = &run.report;
     let code = match &report.outcome {
         Outcome::Success { .. } | Outcome::Warning { .. } => 0,
         Outcome::Failure(_) => Failed::OP_FAILED,
@@ -263,9 +183,9 @@ async fn run_op(
     };
     if json {
         let v = serde_json::json!({
-            "op": r.name,
-            "digest": format!("sha256:{}", r.op.digest()),
-            "loaded_from": output::load_source(r.source),
+            "op": run.op.name,
+            "digest": format!("sha256:{}", run.op.digest),
+            "loaded_from": output::load_source(run.op.source),
             "outcome": output::outcome_json(&report.outcome),
             "fault": report.fault,
             "logs": report.logs,
@@ -274,7 +194,7 @@ async fn run_op(
         });
         print_json(&v)?;
     } else {
-        output::print_report(&r.name, &report)?;
+        output::print_report(&run.op.name, report)?;
     }
     Ok(code)
 }
@@ -297,8 +217,4 @@ fn read_input(arg: &str) -> Result<String, Failed> {
         )));
     }
     Ok(text)
-}
-
-fn whoami() -> String {
-    std::env::var("USER").unwrap_or_else(|_| "unknown".to_string())
 }

@@ -3,8 +3,7 @@
 use std::io::Write;
 
 use serde_json::{Value, json};
-use sluice_model::{LogLevel, LogSource, Outcome};
-use sluice_runtime::{LoadSource, OpReport};
+use sluice_app::{LoadSource, LogLevel, LogSource, OpReport, Outcome};
 
 use crate::Failed;
 
@@ -112,9 +111,9 @@ pub(crate) fn print_report(name: &str, report: &OpReport) -> Result<(), Failed> 
         }
         Outcome::Suspend(g) => {
             let kind = match g.kind {
-                sluice_model::GateKind::Approval => "approval",
-                sluice_model::GateKind::Pause => "pause",
-                sluice_model::GateKind::Trap => "trap",
+                sluice_app::GateKind::Approval => "approval",
+                sluice_app::GateKind::Pause => "pause",
+                sluice_app::GateKind::Trap => "trap",
             };
             let mut s = format!("suspended at {kind} gate: {}\n", g.message);
             if !g.approvers.is_empty() {

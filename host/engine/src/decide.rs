@@ -598,7 +598,7 @@ impl Ctx<'_> {
                     DecisionKind::Approve | DecisionKind::Resume | DecisionKind::Reject
                 ) =>
             {
-                let actor = sluice_model::Actor {
+                let actor = sluice_model::Decider {
                     user: d.by.clone(),
                     comment: d.comment.clone(),
                     inputs: d
@@ -639,11 +639,10 @@ impl Ctx<'_> {
                     self.record(Event::Decided {
                         step: step.id.clone(),
                         kind,
-                        by: "timeout".into(),
+                        by: sluice_model::Actor::system("timeout"),
                         comment: format!("no decision within {secs} s"),
                         inputs: Default::default(),
                         bundle: self.job.bundle().1,
-                        os_user: String::new(),
                     });
                 }
             }

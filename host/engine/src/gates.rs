@@ -20,12 +20,8 @@ pub struct DecisionRequest<'a> {
     pub step: Option<&'a str>,
     /// What.
     pub kind: DecisionKind,
-    /// Who (as claimed: `--as`, `SLUICE_USER`, or the OS account).
-    pub user: &'a str,
-    /// The operating-system account of the deciding process, recorded beside `user`.
-    pub os_user: &'a str,
-    /// The user's groups (from the permissions file).
-    pub groups: &'a [String],
+    /// Who, with their groups (from the permissions file).
+    pub actor: sluice_model::Actor,
     /// A comment.
     pub comment: &'a str,
     /// Answers to the gate's inputs, or edited inputs for a retry.
@@ -74,26 +70,6 @@ pub fn choices(kind: GateKind) -> &'static [DecisionKind] {
             DecisionKind::Rollback,
             DecisionKind::Abort,
         ],
-    }
-}
-
-fn kind_word(k: DecisionKind) -> &'static str {
-    match k {
-        DecisionKind::Approve => "approve",
-        DecisionKind::Reject => "reject",
-        DecisionKind::Resume => "resume",
-        DecisionKind::Retry => "retry",
-        DecisionKind::Skip => "skip",
-        DecisionKind::Abort => "abort",
-        DecisionKind::Rollback => "rollback",
-    }
-}
-
-fn gate_word(k: GateKind) -> &'static str {
-    match k {
-        GateKind::Approval => "an approval",
-        GateKind::Pause => "a pause",
-        GateKind::Trap => "a trap",
     }
 }
 
@@ -221,13 +197,13 @@ impl Job {
                 }
             },
         };
-        let word = kind_word(req.kind);
+        let word = req.kind.as_str();
         if !gate.choices.contains(&req.kind) {
-            let takes: Vec<&str> = gate.choices.iter().map(|k| kind_word(*k)).collect();
+            let takes: Vec<&str> = gate.choices.iter().map(|k| k.as_str()).collect();
             return Err(format!(
                 "step `{}` waits at {} gate, which takes {}, not {word}",
                 gate.step,
-                gate_word(gate.kind),
+                gate.kind.described(),
                 takes.join(", ")
             ));
         }
@@ -238,29 +214,29 @@ impl Job {
                 .approvers
                 .iter()
                 .any(|a| match a.strip_prefix("group:") {
-                    Some(group) => req.groups.iter().any(|g| g == group),
-                    None => a == req.user,
+                    Some(group) => req.actor.groups.iter().any(|g| g == group),
+                    None => *a == req.actor.name,
                 });
             if !allowed {
                 return Err(format!(
                     "{} may not decide at `{}`: its approvers are {}",
-                    req.user,
+                    req.actor.name,
                     gate.step,
                     gate.approvers.join(", ")
                 ));
             }
         }
         if req.kind == DecisionKind::Approve {
-            if req.user == self.started_by && !g.gate.allow_self_approval {
+            if req.actor.name == self.started_by && !g.gate.allow_self_approval {
                 return Err(format!(
                     "{} started job {} and may not approve it (four eyes); another approver must",
-                    req.user, self.id
+                    req.actor.name, self.id
                 ));
             }
-            if g.approvals.iter().any(|(u, _, _)| u == req.user) {
+            if g.approvals.iter().any(|(u, _, _)| *u == req.actor.name) {
                 return Err(format!(
                     "{} has already approved `{}` ({} of {} approvals so far); another approver must",
-                    req.user,
+                    req.actor.name,
                     gate.step,
                     g.approvals.len(),
                     gate.quorum
@@ -334,11 +310,10 @@ impl Job {
         Ok(Event::Decided {
             step: gate.step.clone(),
             kind: req.kind,
-            by: req.user.to_string(),
+            by: req.actor.clone(),
             comment: req.comment.to_string(),
             inputs,
             bundle: gate.bundle_digest.clone(),
-            os_user: req.os_user.to_string(),
         })
     }
 

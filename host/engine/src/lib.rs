@@ -16,14 +16,16 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value, json};
 use sluice_rule::{Rule, StepKind};
 
-pub use sluice_model::{DecisionKind, Gate, GateKind};
+pub use sluice_model::{Actor, AuthMethod, DecisionKind, Gate, GateKind, JobStatus};
 
 mod decide;
 mod gates;
+pub mod history;
 mod simulate;
 
 pub use decide::decide;
 pub use gates::{DecisionRequest, GateView};
+pub use history::{DecodeError, EVENT_VERSION, RULE_VERSION, decode, encode};
 pub use simulate::{Script, SimLine, simulate};
 
 /// Milliseconds since the Unix epoch.
@@ -123,41 +125,6 @@ impl StepResult {
     }
 }
 
-/// How a job ended.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "kebab-case")]
-pub enum JobStatus {
-    /// Every step succeeded (or failed with `on-error: continue`), post too.
-    Succeeded,
-    /// Post failed after a successful run, or a step failed with nothing to roll back to.
-    Failed,
-    /// A step failed; completed steps were undone and `rollback:` ran; post ran.
-    RolledBack,
-    /// A step failed and rollback failed too; post ran.
-    RollbackFailed,
-    /// Someone cancelled it (or its concurrency group pushed it out); post ran if it had started.
-    Cancelled,
-    /// A `check` step failed: the job was never created.
-    CheckFailed,
-    /// An approver rejected it (or an approval timed out to reject): no rollback; post ran.
-    Rejected,
-}
-
-impl JobStatus {
-    /// The kebab-case name.
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JobStatus::Succeeded => "succeeded",
-            JobStatus::Failed => "failed",
-            JobStatus::RolledBack => "rolled-back",
-            JobStatus::RollbackFailed => "rollback-failed",
-            JobStatus::Cancelled => "cancelled",
-            JobStatus::CheckFailed => "check-failed",
-            JobStatus::Rejected => "rejected",
-        }
-    }
-}
-
 /// One entry of a job's journal.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
@@ -170,13 +137,13 @@ pub enum Event {
         rule: Box<Rule>,
         /// Bound params.
         params: Map<String, Value>,
-        /// Who started it (as claimed: `SLUICE_USER`, or the OS account).
-        started_by: String,
+        /// Who started it.
+        started_by: Actor,
         /// Every op the rule calls.
         ops: BTreeMap<String, OpMeta>,
-        /// The OS account of the process that started it.
-        #[serde(default, skip_serializing_if = "String::is_empty")]
-        os_user: String,
+        /// The format version of `rule` ([`RULE_VERSION`] when written now).
+        #[serde(default = "first_version")]
+        rule_version: u32,
     },
     /// The job waits in line for locks or its concurrency group.
     Queued {
@@ -228,8 +195,8 @@ pub enum Event {
         step: String,
         /// What was decided.
         kind: DecisionKind,
-        /// Who.
-        by: String,
+        /// Who (`timeout` for a gate's timeout).
+        by: Actor,
         /// Their comment.
         #[serde(default)]
         comment: String,
@@ -239,10 +206,6 @@ pub enum Event {
         /// sha256 over the job's pinned ops: what the decision approved.
         #[serde(default)]
         bundle: String,
-        /// The operating-system account of the process that recorded it: `by` is who the
-        /// decider said they were (`--as`, `SLUICE_USER`), this is who typed it.
-        #[serde(default, skip_serializing_if = "String::is_empty")]
-        os_user: String,
     },
     /// The host stopped while this attempt ran (found on recovery).
     Interrupted {
@@ -265,13 +228,10 @@ pub enum Event {
     /// Someone asked the job to stop: no new step starts, gates still open close as
     /// cancelled; post runs.
     CancelRequested {
-        /// Who.
-        by: String,
+        /// Who (`concurrency` when its group pushed it out).
+        by: Actor,
         /// Why.
         reason: String,
-        /// The operating-system account of the process that recorded it.
-        #[serde(default, skip_serializing_if = "String::is_empty")]
-        os_user: String,
     },
     /// The job ended.
     Finished {
@@ -280,6 +240,10 @@ pub enum Event {
         /// In a sentence.
         message: String,
     },
+}
+
+fn first_version() -> u32 {
+    1
 }
 
 /// Where a step is.
@@ -495,7 +459,7 @@ impl Job {
             id: job_id.clone(),
             rule: std::sync::Arc::new((**rule).clone()),
             params: params.clone(),
-            started_by: started_by.clone(),
+            started_by: started_by.name.clone(),
             ops: ops.clone(),
             created_at: at,
             steps: BTreeMap::new(),
@@ -619,7 +583,7 @@ impl Job {
                 comment,
                 inputs,
                 ..
-            } => self.decided(step, *kind, by, comment, inputs, at),
+            } => self.decided(step, *kind, &by.name, comment, inputs, at),
             Event::Interrupted {
                 step,
                 attempt,
@@ -674,7 +638,8 @@ impl Job {
             Event::RollbackStarted { step, message } => {
                 self.rollback = Some((step.clone(), message.clone()));
             }
-            Event::CancelRequested { by, reason, .. } => {
+            Event::CancelRequested { by, reason } => {
+                let by = &by.name;
                 if self.cancel.is_none() {
                     self.cancel = Some((by.clone(), reason.clone()));
                 }

@@ -102,9 +102,9 @@ pub fn simulate(
         job_id: format!("{}-simulated", rule.name),
         rule: Box::new(rule.clone()),
         params,
-        started_by: "simulation".into(),
+        started_by: sluice_model::Actor::system("simulation"),
         ops,
-        os_user: String::new(),
+        rule_version: crate::RULE_VERSION,
     };
     let mut now = 0;
     let mut job = Job::new(&created, now).ok_or("internal: no job")?;

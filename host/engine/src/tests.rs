@@ -63,11 +63,20 @@ fn created(yaml: &str) -> Job {
         job_id: "r-1".into(),
         rule: Box::new(r),
         params,
-        started_by: "ann".into(),
+        started_by: person("ann"),
         ops: ops(),
-        os_user: String::new(),
+        rule_version: 1,
     };
     Job::new(&e, 0).unwrap()
+}
+
+fn person(name: &str) -> Actor {
+    Actor {
+        name: name.into(),
+        groups: vec!["release".into()],
+        via: AuthMethod::Claimed,
+        os_user: "os-account".into(),
+    }
 }
 
 fn calls(actions: &[Action]) -> Vec<String> {
@@ -437,9 +446,8 @@ phases:
     start(&mut job, "a", 1, 0);
     job.apply(
         &Event::CancelRequested {
-            by: "bob".into(),
+            by: person("bob"),
             reason: "wrong image".into(),
-            os_user: String::new(),
         },
         1,
     );
@@ -480,9 +488,8 @@ fn cancel_while_queued_ends_without_running_anything() {
     );
     job.apply(
         &Event::CancelRequested {
-            by: "bob".into(),
+            by: person("bob"),
             reason: "superseded".into(),
-            os_user: String::new(),
         },
         1,
     );
@@ -553,9 +560,9 @@ fn replaying_the_journal_gives_the_same_state() {
         job_id: "r-1".into(),
         rule: Box::new(r),
         params: Map::new(),
-        started_by: "ann".into(),
+        started_by: person("ann"),
         ops: ops(),
-        os_user: String::new(),
+        rule_version: 1,
     }];
     let mut job = Job::new(&events[0], 0).unwrap();
     let record = |job: &mut Job, e: Event, events: &mut Vec<Event>| {
@@ -671,9 +678,10 @@ fn ask<'a>(
     DecisionRequest {
         step: None,
         kind,
-        user,
-        os_user: "os-account",
-        groups,
+        actor: Actor {
+            groups: groups.to_vec(),
+            ..person(user)
+        },
         comment: "ok",
         inputs: inputs.as_object().cloned().unwrap_or_default(),
     }
@@ -857,7 +865,7 @@ fn a_gate_times_out_to_its_action_by_a_durable_timer() {
     else {
         panic!("{actions:?}")
     };
-    assert_eq!(by, "timeout");
+    assert_eq!(by.name, "timeout");
     job.apply(e, 61_000);
     let actions = decide(&job, 61_000);
     // Issue 12, item 7: a timeout that rejects reaches the op as a reject, so the step's
@@ -911,9 +919,8 @@ fn cancel_at_a_gate_closes_it_runs_post_and_ends_cancelled() {
     let mut job = at_gate(1, Some(60));
     job.apply(
         &Event::CancelRequested {
-            by: "bob".into(),
+            by: person("bob"),
             reason: "wrong build".into(),
-            os_user: "bob".into(),
         },
         2000,
     );
@@ -979,9 +986,9 @@ fn an_interrupted_step_with_live_children_traps_even_when_idempotent() {
         job_id: "r-1".into(),
         rule: Box::new(r),
         params: Map::new(),
-        started_by: "ann".into(),
+        started_by: person("ann"),
         ops: metas,
-        os_user: String::new(),
+        rule_version: 1,
     };
     let mut job = Job::new(&e, 0).unwrap();
     job.apply(&Event::Started { locks: vec![] }, 0);
@@ -1167,9 +1174,9 @@ fn an_interrupted_step_reruns_when_idempotent_and_traps_otherwise() {
         job_id: "r-1".into(),
         rule: Box::new(r),
         params: Map::new(),
-        started_by: "ann".into(),
+        started_by: person("ann"),
         ops: metas,
-        os_user: String::new(),
+        rule_version: 1,
     };
     let mut job = Job::new(&e, 0).unwrap();
     job.apply(&Event::Started { locks: vec![] }, 0);
@@ -1273,9 +1280,7 @@ mod decisions_never_panic {
             let req = DecisionRequest {
                 step: step.as_deref(),
                 kind,
-                user: &user,
-                os_user: "os",
-                groups: &["release".to_string()],
+                actor: person(&user),
                 comment: &comment,
                 inputs: inputs.into_iter().collect(),
             };

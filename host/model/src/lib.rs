@@ -1,14 +1,17 @@
 //! Plain data for what an op says and returns: the Rust mirror of `wit/op.wit`'s `types`.
 //!
 //! The engine, the store and the CLI speak these types; only `sluice-runtime` converts them to
-//! and from the generated WIT bindings.
+//! and from the generated WIT bindings. `job.rs` holds what the journal and the front ends add:
+//! [`JobState`], [`JobStatus`] and the [`Actor`] who acts on a job.
 //!
 //! Architecture Invariant: this crate depends on serde and nothing else: no wasmtime, no
 //! tokio, no I/O. That is what lets the engine stay pure.
 
 use serde::{Deserialize, Serialize};
 
+mod job;
 mod origin;
+pub use job::{Actor, AuthMethod, JobState, JobStatus};
 pub use origin::Origin;
 
 /// Seconds since 1970-01-01 UTC as `[year, month, day, hour, minute, second]`, by Howard
@@ -158,6 +161,50 @@ pub enum DecisionKind {
     Rollback,
 }
 
+impl DecisionKind {
+    /// The word used on the command line and in the journal (`approve`, `retry`...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DecisionKind::Approve => "approve",
+            DecisionKind::Reject => "reject",
+            DecisionKind::Resume => "resume",
+            DecisionKind::Retry => "retry",
+            DecisionKind::Skip => "skip",
+            DecisionKind::Abort => "abort",
+            DecisionKind::Rollback => "rollback",
+        }
+    }
+}
+
+impl std::fmt::Display for DecisionKind {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl GateKind {
+    /// `an approval`, `a pause`, `a trap`: the gate in a sentence.
+    pub fn described(self) -> &'static str {
+        match self {
+            GateKind::Approval => "an approval",
+            GateKind::Pause => "a pause",
+            GateKind::Trap => "a trap",
+        }
+    }
+}
+
+impl LogSource {
+    /// The lowercase name.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LogSource::Op => "op",
+            LogSource::Stdout => "stdout",
+            LogSource::Stderr => "stderr",
+            LogSource::Host => "host",
+        }
+    }
+}
+
 /// A gate an op opened.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Gate {
@@ -198,9 +245,9 @@ impl Gate {
     }
 }
 
-/// Who decided and what they said.
+/// Who decided and what they said, as an op's `resume` hears it (the WIT `actor` record).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct Actor {
+pub struct Decider {
     /// The deciding user.
     pub user: String,
     /// The comment recorded with the decision.
@@ -218,7 +265,7 @@ pub enum Decision {
         /// What they decided.
         kind: DecisionKind,
         /// Who, and what they said.
-        actor: Actor,
+        actor: Decider,
     },
     /// Nobody decided in time.
     TimedOut,

@@ -110,7 +110,7 @@ impl exec::Host for OpState {
         let mut group = crate::spawn::Group::new(child.id());
         if let (Some(watch), Some(pid)) = (&self.grants.exec_watch, child.id()) {
             let ticks = crate::spawn::process_start_ticks(pid).unwrap_or(0);
-            if let Err(e) = watch.0.started(&cmd.program, pid, ticks) {
+            if let Err(e) = watch.0.started(&cmd.program, pid, ticks).await {
                 group.kill();
                 let _ = child.wait().await;
                 return Err(types::HostError::Failed(format!(

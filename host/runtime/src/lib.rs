@@ -96,11 +96,12 @@ pub struct Grants {
 
 /// Hears of every program an op starts through `exec`, so the caller can record it (the
 /// runtime itself keeps nothing: it only reports).
+#[async_trait::async_trait]
 pub trait ExecWatch: Send + Sync {
     /// `program` started as process `pid` (which leads its own process group) at `start_ticks`
     /// (clock ticks since boot, field 22 of `/proc/PID/stat`). An error stops the program
-    /// before it runs anything and fails the op's `exec` call with the message.
-    fn started(&self, program: &str, pid: u32, start_ticks: u64) -> Result<(), String>;
+    /// and fails the op's `exec` call with the message.
+    async fn started(&self, program: &str, pid: u32, start_ticks: u64) -> Result<(), String>;
 }
 
 /// An [`ExecWatch`] in [`Grants`].
@@ -198,6 +199,20 @@ pub enum Fault {
     Trap,
     /// The component could not be instantiated.
     Instantiate,
+}
+
+impl Fault {
+    /// The kebab-case name (`panic`, `timeout`...).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Fault::Panic => "panic",
+            Fault::Timeout => "timeout",
+            Fault::StackOverflow => "stack-overflow",
+            Fault::OutOfMemory => "out-of-memory",
+            Fault::Trap => "trap",
+            Fault::Instantiate => "instantiate",
+        }
+    }
 }
 
 /// What one op call did.
@@ -337,6 +352,16 @@ impl Runtime {
     /// The settings this runtime was built with.
     pub fn config(&self) -> &RuntimeConfig {
         &self.config
+    }
+
+    /// The op with sha256 `digest`, when this process has loaded it already: a pinned op is not
+    /// read and hashed again.
+    pub fn loaded(&self, digest: &str) -> Option<Arc<LoadedOp>> {
+        self.loaded
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(digest)
+            .cloned()
     }
 
     /// Loads component `bytes`: from this process's memory, else the disk cache, else compiled

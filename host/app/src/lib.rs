@@ -1,0 +1,134 @@
+//! The service layer: every operation a front end offers (the command line now, the server and
+//! chat next), typed, with the permission checks inside.
+//!
+//! [`App`] opens `$SLUICE_HOME` (its journal read-write, or read-only for queries) and offers:
+//! jobs (`start`, `decide` including cancel, `annotate`, queries, the worker), rules
+//! (`validate`, `simulate`, package resolution through the lock and the trust policy), ops
+//! (`describe`, `run`) and packages (push, pull, inspect, sign, lock). Errors are [`AppError`]s,
+//! each with the exit code and HTTP status it maps to.
+//!
+//! Architecture Invariant: front ends call only this crate. They parse their input, build an
+//! [`Actor`], call an operation and print or serve what comes back; they do not open the
+//! journal, load an op or read a permissions file themselves. The types they print come from
+//! here (re-exported below).
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use sluice_runtime::{Runtime, RuntimeConfig};
+use sluice_store::{Journal, SqliteJournal};
+
+mod error;
+mod identity;
+mod jobs;
+mod ops;
+mod packages;
+mod rules;
+
+pub use error::AppError;
+pub use identity::{Permission, command_line_actor};
+pub use jobs::{Decision, JobView, Note, parse_inputs};
+pub use ops::{LoadedOp, OpRun};
+pub use packages::{Inspected, Pushed};
+pub use rules::{Validated, std_op_names};
+
+pub use sluice_engine::{
+    DecisionKind, Event, GateKind, GateView, Job, JobStatus, Millis, SimLine, StepState, StepStatus,
+};
+pub use sluice_model::{
+    Actor, AuthMethod, JobState, LogLevel, LogLine, LogSource, OpInfo, Outcome, utc_parts,
+};
+/// The JSON Schema of rule files, for editors (`sluice schema`).
+pub const RULE_SCHEMA: &str = sluice_rule::JSON_SCHEMA;
+pub use sluice_packages::CachedPackage;
+pub use sluice_rule::{Diagnostic, Diagnostics, Rule, Step, StepKind};
+pub use sluice_runner::{Observer, Quiet, Standing, now, status_of};
+pub use sluice_runtime::{Fault, LoadSource, OpReport};
+pub use sluice_store::{AnnotationRow, JobRow, LockRow, LogRow};
+
+/// The most a file or log annotation may hold; larger ones are refused before anything is read.
+pub const MAX_ANNOTATION_BYTES: u64 = 64 << 20;
+
+/// One `$SLUICE_HOME`: its journal, permissions file and (built on first use) op runtime.
+pub struct App {
+    home: PathBuf,
+    journal: Arc<dyn Journal>,
+    permissions: PathBuf,
+    runtime: std::sync::OnceLock<Arc<Runtime>>,
+}
+
+impl App {
+    /// Opens `home` to read and write: its journal is created (or migrated) when needed.
+    pub fn open(home: &Path) -> Result<App, AppError> {
+        let path = home.join("sluice.db");
+        let journal = SqliteJournal::open(&path).map_err(|e| {
+            error::store(home, e).context(format!("cannot open the journal at {}", path.display()))
+        })?;
+        Ok(App::with(home, Arc::new(journal)))
+    }
+
+    /// Opens `home` with its journal read-only: nothing of it is created or changed, so `jobs`,
+    /// `show` and `logs` work in a read-only `$SLUICE_HOME`, and ops and packages work when the
+    /// journal cannot be written (a full disk).
+    pub fn open_read_only(home: &Path) -> Result<App, AppError> {
+        let path = home.join("sluice.db");
+        let journal = SqliteJournal::open_read_only(&path).map_err(|e| {
+            error::store(home, e).context(format!("cannot read the journal at {}", path.display()))
+        })?;
+        Ok(App::with(home, Arc::new(journal)))
+    }
+
+    fn with(home: &Path, journal: Arc<dyn Journal>) -> App {
+        let permissions = std::env::var_os("SLUICE_PERMISSIONS")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| home.join("permissions.yaml"));
+        App {
+            home: home.to_path_buf(),
+            journal,
+            permissions,
+            runtime: std::sync::OnceLock::new(),
+        }
+    }
+
+    /// `$SLUICE_HOME`.
+    pub fn home(&self) -> &Path {
+        &self.home
+    }
+
+    /// The op runtime, built on first use (it reserves its instance pool).
+    fn runtime(&self) -> Result<Arc<Runtime>, AppError> {
+        if let Some(r) = self.runtime.get() {
+            return Ok(r.clone());
+        }
+        let r = Arc::new(
+            Runtime::new(RuntimeConfig::new(&self.home))
+                .map_err(|e| AppError::Internal(e.to_string()))?,
+        );
+        Ok(self.runtime.get_or_init(|| r).clone())
+    }
+
+    fn runner(&self, observer: Arc<dyn Observer>) -> Result<sluice_runner::Runner, AppError> {
+        Ok(sluice_runner::Runner::new(
+            self.runtime()?,
+            self.journal.clone(),
+            observer,
+        ))
+    }
+
+    fn store_error(&self, e: sluice_store::StoreError) -> AppError {
+        error::store(&self.home, e)
+    }
+
+    fn run_error(&self, e: sluice_runner::RunError) -> AppError {
+        use sluice_runner::RunError as R;
+        match e {
+            R::Params(_) | R::NotGranted(_) => AppError::Usage(e.to_string()),
+            R::Op { .. } => AppError::Load(e.to_string()),
+            R::Refused(_) | R::Ended { .. } => AppError::Refused(e.to_string()),
+            R::Store(s) => self.store_error(s),
+            R::Corrupt { .. } | R::Stuck { .. } => {
+                error::storage_or_internal(&self.home, e.to_string())
+            }
+        }
+    }
+}

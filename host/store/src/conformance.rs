@@ -1,0 +1,530 @@
+//! What every [`Journal`] must do, as tests any implementation runs:
+//! `sluice_store::conformance_tests!(|dir: &Path| -> Arc<dyn Journal> { ... })` in its test
+//! module expands to one `#[tokio::test]` per check, each on a fresh journal made in a fresh
+//! temporary directory.
+//!
+//! The checks: ordered appends and the stale-writer refusal, events too deep to read back,
+//! concurrent appenders (every append lands once, sequences stay dense), leases (expiry,
+//! stealing from the dead, keeping the lease when the job moved), timers and the worker's due
+//! list, locks (first come first served, shared and exclusive, group modes), annotation
+//! blobs, logs, and the programs ops started.
+
+use std::sync::Arc;
+
+use crate::*;
+
+/// Expands to one test per conformance check, each calling `$make(dir)` for its journal.
+#[macro_export]
+macro_rules! conformance_tests {
+    ($make:expr) => {
+        $crate::conformance_tests!(@each $make;
+            appends_are_ordered_and_a_stale_writer_is_refused,
+            an_event_too_deep_to_read_back_is_refused,
+            concurrent_appenders_land_once_each,
+            one_lease_at_a_time_until_it_runs_out_or_its_holder_is_found_dead,
+            a_lease_is_kept_when_the_job_moved_since_the_holder_last_read,
+            timers_and_the_due_list,
+            exclusive_locks_queue_first_come_first_served_and_shared_ones_overlap,
+            a_later_job_cannot_jump_the_line,
+            group_modes_reject_and_cancel_pending,
+            annotations_keep_their_bytes_and_refuse_a_source_of_the_wrong_size,
+            logs_continue_after_an_id,
+            job_ids_count_per_rule_and_ids_are_unique,
+            children_are_kept_per_step,
+        );
+    };
+    (@each $make:expr; $($name:ident),* $(,)?) => {
+        $(
+            #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+            async fn $name() {
+                let dir = tempfile::tempdir().unwrap();
+                #[allow(clippy::redundant_closure_call)]
+                let journal: std::sync::Arc<dyn $crate::Journal> = ($make)(dir.path());
+                $crate::conformance::$name(journal).await;
+            }
+        )*
+    };
+}
+
+/// A job row for the checks.
+pub fn new_job(id: &str) -> NewJob {
+    NewJob {
+        id: id.into(),
+        rule: "deploy".into(),
+        status: JobState::Running,
+        message: String::new(),
+        started_by: "ann".into(),
+        created_at: 1,
+    }
+}
+
+/// `n` small events.
+pub fn events(n: u64) -> Vec<NewEvent> {
+    (1..=n)
+        .map(|i| NewEvent {
+            at: i,
+            version: 1,
+            body: format!("{{\"n\":{i}}}"),
+        })
+        .collect()
+}
+
+fn event(at: Millis, body: &str) -> NewEvent {
+    NewEvent {
+        at,
+        version: 1,
+        body: body.into(),
+    }
+}
+
+fn ask(name: &str, exclusive: bool) -> LockAsk {
+    LockAsk {
+        name: name.into(),
+        exclusive,
+    }
+}
+
+fn lease(holder: &str, now: Millis, until: Millis, steal: Option<&str>) -> LeaseRequest {
+    LeaseRequest {
+        holder: holder.into(),
+        now,
+        until,
+        steal: steal.map(String::from),
+    }
+}
+
+/// Appends land in order; a writer that read an older sequence is refused with `Conflict`;
+/// the status and message are written with the events.
+pub async fn appends_are_ordered_and_a_stale_writer_is_refused(j: Arc<dyn Journal>) {
+    assert_eq!(
+        j.create_job(new_job("deploy-1"), events(2)).await.unwrap(),
+        2
+    );
+    assert!(matches!(
+        j.create_job(new_job("deploy-1"), events(1)).await,
+        Err(StoreError::Exists(_))
+    ));
+    let done = Append {
+        events: vec![event(3, "{\"n\":3}")],
+        status: Some((JobState::Ended(JobStatus::Succeeded), "ok".into())),
+        ..Append::default()
+    };
+    assert_eq!(j.append("deploy-1", 2, done).await.unwrap(), 3);
+    let stale = Append {
+        events: vec![event(4, "{}")],
+        ..Append::default()
+    };
+    assert!(matches!(
+        j.append("deploy-1", 2, stale).await,
+        Err(StoreError::Conflict {
+            expected: 2,
+            found: 3,
+            ..
+        })
+    ));
+    assert!(matches!(
+        j.append("nope-1", 0, Append::default()).await,
+        Err(StoreError::NoJob(_))
+    ));
+    let all = j.events("deploy-1", 0).await.unwrap();
+    let bodies: Vec<&str> = all.iter().map(|e| e.body.as_str()).collect();
+    assert_eq!(bodies, ["{\"n\":1}", "{\"n\":2}", "{\"n\":3}"]);
+    assert_eq!(all.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2, 3]);
+    assert_eq!(j.events("deploy-1", 2).await.unwrap().len(), 1);
+    let row = j.job("deploy-1").await.unwrap().unwrap();
+    assert_eq!(
+        (row.status, row.message.as_str(), row.last_seq),
+        (JobState::Ended(JobStatus::Succeeded), "ok", 3)
+    );
+}
+
+/// Issue 12, item 11: an event the journal could not read back is never written.
+pub async fn an_event_too_deep_to_read_back_is_refused(j: Arc<dyn Journal>) {
+    j.create_job(new_job("deploy-1"), events(1)).await.unwrap();
+    let nested = |n: usize| format!("{}{}", "[".repeat(n), "]".repeat(n));
+    for n in [101, 130] {
+        let deep = Append {
+            events: vec![event(2, &nested(n))],
+            ..Append::default()
+        };
+        assert!(matches!(
+            j.append("deploy-1", 1, deep).await,
+            Err(StoreError::TooDeep { depth, .. }) if depth == n
+        ));
+    }
+    assert_eq!(j.events("deploy-1", 0).await.unwrap().len(), 1);
+}
+
+/// Eight writers append 25 events each to one job, each retrying on `Conflict` from the
+/// sequence it reads: every event lands exactly once and the sequence stays dense.
+pub async fn concurrent_appenders_land_once_each(j: Arc<dyn Journal>) {
+    j.create_job(new_job("deploy-1"), events(1)).await.unwrap();
+    let mut tasks = Vec::new();
+    for w in 0..8 {
+        let j = j.clone();
+        tasks.push(tokio::spawn(async move {
+            for i in 0..25 {
+                loop {
+                    let seen = j.job("deploy-1").await.unwrap().unwrap().last_seq;
+                    let e = Append {
+                        events: vec![event(2, &format!("{{\"w\":{w},\"i\":{i}}}"))],
+                        ..Append::default()
+                    };
+                    match j.append("deploy-1", seen, e).await {
+                        Ok(_) => break,
+                        Err(StoreError::Conflict { .. }) => continue,
+                        Err(e) => panic!("{e}"),
+                    }
+                }
+            }
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let all = j.events("deploy-1", 0).await.unwrap();
+    assert_eq!(all.len(), 1 + 8 * 25);
+    assert!(all.iter().enumerate().all(|(i, e)| e.seq == i as u64 + 1));
+    let mut bodies: Vec<&str> = all.iter().map(|e| e.body.as_str()).collect();
+    bodies.sort();
+    bodies.dedup();
+    assert_eq!(bodies.len(), 1 + 8 * 25, "no event twice");
+}
+
+/// One holder at a time; an expired lease or one of a holder found dead can be taken.
+pub async fn one_lease_at_a_time_until_it_runs_out_or_its_holder_is_found_dead(
+    j: Arc<dyn Journal>,
+) {
+    j.create_job(new_job("deploy-1"), events(1)).await.unwrap();
+    assert_eq!(
+        j.lease("deploy-1", lease("cli:1", 100, 200, None))
+            .await
+            .unwrap(),
+        Lease::Taken
+    );
+    assert_eq!(
+        j.lease("deploy-1", lease("worker:2", 150, 250, None))
+            .await
+            .unwrap(),
+        Lease::HeldBy("cli:1".into())
+    );
+    assert_eq!(
+        j.lease_holder("deploy-1", 150).await.unwrap().as_deref(),
+        Some("cli:1")
+    );
+    assert_eq!(
+        j.lease("deploy-1", lease("worker:2", 201, 300, None))
+            .await
+            .unwrap(),
+        Lease::Taken,
+        "expired"
+    );
+    assert_eq!(
+        j.lease("deploy-1", lease("cli:3", 202, 300, Some("worker:2")))
+            .await
+            .unwrap(),
+        Lease::Taken,
+        "stolen from the dead"
+    );
+    assert!(j.unlease("deploy-1", "cli:3", None).await.unwrap());
+    assert_eq!(j.lease_holder("deploy-1", 203).await.unwrap(), None);
+    assert!(matches!(
+        j.lease("nope-1", lease("cli:1", 1, 2, None)).await,
+        Err(StoreError::NoJob(_))
+    ));
+}
+
+/// Issue 12, item 1: a holder that decided from an older read must not give the lease back
+/// while a decision it has not seen sits in the journal.
+pub async fn a_lease_is_kept_when_the_job_moved_since_the_holder_last_read(j: Arc<dyn Journal>) {
+    j.create_job(new_job("deploy-1"), events(1)).await.unwrap();
+    j.lease("deploy-1", lease("cli:1", 100, 200, None))
+        .await
+        .unwrap();
+    let decision = Append {
+        events: vec![event(2, "{}")],
+        ..Append::default()
+    };
+    j.append("deploy-1", 1, decision).await.unwrap();
+    assert!(
+        !j.unlease("deploy-1", "cli:1", Some(1)).await.unwrap(),
+        "moved: kept"
+    );
+    assert_eq!(
+        j.lease_holder("deploy-1", 150).await.unwrap().as_deref(),
+        Some("cli:1")
+    );
+    assert!(j.unlease("deploy-1", "cli:1", Some(2)).await.unwrap());
+    assert_eq!(j.lease_holder("deploy-1", 150).await.unwrap(), None);
+    assert!(
+        j.unlease("deploy-1", "cli:9", Some(2)).await.unwrap(),
+        "not the holder: nothing to keep driving"
+    );
+}
+
+/// The worker's list: jobs under way or decided, and waiting jobs whose timer is due, oldest
+/// first; a cleared timer is not due.
+pub async fn timers_and_the_due_list(j: Arc<dyn Journal>) {
+    for (id, state) in [
+        ("a-1", JobState::Waiting),
+        ("b-1", JobState::Waiting),
+        ("c-1", JobState::Ready),
+        ("d-1", JobState::Ended(JobStatus::Failed)),
+    ] {
+        let mut row = new_job(id);
+        row.status = state;
+        j.create_job(row, events(1)).await.unwrap();
+    }
+    let timer = |at| Append {
+        events: vec![event(2, "{}")],
+        wake_at: Some(Some(at)),
+        ..Append::default()
+    };
+    j.append("a-1", 1, timer(1_000)).await.unwrap();
+    j.append("b-1", 1, timer(5_000)).await.unwrap();
+    assert_eq!(j.due(999).await.unwrap(), ["c-1"]);
+    assert_eq!(j.due(1_000).await.unwrap(), ["a-1", "c-1"]);
+    let cleared = Append {
+        events: vec![event(3, "{}")],
+        wake_at: Some(None),
+        ..Append::default()
+    };
+    j.append("a-1", 2, cleared).await.unwrap();
+    assert_eq!(j.due(10_000).await.unwrap(), ["b-1", "c-1"]);
+}
+
+/// Exclusive waits for everyone, shared only for exclusive; the line is kept in order.
+pub async fn exclusive_locks_queue_first_come_first_served_and_shared_ones_overlap(
+    j: Arc<dyn Journal>,
+) {
+    let acq = |job: &'static str, a: LockAsk| {
+        let j = j.clone();
+        async move {
+            j.acquire(job, vec![a], GroupMode::Queue)
+                .await
+                .unwrap()
+                .acquired
+        }
+    };
+    assert_eq!(acq("a", ask("env", true)).await, Acquired::Held);
+    assert_eq!(
+        acq("b", ask("env", false)).await,
+        Acquired::Queued {
+            behind: vec!["a".into()]
+        }
+    );
+    assert_eq!(
+        acq("c", ask("env", false)).await,
+        Acquired::Queued {
+            behind: vec!["a".into()]
+        }
+    );
+    assert_eq!(j.release("a").await.unwrap(), ["b", "c"]);
+    assert_eq!(acq("b", ask("env", false)).await, Acquired::Held);
+    assert_eq!(
+        acq("c", ask("env", false)).await,
+        Acquired::Held,
+        "shared with b"
+    );
+    assert_eq!(
+        acq("d", ask("env", true)).await,
+        Acquired::Queued {
+            behind: vec!["b".into(), "c".into()]
+        }
+    );
+    let rows = j.locks().await.unwrap();
+    assert_eq!(rows.iter().filter(|r| r.held).count(), 2);
+    assert_eq!(
+        j.acquire("e", vec![], GroupMode::Queue)
+            .await
+            .unwrap()
+            .acquired,
+        Acquired::Held,
+        "no locks: nothing to wait for"
+    );
+}
+
+/// A job asking later cannot take a free lock an earlier waiter asked for.
+pub async fn a_later_job_cannot_jump_the_line(j: Arc<dyn Journal>) {
+    j.acquire("a", vec![ask("x", true)], GroupMode::Queue)
+        .await
+        .unwrap();
+    j.acquire("b", vec![ask("x", true), ask("y", true)], GroupMode::Queue)
+        .await
+        .unwrap();
+    assert_eq!(
+        j.acquire("c", vec![ask("y", true)], GroupMode::Queue)
+            .await
+            .unwrap()
+            .acquired,
+        Acquired::Queued {
+            behind: vec!["b".into()]
+        }
+    );
+}
+
+/// `reject` refuses while the group is busy (and records nothing); `cancel-pending` takes the
+/// waiters out of the line and names them.
+pub async fn group_modes_reject_and_cancel_pending(j: Arc<dyn Journal>) {
+    let g = || vec![ask("group:deploy", true)];
+    j.acquire("a", g(), GroupMode::Queue).await.unwrap();
+    assert_eq!(
+        j.acquire("b", g(), GroupMode::Reject)
+            .await
+            .unwrap()
+            .acquired,
+        Acquired::Rejected {
+            by: vec!["a".into()]
+        }
+    );
+    assert!(
+        j.locks().await.unwrap().iter().all(|r| r.job != "b"),
+        "a rejected job left nothing behind"
+    );
+    j.acquire("c", g(), GroupMode::Queue).await.unwrap();
+    let got = j.acquire("d", g(), GroupMode::CancelPending).await.unwrap();
+    assert_eq!(
+        got,
+        Acquisition {
+            acquired: Acquired::Queued {
+                behind: vec!["a".into()]
+            },
+            pushed_out: vec!["c".into()]
+        }
+    );
+    assert!(j.locks().await.unwrap().iter().all(|r| r.job != "c"));
+}
+
+/// Bodies are streamed in and out byte for byte; a source that is not the size it claimed
+/// stores nothing; an annotation is found only under its own job.
+pub async fn annotations_keep_their_bytes_and_refuse_a_source_of_the_wrong_size(
+    j: Arc<dyn Journal>,
+) {
+    let body: Vec<u8> = (0..200_000u32).map(|i| (i % 251) as u8).collect();
+    let note = || NewAnnotation {
+        at: 5,
+        author: "ann".into(),
+        kind: "file".into(),
+        title: "dump.bin".into(),
+    };
+    let len = body.len() as u64;
+    let id = j
+        .annotate(
+            "x-1",
+            note(),
+            Box::new(std::io::Cursor::new(body.clone())),
+            len,
+        )
+        .await
+        .unwrap();
+    let rows = j.annotations("x-1").await.unwrap();
+    assert_eq!((rows[0].title.as_str(), rows[0].size), ("dump.bin", len));
+    let out = Arc::new(std::sync::Mutex::new(Vec::new()));
+    struct Sink(Arc<std::sync::Mutex<Vec<u8>>>);
+    impl Write for Sink {
+        fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+            self.0.lock().unwrap().extend_from_slice(b);
+            Ok(b.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
+    assert_eq!(
+        j.copy_annotation(id, Box::new(Sink(out.clone())))
+            .await
+            .unwrap(),
+        len
+    );
+    assert_eq!(*out.lock().unwrap(), body);
+    assert_eq!(j.annotation("x-1", id).await.unwrap().unwrap().size, len);
+    assert_eq!(j.annotation("y-1", id).await.unwrap(), None);
+    for claimed in [len + 1, len - 1] {
+        assert!(matches!(
+            j.annotate(
+                "x-1",
+                note(),
+                Box::new(std::io::Cursor::new(body.clone())),
+                claimed
+            )
+            .await,
+            Err(StoreError::Body(_))
+        ));
+    }
+    assert_eq!(j.annotations("x-1").await.unwrap().len(), 1);
+}
+
+/// Log lines come back in order, after an id, with their attempt, level and source.
+pub async fn logs_continue_after_an_id(j: Arc<dyn Journal>) {
+    let line = |m: &str| LogLine {
+        level: LogLevel::Warn,
+        source: LogSource::Stderr,
+        message: m.into(),
+    };
+    let logs = |attempt, lines| StepLogs {
+        step: "build".into(),
+        attempt,
+        lines,
+    };
+    j.add_logs("x-1", 5, logs(1, vec![line("one"), line("two")]))
+        .await
+        .unwrap();
+    let all = j.logs("x-1", 0).await.unwrap();
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[0].line, line("one"));
+    j.add_logs("x-1", 6, logs(2, vec![line("three")]))
+        .await
+        .unwrap();
+    let more = j.logs("x-1", all[1].id).await.unwrap();
+    assert_eq!(more.len(), 1);
+    assert_eq!(
+        (more[0].attempt, more[0].line.message.as_str()),
+        (2, "three")
+    );
+}
+
+/// Ids count per rule, from 1, and concurrent callers never get the same one.
+pub async fn job_ids_count_per_rule_and_ids_are_unique(j: Arc<dyn Journal>) {
+    assert_eq!(j.next_job_id("deploy").await.unwrap(), "deploy-1");
+    assert_eq!(j.next_job_id("deploy").await.unwrap(), "deploy-2");
+    assert_eq!(j.next_job_id("cleanup").await.unwrap(), "cleanup-1");
+    let mut tasks = Vec::new();
+    for _ in 0..16 {
+        let j = j.clone();
+        tasks.push(tokio::spawn(
+            async move { j.next_job_id("race").await.unwrap() },
+        ));
+    }
+    let mut ids = Vec::new();
+    for t in tasks {
+        ids.push(t.await.unwrap());
+    }
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), 16);
+}
+
+/// Programs recorded for a step come back for that step only, oldest first.
+pub async fn children_are_kept_per_step(j: Arc<dyn Journal>) {
+    let child = |step: &str, pid| ChildRow {
+        step: step.into(),
+        attempt: 1,
+        host: "h".into(),
+        pid,
+        start_ticks: 7,
+        program: "kubectl".into(),
+        at: 1,
+    };
+    j.add_child("x-1", child("deploy", 10)).await.unwrap();
+    j.add_child("x-1", child("deploy", 11)).await.unwrap();
+    j.add_child("x-1", child("other", 12)).await.unwrap();
+    let pids: Vec<u32> = j
+        .children("x-1", "deploy")
+        .await
+        .unwrap()
+        .iter()
+        .map(|c| c.pid)
+        .collect();
+    assert_eq!(pids, [10, 11]);
+    assert!(j.children("y-1", "deploy").await.unwrap().is_empty());
+}

@@ -1,0 +1,937 @@
+//! [`SqliteJournal`]: the embedded journal, one SQLite file. Calls run on tokio's blocking
+//! pool; one connection per journal, behind a mutex (SQLite serialises writers anyway).
+//!
+//! The schema is versioned (`PRAGMA user_version`): opening migrates an older file in one
+//! transaction and refuses a newer one.
+
+use std::io::{Read, Write};
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use rusqlite::{Connection, OptionalExtension, TransactionBehavior, params};
+
+use crate::locks::{self, Plan};
+use crate::*;
+
+/// The schema this code reads and writes.
+const SCHEMA_VERSION: u32 = 2;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS counters (rule TEXT PRIMARY KEY, next INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS jobs (
+    id TEXT PRIMARY KEY,
+    rule TEXT NOT NULL,
+    status TEXT NOT NULL,
+    message TEXT NOT NULL DEFAULT '',
+    started_by TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    updated_at INTEGER NOT NULL,
+    last_seq INTEGER NOT NULL,
+    wake_at INTEGER,
+    lease_holder TEXT,
+    lease_until INTEGER
+);
+CREATE TABLE IF NOT EXISTS annotations (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    job_id TEXT NOT NULL,
+    at INTEGER NOT NULL,
+    author TEXT NOT NULL,
+    kind TEXT NOT NULL,
+    title TEXT NOT NULL,
+    body BLOB NOT NULL
+);
+CREATE TABLE IF NOT EXISTS events (
+    job_id TEXT NOT NULL REFERENCES jobs(id),
+    seq INTEGER NOT NULL,
+    at INTEGER NOT NULL,
+    body TEXT NOT NULL,
+    version INTEGER NOT NULL DEFAULT 1,
+    PRIMARY KEY (job_id, seq)
+);
+CREATE TABLE IF NOT EXISTS logs (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    job_id TEXT NOT NULL,
+    step TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    at INTEGER NOT NULL,
+    level TEXT NOT NULL,
+    source TEXT NOT NULL,
+    message TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS logs_by_job ON logs (job_id, id);
+CREATE INDEX IF NOT EXISTS jobs_due ON jobs (status, wake_at);
+CREATE TABLE IF NOT EXISTS children (
+    job_id TEXT NOT NULL,
+    step TEXT NOT NULL,
+    attempt INTEGER NOT NULL,
+    host TEXT NOT NULL,
+    pid INTEGER NOT NULL,
+    start_ticks INTEGER NOT NULL,
+    program TEXT NOT NULL,
+    at INTEGER NOT NULL
+);
+CREATE INDEX IF NOT EXISTS children_by_step ON children (job_id, step);
+CREATE TABLE IF NOT EXISTS lock_line (
+    ticket INTEGER PRIMARY KEY AUTOINCREMENT,
+    job_id TEXT NOT NULL UNIQUE
+);
+CREATE TABLE IF NOT EXISTS lock_asks (
+    job_id TEXT NOT NULL,
+    name TEXT NOT NULL,
+    exclusive INTEGER NOT NULL,
+    held INTEGER NOT NULL DEFAULT 0,
+    PRIMARY KEY (job_id, name)
+);
+";
+
+/// What can fail inside a call: SQLite, or a store-level refusal.
+enum Fail {
+    Sql(rusqlite::Error),
+    Store(StoreError),
+}
+
+impl From<rusqlite::Error> for Fail {
+    fn from(e: rusqlite::Error) -> Self {
+        Fail::Sql(e)
+    }
+}
+
+impl From<StoreError> for Fail {
+    fn from(e: StoreError) -> Self {
+        Fail::Store(e)
+    }
+}
+
+fn store_error(e: rusqlite::Error) -> StoreError {
+    use rusqlite::ErrorCode::*;
+    match e.sqlite_error_code() {
+        Some(DiskFull) => StoreError::NoSpace,
+        Some(ReadOnly) => StoreError::ReadOnly(e.to_string()),
+        _ => StoreError::Backend(e.to_string()),
+    }
+}
+
+impl From<Fail> for StoreError {
+    fn from(f: Fail) -> Self {
+        match f {
+            Fail::Sql(e) => store_error(e),
+            Fail::Store(e) => e,
+        }
+    }
+}
+
+type Res<T> = Result<T, Fail>;
+
+/// The embedded journal: one SQLite file.
+pub struct SqliteJournal {
+    conn: Arc<Mutex<Connection>>,
+    /// Where events are read from: `events`, or a view giving an older file's events their
+    /// format version when it is read without migrating.
+    events_from: &'static str,
+}
+
+impl SqliteJournal {
+    /// Opens (creating or migrating if needed) the journal at `path`.
+    pub fn open(path: &Path) -> Result<Self, StoreError> {
+        if let Some(dir) = path.parent() {
+            std::fs::create_dir_all(dir).map_err(|e| StoreError::Io {
+                path: dir.display().to_string(),
+                message: e.to_string(),
+            })?;
+        }
+        let open = || -> Res<Connection> {
+            let mut conn = Connection::open(path)?;
+            conn.busy_timeout(std::time::Duration::from_secs(10))?;
+            conn.pragma_update(None, "journal_mode", "WAL")?;
+            conn.pragma_update(None, "synchronous", "FULL")?;
+            conn.pragma_update(None, "foreign_keys", "ON")?;
+            migrate(&mut conn)?;
+            Ok(conn)
+        };
+        Ok(SqliteJournal {
+            conn: Arc::new(Mutex::new(open()?)),
+            events_from: "events",
+        })
+    }
+
+    /// Opens the journal at `path` for reading only: nothing is created or changed, so `jobs`,
+    /// `show` and `logs` work in a read-only `$SLUICE_HOME`. A journal that does not exist
+    /// reads as empty.
+    pub fn open_read_only(path: &Path) -> Result<Self, StoreError> {
+        use rusqlite::OpenFlags;
+        let open = || -> Res<(Connection, &'static str)> {
+            if !path.exists() {
+                let mut conn = Connection::open_in_memory()?;
+                migrate(&mut conn)?;
+                return Ok((conn, "events"));
+            }
+            let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
+                | OpenFlags::SQLITE_OPEN_NO_MUTEX
+                | OpenFlags::SQLITE_OPEN_URI;
+            let conn = Connection::open_with_flags(path, flags)?;
+            conn.busy_timeout(std::time::Duration::from_secs(10))?;
+            let conn = match schema_version(&conn) {
+                Ok(_) => conn,
+                // A WAL journal needs its `-shm` file, which cannot be made in a read-only
+                // directory: read the file as it is, without locks (nobody can write there
+                // either).
+                Err(_) => {
+                    Connection::open_with_flags(format!("{}?immutable=1", file_uri(path)), flags)?
+                }
+            };
+            let found = schema_version(&conn)?;
+            if found > SCHEMA_VERSION {
+                return Err(StoreError::NewerSchema {
+                    found,
+                    supported: SCHEMA_VERSION,
+                }
+                .into());
+            }
+            // Read an older file as it is: only a writer migrates.
+            let has_version: bool = conn
+                .prepare("SELECT 1 FROM pragma_table_info('events') WHERE name = 'version'")?
+                .exists([])?;
+            if has_version {
+                return Ok((conn, "events"));
+            }
+            conn.execute_batch(
+                "CREATE TEMP VIEW events_v AS SELECT job_id, seq, at, body, 1 AS version FROM main.events;",
+            )?;
+            Ok((conn, "temp.events_v"))
+        };
+        let (conn, events_from) = open()?;
+        Ok(SqliteJournal {
+            conn: Arc::new(Mutex::new(conn)),
+            events_from,
+        })
+    }
+
+    /// Runs `f` on the connection on the blocking pool.
+    async fn with<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Res<T> + Send + 'static,
+    {
+        let conn = self.conn.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut c = conn.lock().unwrap_or_else(|p| p.into_inner());
+            f(&mut c).map_err(StoreError::from)
+        })
+        .await
+        .map_err(|e| StoreError::Backend(format!("journal call did not finish: {e}")))?
+    }
+}
+
+fn schema_version(conn: &Connection) -> rusqlite::Result<u32> {
+    conn.query_row("PRAGMA user_version", [], |r| r.get(0))
+}
+
+/// Brings the schema to [`SCHEMA_VERSION`] in one transaction; refuses a newer one.
+fn migrate(conn: &mut Connection) -> Res<()> {
+    let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let found = schema_version(&tx)?;
+    if found > SCHEMA_VERSION {
+        return Err(StoreError::NewerSchema {
+            found,
+            supported: SCHEMA_VERSION,
+        }
+        .into());
+    }
+    if found < SCHEMA_VERSION {
+        tx.execute_batch(SCHEMA)?;
+        // Version 1 (no user_version yet) had events without a format version: they are
+        // format 1.
+        let has_version = tx
+            .prepare("SELECT 1 FROM pragma_table_info('events') WHERE name = 'version'")?
+            .exists([])?;
+        if !has_version {
+            tx.execute_batch("ALTER TABLE events ADD COLUMN version INTEGER NOT NULL DEFAULT 1;")?;
+        }
+        tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// `path` as an SQLite `file:` URI (absolute, with URI-special characters escaped).
+fn file_uri(path: &Path) -> String {
+    let abs = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf());
+    let mut out = String::from("file:");
+    for b in abs.as_os_str().as_encoded_bytes() {
+        match b {
+            b'a'..=b'z' | b'A'..=b'Z' | b'0'..=b'9' | b'/' | b'-' | b'_' | b'.' | b'~' => {
+                out.push(*b as char)
+            }
+            _ => out.push_str(&format!("%{b:02X}")),
+        }
+    }
+    out
+}
+
+const JOB_COLUMNS: &str = "id, rule, status, message, started_by, created_at, updated_at, last_seq";
+
+fn job_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<JobRow> {
+    let status: String = r.get(2)?;
+    Ok(JobRow {
+        id: r.get(0)?,
+        rule: r.get(1)?,
+        status: status.parse().map_err(|e: String| {
+            rusqlite::Error::FromSqlConversionFailure(2, rusqlite::types::Type::Text, e.into())
+        })?,
+        message: r.get(3)?,
+        started_by: r.get(4)?,
+        created_at: r.get::<_, i64>(5)? as u64,
+        updated_at: r.get::<_, i64>(6)? as u64,
+        last_seq: r.get::<_, i64>(7)? as u64,
+    })
+}
+
+fn annotation_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AnnotationRow> {
+    Ok(AnnotationRow {
+        id: r.get(0)?,
+        at: r.get::<_, i64>(1)? as u64,
+        author: r.get(2)?,
+        kind: r.get(3)?,
+        title: r.get(4)?,
+        size: r.get::<_, i64>(5)? as u64,
+    })
+}
+
+fn parse_level(s: &str) -> LogLevel {
+    match s {
+        "trace" => LogLevel::Trace,
+        "debug" => LogLevel::Debug,
+        "warn" => LogLevel::Warn,
+        "error" => LogLevel::Error,
+        _ => LogLevel::Info,
+    }
+}
+
+fn parse_source(s: &str) -> LogSource {
+    match s {
+        "stdout" => LogSource::Stdout,
+        "stderr" => LogSource::Stderr,
+        "host" => LogSource::Host,
+        _ => LogSource::Op,
+    }
+}
+
+fn insert_events(
+    tx: &rusqlite::Transaction<'_>,
+    job: &str,
+    after: u64,
+    events: &[NewEvent],
+) -> rusqlite::Result<u64> {
+    let mut st = tx.prepare_cached(
+        "INSERT INTO events (job_id, seq, at, body, version) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    let mut seq = after;
+    for e in events {
+        seq += 1;
+        st.execute(params![job, seq as i64, e.at as i64, e.body, e.version])?;
+    }
+    Ok(seq)
+}
+
+fn insert_logs(
+    tx: &rusqlite::Transaction<'_>,
+    job: &str,
+    at: Millis,
+    logs: &StepLogs,
+) -> rusqlite::Result<()> {
+    let mut st = tx.prepare_cached(
+        "INSERT INTO logs (job_id, step, attempt, at, level, source, message) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7)",
+    )?;
+    for l in &logs.lines {
+        st.execute(params![
+            job,
+            logs.step,
+            logs.attempt,
+            at as i64,
+            l.level.as_str(),
+            l.source.as_str(),
+            l.message
+        ])?;
+    }
+    Ok(())
+}
+
+fn lock_table(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<Vec<LockRow>> {
+    let mut st = tx.prepare_cached(
+        "SELECT a.name, a.job_id, a.exclusive, a.held, l.ticket FROM lock_asks a JOIN lock_line l ON l.job_id = a.job_id",
+    )?;
+    let rows = st.query_map([], |r| {
+        Ok(LockRow {
+            name: r.get(0)?,
+            job: r.get(1)?,
+            exclusive: r.get::<_, i64>(2)? == 1,
+            held: r.get::<_, i64>(3)? == 1,
+            ticket: r.get(4)?,
+        })
+    })?;
+    rows.collect()
+}
+
+fn forget_locks(tx: &rusqlite::Transaction<'_>, job: &str) -> rusqlite::Result<()> {
+    tx.execute("DELETE FROM lock_asks WHERE job_id = ?1", [job])?;
+    tx.execute("DELETE FROM lock_line WHERE job_id = ?1", [job])?;
+    Ok(())
+}
+
+#[async_trait::async_trait]
+impl Journal for SqliteJournal {
+    async fn next_job_id(&self, rule: &str) -> Result<String, StoreError> {
+        let rule = rule.to_string();
+        self.with(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let n: i64 = tx
+                .query_row("SELECT next FROM counters WHERE rule = ?1", [&rule], |r| {
+                    r.get(0)
+                })
+                .optional()?
+                .unwrap_or(1);
+            tx.execute(
+                "INSERT INTO counters (rule, next) VALUES (?1, ?2) ON CONFLICT(rule) DO UPDATE SET next = ?2",
+                params![rule, n + 1],
+            )?;
+            tx.commit()?;
+            Ok(format!("{rule}-{n}"))
+        })
+        .await
+    }
+
+    async fn create_job(&self, job: NewJob, events: Vec<NewEvent>) -> Result<u64, StoreError> {
+        check_nesting(&job.id, &events)?;
+        self.with(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let exists = tx
+                .prepare_cached("SELECT 1 FROM jobs WHERE id = ?1")?
+                .exists([&job.id])?;
+            if exists {
+                return Err(StoreError::Exists(job.id.clone()).into());
+            }
+            tx.execute(
+                "INSERT INTO jobs (id, rule, status, message, started_by, created_at, updated_at, last_seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, 0)",
+                params![
+                    job.id,
+                    job.rule,
+                    job.status.as_str(),
+                    job.message,
+                    job.started_by,
+                    job.created_at as i64
+                ],
+            )?;
+            let last = insert_events(&tx, &job.id, 0, &events)?;
+            tx.execute(
+                "UPDATE jobs SET last_seq = ?2 WHERE id = ?1",
+                params![job.id, last as i64],
+            )?;
+            tx.commit()?;
+            Ok(last)
+        })
+        .await
+    }
+
+    async fn append(&self, job: &str, expected: u64, append: Append) -> Result<u64, StoreError> {
+        check_nesting(job, &append.events)?;
+        let job = job.to_string();
+        self.with(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let found: i64 = tx
+                .query_row("SELECT last_seq FROM jobs WHERE id = ?1", [&job], |r| {
+                    r.get(0)
+                })
+                .optional()?
+                .ok_or_else(|| StoreError::NoJob(job.clone()))?;
+            if found as u64 != expected {
+                return Err(StoreError::Conflict {
+                    job: job.clone(),
+                    expected,
+                    found: found as u64,
+                }
+                .into());
+            }
+            let last = insert_events(&tx, &job, expected, &append.events)?;
+            let now = append.events.last().map(|e| e.at as i64).unwrap_or(0);
+            match &append.status {
+                Some((state, message)) => tx.execute(
+                    "UPDATE jobs SET last_seq = ?2, status = ?3, message = ?4, updated_at = ?5 WHERE id = ?1",
+                    params![job, last as i64, state.as_str(), message, now],
+                )?,
+                None => tx.execute(
+                    "UPDATE jobs SET last_seq = ?2, updated_at = ?3 WHERE id = ?1",
+                    params![job, last as i64, now],
+                )?,
+            };
+            if let Some(wake) = append.wake_at {
+                tx.execute(
+                    "UPDATE jobs SET wake_at = ?2 WHERE id = ?1",
+                    params![job, wake.map(|w| w as i64)],
+                )?;
+            }
+            if let Some(logs) = &append.logs {
+                insert_logs(&tx, &job, now as u64, logs)?;
+            }
+            tx.commit()?;
+            Ok(last)
+        })
+        .await
+    }
+
+    async fn events(&self, job: &str, after: u64) -> Result<Vec<StoredEvent>, StoreError> {
+        let job = job.to_string();
+        let table = self.events_from;
+        self.with(move |conn| {
+            let mut st = conn.prepare_cached(&format!(
+                "SELECT seq, at, body, version FROM {table} WHERE job_id = ?1 AND seq > ?2 ORDER BY seq"
+            ))?;
+            let rows = st.query_map(params![job, after as i64], |r| {
+                Ok(StoredEvent {
+                    seq: r.get::<_, i64>(0)? as u64,
+                    at: r.get::<_, i64>(1)? as u64,
+                    body: r.get(2)?,
+                    version: r.get(3)?,
+                })
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    async fn job(&self, job: &str) -> Result<Option<JobRow>, StoreError> {
+        let job = job.to_string();
+        self.with(move |conn| {
+            Ok(conn
+                .query_row(
+                    &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"),
+                    [job],
+                    job_row,
+                )
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn jobs(&self, limit: usize) -> Result<Vec<JobRow>, StoreError> {
+        self.with(move |conn| {
+            let mut st = conn.prepare(&format!(
+                "SELECT {JOB_COLUMNS} FROM jobs ORDER BY created_at DESC, rowid DESC LIMIT ?1"
+            ))?;
+            let rows = st.query_map([limit as i64], job_row)?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    async fn add_logs(&self, job: &str, at: Millis, logs: StepLogs) -> Result<(), StoreError> {
+        let job = job.to_string();
+        self.with(move |conn| {
+            let tx = conn.transaction()?;
+            insert_logs(&tx, &job, at, &logs)?;
+            tx.commit()?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn logs(&self, job: &str, after: i64) -> Result<Vec<LogRow>, StoreError> {
+        let job = job.to_string();
+        self.with(move |conn| {
+            let mut st = conn.prepare_cached(
+                "SELECT id, step, attempt, at, level, source, message FROM logs WHERE job_id = ?1 AND id > ?2 ORDER BY id",
+            )?;
+            let rows = st.query_map(params![job, after], |r| {
+                Ok(LogRow {
+                    id: r.get(0)?,
+                    step: r.get(1)?,
+                    attempt: r.get(2)?,
+                    at: r.get::<_, i64>(3)? as u64,
+                    line: LogLine {
+                        level: parse_level(&r.get::<_, String>(4)?),
+                        source: parse_source(&r.get::<_, String>(5)?),
+                        message: r.get(6)?,
+                    },
+                })
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    async fn acquire(
+        &self,
+        job: &str,
+        asks: Vec<LockAsk>,
+        mode: GroupMode,
+    ) -> Result<Acquisition, StoreError> {
+        if asks.is_empty() {
+            return Ok(Acquisition {
+                acquired: Acquired::Held,
+                pushed_out: vec![],
+            });
+        }
+        let job = job.to_string();
+        self.with(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.execute("INSERT OR IGNORE INTO lock_line (job_id) VALUES (?1)", [&job])?;
+            let ticket: i64 = tx.query_row(
+                "SELECT ticket FROM lock_line WHERE job_id = ?1",
+                [&job],
+                |r| r.get(0),
+            )?;
+            let table = lock_table(&tx)?;
+            let (acquired, pushed_out) = match locks::plan_acquire(&table, &job, ticket, &asks, mode)
+            {
+                // Nothing to change: the transaction (and its line entry) is dropped.
+                Plan::AlreadyHeld => return Ok(Acquisition { acquired: Acquired::Held, pushed_out: vec![] }),
+                Plan::Rejected { by } => {
+                    return Ok(Acquisition {
+                        acquired: Acquired::Rejected { by },
+                        pushed_out: vec![],
+                    });
+                }
+                Plan::Ask { pushed_out, behind } => {
+                    for other in &pushed_out {
+                        forget_locks(&tx, other)?;
+                    }
+                    for ask in &asks {
+                        tx.execute(
+                            "INSERT OR IGNORE INTO lock_asks (job_id, name, exclusive, held) VALUES (?1, ?2, ?3, 0)",
+                            params![job, ask.name, ask.exclusive as i64],
+                        )?;
+                    }
+                    if behind.is_empty() {
+                        tx.execute("UPDATE lock_asks SET held = 1 WHERE job_id = ?1", [&job])?;
+                        (Acquired::Held, pushed_out)
+                    } else {
+                        (Acquired::Queued { behind }, pushed_out)
+                    }
+                }
+            };
+            tx.commit()?;
+            Ok(Acquisition {
+                acquired,
+                pushed_out,
+            })
+        })
+        .await
+    }
+
+    async fn release(&self, job: &str) -> Result<Vec<String>, StoreError> {
+        let job = job.to_string();
+        self.with(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let table = lock_table(&tx)?;
+            forget_locks(&tx, &job)?;
+            tx.commit()?;
+            Ok(locks::waiting_after_release(&table, &job))
+        })
+        .await
+    }
+
+    async fn locks(&self) -> Result<Vec<LockRow>, StoreError> {
+        self.with(move |conn| {
+            let tx = conn.transaction()?;
+            let mut rows = lock_table(&tx)?;
+            rows.sort_by(|a, b| (&a.name, !a.held, a.ticket).cmp(&(&b.name, !b.held, b.ticket)));
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn lease(&self, job: &str, req: LeaseRequest) -> Result<Lease, StoreError> {
+        let job = job.to_string();
+        self.with(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let current: Option<(Option<String>, Option<i64>)> = tx
+                .query_row(
+                    "SELECT lease_holder, lease_until FROM jobs WHERE id = ?1",
+                    [&job],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            let Some((current, current_until)) = current else {
+                return Err(StoreError::NoJob(job.clone()).into());
+            };
+            let free = match (&current, current_until) {
+                (None, _) => true,
+                (Some(h), _) if *h == req.holder => true,
+                (Some(h), _) if Some(h) == req.steal.as_ref() => true,
+                (Some(_), Some(u)) => (u as u64) < req.now,
+                (Some(_), None) => true,
+            };
+            if !free {
+                return Ok(Lease::HeldBy(current.unwrap_or_default()));
+            }
+            tx.execute(
+                "UPDATE jobs SET lease_holder = ?2, lease_until = ?3 WHERE id = ?1",
+                params![job, req.holder, req.until as i64],
+            )?;
+            tx.commit()?;
+            Ok(Lease::Taken)
+        })
+        .await
+    }
+
+    async fn unlease(
+        &self,
+        job: &str,
+        holder: &str,
+        if_last_seq: Option<u64>,
+    ) -> Result<bool, StoreError> {
+        let (job, holder) = (job.to_string(), holder.to_string());
+        self.with(move |conn| {
+            let n = match if_last_seq {
+                None => conn.execute(
+                    "UPDATE jobs SET lease_holder = NULL, lease_until = NULL WHERE id = ?1 AND lease_holder = ?2",
+                    params![job, holder],
+                )?,
+                Some(seq) => conn.execute(
+                    "UPDATE jobs SET lease_holder = NULL, lease_until = NULL WHERE id = ?1 AND lease_holder = ?2 AND last_seq = ?3",
+                    params![job, holder, seq as i64],
+                )?,
+            };
+            if n == 1 || if_last_seq.is_none() {
+                return Ok(true);
+            }
+            // Not released: either the job moved on (keep driving), or the lease was not ours.
+            let ours: bool = conn
+                .query_row(
+                    "SELECT lease_holder = ?2 FROM jobs WHERE id = ?1",
+                    params![job, holder],
+                    |r| r.get::<_, Option<bool>>(0),
+                )
+                .optional()?
+                .flatten()
+                .unwrap_or(false);
+            Ok(!ours)
+        })
+        .await
+    }
+
+    async fn lease_holder(&self, job: &str, now: Millis) -> Result<Option<String>, StoreError> {
+        let job = job.to_string();
+        self.with(move |conn| {
+            let row: Option<(Option<String>, Option<i64>)> = conn
+                .query_row(
+                    "SELECT lease_holder, lease_until FROM jobs WHERE id = ?1",
+                    [job],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .optional()?;
+            Ok(match row {
+                Some((Some(h), Some(u))) if u as u64 >= now => Some(h),
+                _ => None,
+            })
+        })
+        .await
+    }
+
+    async fn due(&self, now: Millis) -> Result<Vec<String>, StoreError> {
+        self.with(move |conn| {
+            let mut st = conn.prepare_cached(
+                "SELECT id FROM (
+                    SELECT id, created_at, rowid AS r FROM jobs WHERE status IN ('queued', 'ready', 'running', 'cancelling', 'rolling-back')
+                    UNION ALL
+                    SELECT id, created_at, rowid AS r FROM jobs WHERE status = 'waiting' AND wake_at <= ?1
+                 ) ORDER BY created_at, r",
+            )?;
+            let rows = st.query_map([now as i64], |r| r.get::<_, String>(0))?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    async fn annotate(
+        &self,
+        job: &str,
+        note: NewAnnotation,
+        mut body: Box<dyn Read + Send>,
+        len: u64,
+    ) -> Result<i64, StoreError> {
+        let job = job.to_string();
+        self.with(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            tx.execute(
+                "INSERT INTO annotations (job_id, at, author, kind, title, body) VALUES (?1, ?2, ?3, ?4, ?5, zeroblob(?6))",
+                params![job, note.at as i64, note.author, note.kind, note.title, len as i64],
+            )?;
+            let id = tx.last_insert_rowid();
+            let read_err = |e: std::io::Error| {
+                Fail::Store(StoreError::Body(format!(
+                    "reading the annotation's body: {e}"
+                )))
+            };
+            if len > 0 {
+                let mut blob = tx.blob_open(rusqlite::MAIN_DB, "annotations", "body", id, false)?;
+                let copied = std::io::copy(&mut (&mut body).take(len), &mut blob).map_err(read_err)?;
+                if copied != len {
+                    return Err(StoreError::Body(format!(
+                        "the annotation's source shrank while it was read ({copied} of {len} bytes)"
+                    ))
+                    .into());
+                }
+            }
+            let mut probe = [0u8; 1];
+            if body.read(&mut probe).map_err(read_err)? > 0 {
+                return Err(StoreError::Body(format!(
+                    "the annotation's source grew past {len} bytes while it was read"
+                ))
+                .into());
+            }
+            tx.commit()?;
+            Ok(id)
+        })
+        .await
+    }
+
+    async fn annotations(&self, job: &str) -> Result<Vec<AnnotationRow>, StoreError> {
+        let job = job.to_string();
+        self.with(move |conn| {
+            let mut st = conn.prepare(
+                "SELECT id, at, author, kind, title, length(body) FROM annotations WHERE job_id = ?1 ORDER BY id",
+            )?;
+            let rows = st.query_map([job], annotation_row)?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    async fn annotation(&self, job: &str, id: i64) -> Result<Option<AnnotationRow>, StoreError> {
+        let job = job.to_string();
+        self.with(move |conn| {
+            Ok(conn
+                .query_row(
+                    "SELECT id, at, author, kind, title, length(body) FROM annotations WHERE job_id = ?1 AND id = ?2",
+                    params![job, id],
+                    annotation_row,
+                )
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn copy_annotation(
+        &self,
+        id: i64,
+        mut out: Box<dyn Write + Send>,
+    ) -> Result<u64, StoreError> {
+        self.with(move |conn| {
+            let mut blob = conn.blob_open(rusqlite::MAIN_DB, "annotations", "body", id, true)?;
+            let n = std::io::copy(&mut blob, &mut out)
+                .map_err(|e| StoreError::Body(format!("writing the annotation out: {e}")))?;
+            out.flush()
+                .map_err(|e| StoreError::Body(format!("writing the annotation out: {e}")))?;
+            Ok(n)
+        })
+        .await
+    }
+
+    async fn add_child(&self, job: &str, c: ChildRow) -> Result<(), StoreError> {
+        let job = job.to_string();
+        self.with(move |conn| {
+            conn.execute(
+                "INSERT INTO children (job_id, step, attempt, host, pid, start_ticks, program, at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                params![
+                    job,
+                    c.step,
+                    c.attempt,
+                    c.host,
+                    c.pid,
+                    c.start_ticks as i64,
+                    c.program,
+                    c.at as i64
+                ],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn children(&self, job: &str, step: &str) -> Result<Vec<ChildRow>, StoreError> {
+        let (job, step) = (job.to_string(), step.to_string());
+        self.with(move |conn| {
+            let mut st = conn.prepare_cached(
+                "SELECT step, attempt, host, pid, start_ticks, program, at FROM children WHERE job_id = ?1 AND step = ?2 ORDER BY rowid",
+            )?;
+            let rows = st.query_map(params![job, step], |r| {
+                Ok(ChildRow {
+                    step: r.get(0)?,
+                    attempt: r.get(1)?,
+                    host: r.get(2)?,
+                    pid: r.get(3)?,
+                    start_ticks: r.get::<_, i64>(4)? as u64,
+                    program: r.get(5)?,
+                    at: r.get::<_, i64>(6)? as u64,
+                })
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    crate::conformance_tests!(|dir: &Path| {
+        Arc::new(SqliteJournal::open(&dir.join("sluice.db")).unwrap()) as Arc<dyn Journal>
+    });
+
+    #[tokio::test]
+    async fn a_read_only_journal_reads_and_a_missing_one_reads_empty() {
+        let d = tempfile::tempdir().unwrap();
+        let j = SqliteJournal::open(&d.path().join("sluice.db")).unwrap();
+        j.create_job(conformance::new_job("deploy-1"), conformance::events(1))
+            .await
+            .unwrap();
+        drop(j);
+        let r = SqliteJournal::open_read_only(&d.path().join("sluice.db")).unwrap();
+        assert_eq!(r.jobs(10).await.unwrap().len(), 1);
+        assert!(matches!(
+            r.append("deploy-1", 1, Append::default()).await,
+            Err(StoreError::ReadOnly(_))
+        ));
+        let none = SqliteJournal::open_read_only(&d.path().join("nothing.db")).unwrap();
+        assert!(none.jobs(10).await.unwrap().is_empty());
+        assert!(!d.path().join("nothing.db").exists(), "nothing created");
+    }
+
+    /// A journal written before schema versions (user_version 0, events without a format
+    /// version) is migrated on open: its events read as format 1.
+    #[tokio::test]
+    async fn an_unversioned_journal_is_migrated_and_a_newer_one_refused() {
+        let d = tempfile::tempdir().unwrap();
+        let path = d.path().join("sluice.db");
+        {
+            let c = Connection::open(&path).unwrap();
+            c.execute_batch(
+                "CREATE TABLE jobs (id TEXT PRIMARY KEY, rule TEXT NOT NULL, status TEXT NOT NULL, message TEXT NOT NULL DEFAULT '', started_by TEXT NOT NULL, created_at INTEGER NOT NULL, updated_at INTEGER NOT NULL, last_seq INTEGER NOT NULL, wake_at INTEGER, lease_holder TEXT, lease_until INTEGER);
+                 CREATE TABLE events (job_id TEXT NOT NULL REFERENCES jobs(id), seq INTEGER NOT NULL, at INTEGER NOT NULL, body TEXT NOT NULL, PRIMARY KEY (job_id, seq));
+                 INSERT INTO jobs VALUES ('d-1', 'd', 'waiting', '', 'ann', 1, 1, 1, NULL, NULL, NULL);
+                 INSERT INTO events VALUES ('d-1', 1, 1, '{}');",
+            )
+            .unwrap();
+        }
+        let ro = SqliteJournal::open_read_only(&path).unwrap();
+        assert_eq!(ro.events("d-1", 0).await.unwrap()[0].version, 1);
+        drop(ro);
+        let j = SqliteJournal::open(&path).unwrap();
+        let e = j.events("d-1", 0).await.unwrap();
+        assert_eq!((e[0].version, e[0].body.as_str()), (1, "{}"));
+        assert_eq!(
+            j.job("d-1").await.unwrap().unwrap().status,
+            JobState::Waiting
+        );
+        drop(j);
+        Connection::open(&path)
+            .unwrap()
+            .pragma_update(None, "user_version", SCHEMA_VERSION + 1)
+            .unwrap();
+        assert!(matches!(
+            SqliteJournal::open(&path),
+            Err(StoreError::NewerSchema { .. })
+        ));
+    }
+}
