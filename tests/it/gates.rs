@@ -689,3 +689,85 @@ fn the_worker_stops_cleanly_on_sigterm() {
     assert_eq!(o.status.code(), Some(0));
     assert_eq!(String::from_utf8_lossy(&o.stdout), "worker stopping\n");
 }
+
+const LINE: &str = "rule: line\nOPS\nlocks: [env-x]\nphases:\n  run:\n    - { id: gate, op: approve }\n    - { id: after, op: echo }\n";
+
+/// Issue 13: approving job A does not run job B (which waited for A's lock) in the approver's
+/// terminal when a worker runs: the worker carries B on. Without a worker, B is driven where A
+/// ended, and the output says why.
+#[test]
+fn an_unblocked_job_is_left_to_the_worker_not_run_in_the_approvers_terminal() {
+    let home = crate::home();
+    let rule = write_rule(home.path(), "line.yaml", LINE);
+    let rule = rule.to_str().unwrap();
+    for _ in 0..2 {
+        assert_eq!(sluice(home.path(), &["run", rule]).status.code(), Some(3));
+    }
+    assert_eq!(status(home.path(), "line-2")["status"], "queued");
+    let mut worker = Command::new(env!("CARGO_BIN_EXE_sluice"))
+        .args(["worker", "--interval-ms", "100"])
+        .env("SLUICE_HOME", home.path())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    while json(&sluice(home.path(), &["workers", "--json"]))
+        .as_array()
+        .unwrap()
+        .is_empty()
+    {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the worker never said it runs"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let o = as_user(home.path(), &["approve", "line-1"], "bob");
+    assert_eq!(o.status.code(), Some(0), "{}{}", out(&o), err(&o));
+    assert!(
+        out(&o).contains("job line-2 may go on now that line-1 ended; the worker "),
+        "{}",
+        out(&o)
+    );
+    assert!(
+        !out(&o).contains("waits at an approval"),
+        "{}",
+        out(&o)
+    );
+    // The worker carries line-2 on to its gate.
+    while status(home.path(), "line-2")["status"] != "waiting" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the worker never drove line-2"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert!(
+        Command::new("kill")
+            .arg(worker.id().to_string())
+            .status()
+            .unwrap()
+            .success()
+    );
+    worker.wait().unwrap();
+    assert!(
+        json(&sluice(home.path(), &["workers", "--json"]))
+            .as_array()
+            .unwrap()
+            .is_empty(),
+        "a stopped worker says so"
+    );
+
+    // No worker: line-3 waits behind line-2, and approving line-2 drives line-3 here, saying so.
+    assert_eq!(sluice(home.path(), &["run", rule]).status.code(), Some(3));
+    let o = as_user(home.path(), &["approve", "line-2"], "bob");
+    assert!(
+        out(&o).contains(
+            "job line-3 may go on now that line-2 ended; no worker runs, so it is driven here"
+        ),
+        "{}",
+        out(&o)
+    );
+    assert_eq!(status(home.path(), "line-3")["status"], "waiting");
+}

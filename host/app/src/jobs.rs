@@ -258,21 +258,57 @@ impl App {
             .map_err(|e| self.store_error(e))
     }
 
+    /// The workers running now.
+    pub async fn workers(&self) -> Result<Vec<String>, AppError> {
+        self.journal
+            .workers(sluice_runner::now())
+            .await
+            .map_err(|e| self.store_error(e))
+    }
+
     /// Every lock held or waited for.
     pub async fn locks(&self) -> Result<Vec<LockRow>, AppError> {
         self.journal.locks().await.map_err(|e| self.store_error(e))
     }
 
-    /// Drives everything due once (queued jobs, due timers, detached decisions, jobs whose
-    /// driver died); returns what it drove.
-    pub async fn work_once(
+    /// A worker: drives everything due (queued jobs, due timers, detached decisions, jobs
+    /// whose driver died) every `every` until `stop` resolves, telling the journal it runs (so
+    /// other processes leave unblocked jobs to it) and that it stopped. `once` drives what is
+    /// due one time and returns.
+    pub async fn work(
         &self,
         observer: Arc<dyn Observer>,
-    ) -> Result<Vec<(String, Standing)>, AppError> {
-        self.runner(observer)?
-            .work_once()
+        every: std::time::Duration,
+        once: bool,
+        stop: impl Future<Output = ()>,
+    ) -> Result<(), AppError> {
+        let runner = self.runner(observer)?.for_worker();
+        let every_ms = every.as_millis() as u64;
+        tokio::pin!(stop);
+        let result = async {
+            loop {
+                for (job, standing) in runner
+                    .work_once(every_ms)
+                    .await
+                    .map_err(|e| self.run_error(e))?
+                {
+                    tracing::info!(job, ?standing, "drove");
+                }
+                if once {
+                    return Ok(());
+                }
+                tokio::select! {
+                    _ = &mut stop => return Ok(()),
+                    _ = tokio::time::sleep(every) => {}
+                }
+            }
+        }
+        .await;
+        runner
+            .worker_stopped()
             .await
-            .map_err(|e| self.run_error(e))
+            .map_err(|e| self.run_error(e))?;
+        result
     }
 }
 

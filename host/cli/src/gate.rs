@@ -177,21 +177,22 @@ pub(crate) async fn worker(global: &Global, args: WorkerArgs) -> CmdResult {
     let mut term = signal(SignalKind::terminate()).map_err(Failed::internal)?;
     let mut int = signal(SignalKind::interrupt()).map_err(Failed::internal)?;
     let printer = Arc::new(Printer::new(false));
-    let app = app(global)?;
-    loop {
-        let done = app.work_once(printer.clone()).await?;
-        for (job, standing) in &done {
-            tracing::info!(job, ?standing, "drove");
-        }
-        if args.once {
-            return Ok(0);
-        }
+    let stop = async move {
         tokio::select! {
-            _ = term.recv() => break,
-            _ = int.recv() => break,
-            _ = tokio::time::sleep(Duration::from_millis(args.interval_ms)) => {}
+            _ = term.recv() => {}
+            _ = int.recv() => {}
         }
+    };
+    app(global)?
+        .work(
+            printer.clone(),
+            Duration::from_millis(args.interval_ms.max(1)),
+            args.once,
+            stop,
+        )
+        .await?;
+    if !args.once {
+        printer.line("worker stopping");
     }
-    printer.line("worker stopping");
     Ok(0)
 }

@@ -261,6 +261,14 @@ impl Observer for Printer {
         self.line(&text);
     }
 
+    fn note(&self, text: &str) {
+        if self.json {
+            self.line(&json!({ "note": text }).to_string());
+        } else {
+            self.line(text);
+        }
+    }
+
     fn logs(&self, job: &str, step: &str, lines: &[sluice_app::LogLine]) {
         if self.live.is_some() {
             return; // the tree stays readable; `sluice logs JOB` has them
@@ -660,5 +668,17 @@ pub(crate) async fn locks(global: &Global, args: LocksArgs) -> CmdResult {
         ));
     }
     output::print(&out)?;
+    Ok(0)
+}
+
+pub(crate) async fn workers(global: &Global, args: LocksArgs) -> CmdResult {
+    let workers = app_read(global)?.workers().await?;
+    if args.json {
+        print_json(&workers)?;
+    } else if workers.is_empty() {
+        output::print("no worker runs: `sluice worker` starts one\n")?;
+    } else {
+        output::print(&format!("{}\n", workers.join("\n")))?;
+    }
     Ok(0)
 }

@@ -83,6 +83,8 @@ enum Command {
     Annotation(gate::AnnotationCommand),
     /// Drive queued jobs, due gate timeouts and decided jobs until SIGINT or SIGTERM.
     Worker(gate::WorkerArgs),
+    /// List the workers running now.
+    Workers(job::LocksArgs),
     /// List locks and concurrency groups: who holds them, who waits.
     Locks(job::LocksArgs),
     /// List, describe and run ops on their own.
@@ -206,6 +208,7 @@ fn run(cli: Cli) -> CmdResult {
             Command::Annotations(a) => gate::annotations(&cli.global, a).await,
             Command::Annotation(a) => gate::annotation(&cli.global, a).await,
             Command::Worker(a) => gate::worker(&cli.global, a).await,
+            Command::Workers(a) => job::workers(&cli.global, a).await,
             Command::Op(cmd) => op::run(&cli.global, cmd).await,
             Command::Plugin(cmd) => plugin::run(&cli.global, cmd).await,
             Command::Lock(args) => plugin::lock(&cli.global, args).await,

@@ -122,6 +122,9 @@ pub trait Observer: Send + Sync {
     fn event(&self, job: &Job, event: &Event, at: Millis);
     /// Log lines of a step attempt.
     fn logs(&self, job: &str, step: &str, lines: &[sluice_model::LogLine]);
+    /// Something a person watching should know that is not an event of the job driven (a job
+    /// it unblocked, and who carries that one on).
+    fn note(&self, _text: &str) {}
 }
 
 /// An observer that says nothing.
@@ -147,6 +150,9 @@ pub struct Runner {
     observer: Arc<dyn Observer>,
     /// Who this process is, for leases: `host:pid:start-ticks`.
     holder: String,
+    /// Whether this runner is a worker's: a worker drives the jobs a finished job unblocks;
+    /// anyone else leaves them to a running worker.
+    worker: bool,
 }
 
 impl Runner {
@@ -161,7 +167,15 @@ impl Runner {
             journal,
             observer,
             holder: lease::this_holder(),
+            worker: false,
         }
+    }
+
+    /// This runner is a worker's: it says so in the journal on every [`Runner::work_once`]
+    /// and drives the jobs a finished job unblocks itself.
+    pub fn for_worker(mut self) -> Self {
+        self.worker = true;
+        self
     }
 
     /// The journal.
@@ -325,14 +339,30 @@ impl Runner {
     }
 
     /// Drives every job a worker should (queued, due timers, decided and detached, and those
-    /// whose driver died) once.
-    pub async fn work_once(&self) -> Result<Vec<(String, Standing)>, RunError> {
+    /// whose driver died) once, having told the journal this worker runs and comes back every
+    /// `every_ms`.
+    pub async fn work_once(&self, every_ms: u64) -> Result<Vec<(String, Standing)>, RunError> {
+        self.journal
+            .worker_seen(&self.holder, now(), every_ms.max(1))
+            .await?;
         let mut out = Vec::new();
         for job in self.journal.due(now()).await? {
             let standing = self.drive(&job).await?;
             out.push((job, standing));
         }
         Ok(out)
+    }
+
+    /// Tells the journal this worker stopped.
+    pub async fn worker_stopped(&self) -> Result<(), RunError> {
+        Ok(self.journal.worker_seen(&self.holder, now(), 0).await?)
+    }
+
+    /// Workers that run now (a dead one of this host does not count).
+    async fn live_workers(&self) -> Result<Vec<String>, RunError> {
+        let mut workers = self.journal.workers(now()).await?;
+        workers.retain(|w| !lease::holder_dead(w));
+        Ok(workers)
     }
 
     /// Takes over `job_id` when the process that drove it is gone (as the worker would),
@@ -372,13 +402,34 @@ impl Runner {
             .collect())
     }
 
-    /// After a job stops: if it ended, give back its locks (again: harmless) and drive the jobs
-    /// that waited for them.
+    /// After a job stops: if it ended, give back its locks (again: harmless) and carry on the
+    /// jobs that waited for them: a worker does; anyone else leaves them to a running worker,
+    /// so approving one job does not run another in the approver's terminal, and drives them
+    /// here only when no worker runs (and says so).
     async fn after(&self, job_id: &str, standing: &Standing) -> Result<(), RunError> {
         if !matches!(standing, Standing::Finished { .. }) {
             return Ok(());
         }
         let mut waiting = self.journal.release(job_id).await?;
+        if waiting.is_empty() {
+            return Ok(());
+        }
+        if !self.worker {
+            let workers = self.live_workers().await?;
+            if let Some(w) = workers.first() {
+                for next in &waiting {
+                    self.observer.note(&format!(
+                        "job {next} may go on now that {job_id} ended; the worker {w} carries it on"
+                    ));
+                }
+                return Ok(());
+            }
+            for next in &waiting {
+                self.observer.note(&format!(
+                    "job {next} may go on now that {job_id} ended; no worker runs, so it is driven here (start `sluice worker` to leave such jobs to it)"
+                ));
+            }
+        }
         let mut seen = vec![job_id.to_string()];
         while let Some(next) = waiting.first().cloned() {
             waiting.remove(0);

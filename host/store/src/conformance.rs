@@ -31,6 +31,7 @@ macro_rules! conformance_tests {
             logs_continue_after_an_id,
             job_ids_count_per_rule_and_ids_are_unique,
             children_are_kept_per_step,
+            workers_are_known_until_overdue_or_stopped,
         );
     };
     (@each $make:expr; $($name:ident),* $(,)?) => {
@@ -527,4 +528,18 @@ pub async fn children_are_kept_per_step(j: Arc<dyn Journal>) {
         .collect();
     assert_eq!(pids, [10, 11]);
     assert!(j.children("y-1", "deploy").await.unwrap().is_empty());
+}
+
+/// A worker is known while it keeps saying so (three intervals and a second of grace), and
+/// forgotten when it says it stopped.
+pub async fn workers_are_known_until_overdue_or_stopped(j: Arc<dyn Journal>) {
+    assert!(j.workers(0).await.unwrap().is_empty());
+    j.worker_seen("w:1", 10_000, 1_000).await.unwrap();
+    j.worker_seen("w:2", 10_000, 60_000).await.unwrap();
+    assert_eq!(j.workers(14_000).await.unwrap(), ["w:1", "w:2"]);
+    assert_eq!(j.workers(14_001).await.unwrap(), ["w:2"], "w:1 is overdue");
+    j.worker_seen("w:1", 14_500, 1_000).await.unwrap();
+    assert_eq!(j.workers(15_000).await.unwrap(), ["w:1", "w:2"]);
+    j.worker_seen("w:2", 15_000, 0).await.unwrap();
+    assert_eq!(j.workers(15_000).await.unwrap(), ["w:1"], "w:2 stopped");
 }

@@ -341,6 +341,13 @@ pub trait Journal: Send + Sync {
     async fn add_child(&self, job: &str, child: ChildRow) -> Result<(), StoreError>;
     /// The programs recorded for a step of `job`, oldest first.
     async fn children(&self, job: &str, step: &str) -> Result<Vec<ChildRow>, StoreError>;
+    /// A worker says it runs and looks for work every `every_ms` (or, with `every_ms` 0,
+    /// that it stopped).
+    async fn worker_seen(&self, holder: &str, now: Millis, every_ms: u64)
+    -> Result<(), StoreError>;
+    /// Workers that said they run and are not overdue at `now` (three of their intervals
+    /// and a second).
+    async fn workers(&self, now: Millis) -> Result<Vec<String>, StoreError>;
 }
 
 /// How deeply `json` nests arrays and objects (text inside strings does not count).

@@ -14,7 +14,7 @@ use crate::locks::{self, Plan};
 use crate::*;
 
 /// The schema this code reads and writes.
-const SCHEMA_VERSION: u32 = 2;
+const SCHEMA_VERSION: u32 = 3;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS counters (rule TEXT PRIMARY KEY, next INTEGER NOT NULL);
@@ -71,6 +71,11 @@ CREATE TABLE IF NOT EXISTS children (
     at INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS children_by_step ON children (job_id, step);
+CREATE TABLE IF NOT EXISTS workers (
+    holder TEXT PRIMARY KEY,
+    seen INTEGER NOT NULL,
+    every_ms INTEGER NOT NULL
+);
 CREATE TABLE IF NOT EXISTS lock_line (
     ticket INTEGER PRIMARY KEY AUTOINCREMENT,
     job_id TEXT NOT NULL UNIQUE
@@ -239,8 +244,8 @@ fn migrate(conn: &mut Connection) -> Res<()> {
     }
     if found < SCHEMA_VERSION {
         tx.execute_batch(SCHEMA)?;
-        // Version 1 (no user_version yet) had events without a format version: they are
-        // format 1.
+        // Every table is created if missing (2 added `children`, 3 `workers`). Version 1 (no
+        // user_version yet) had events without a format version: they are format 1.
         let has_version = tx
             .prepare("SELECT 1 FROM pragma_table_info('events') WHERE name = 'version'")?
             .exists([])?;
@@ -865,6 +870,38 @@ impl Journal for SqliteJournal {
                     at: r.get::<_, i64>(6)? as u64,
                 })
             })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    async fn worker_seen(
+        &self,
+        holder: &str,
+        now: Millis,
+        every_ms: u64,
+    ) -> Result<(), StoreError> {
+        let holder = holder.to_string();
+        self.with(move |conn| {
+            if every_ms == 0 {
+                conn.execute("DELETE FROM workers WHERE holder = ?1", [&holder])?;
+            } else {
+                conn.execute(
+                    "INSERT INTO workers (holder, seen, every_ms) VALUES (?1, ?2, ?3) ON CONFLICT(holder) DO UPDATE SET seen = ?2, every_ms = ?3",
+                    params![holder, now as i64, every_ms as i64],
+                )?;
+            }
+            Ok(())
+        })
+        .await
+    }
+
+    async fn workers(&self, now: Millis) -> Result<Vec<String>, StoreError> {
+        self.with(move |conn| {
+            let mut st = conn.prepare_cached(
+                "SELECT holder FROM workers WHERE seen + 3 * every_ms + 1000 >= ?1 ORDER BY holder",
+            )?;
+            let rows = st.query_map([now as i64], |r| r.get::<_, String>(0))?;
             Ok(rows.collect::<Result<_, _>>()?)
         })
         .await
