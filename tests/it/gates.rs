@@ -730,11 +730,7 @@ fn an_unblocked_job_is_left_to_the_worker_not_run_in_the_approvers_terminal() {
         "{}",
         out(&o)
     );
-    assert!(
-        !out(&o).contains("waits at an approval"),
-        "{}",
-        out(&o)
-    );
+    assert!(!out(&o).contains("waits at an approval"), "{}", out(&o));
     // The worker carries line-2 on to its gate.
     while status(home.path(), "line-2")["status"] != "waiting" {
         assert!(

@@ -28,6 +28,133 @@ pub struct DecisionRequest<'a> {
     pub inputs: Map<String, Value>,
 }
 
+/// Why a decision was refused. Nothing changed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// The job ended.
+    #[error("job {job} has ended ({status}); there is nothing to decide")]
+    Ended {
+        /// The job.
+        job: String,
+        /// How it ended.
+        status: crate::JobStatus,
+    },
+    /// No gate waits, or none at the step named.
+    #[error("job {job} is not waiting at {}", match (.step, .waiting.is_empty()) {
+        (Some(step), false) => format!("step `{step}`; it waits at {}", .waiting.join(", ")),
+        _ => "a gate".to_string(),
+    })]
+    NotWaiting {
+        /// The job.
+        job: String,
+        /// The step asked for.
+        step: Option<String>,
+        /// The steps that do wait.
+        waiting: Vec<String>,
+    },
+    /// Several gates wait and no step was named.
+    #[error("job {job} waits at {}: pass --step ID", .waiting.join(", "))]
+    WhichGate {
+        /// The job.
+        job: String,
+        /// The steps that wait.
+        waiting: Vec<String>,
+    },
+    /// This kind of gate does not take this decision.
+    #[error("step `{step}` waits at {} gate, which takes {}, not {kind}", .gate.described(), .takes.iter().map(|k| k.as_str()).collect::<Vec<_>>().join(", "))]
+    NotAChoice {
+        /// The step.
+        step: String,
+        /// Its gate's kind.
+        gate: GateKind,
+        /// What it takes.
+        takes: Vec<DecisionKind>,
+        /// What was asked.
+        kind: DecisionKind,
+    },
+    /// The gate names its approvers, and the user is not one.
+    #[error("{user} may not decide at `{step}`: its approvers are {}", .approvers.join(", "))]
+    NotAnApprover {
+        /// Who asked.
+        user: String,
+        /// The step.
+        step: String,
+        /// Who may.
+        approvers: Vec<String>,
+    },
+    /// The job's starter may not approve it (four eyes).
+    #[error("{user} started job {job} and may not approve it (four eyes); another approver must")]
+    FourEyes {
+        /// Who asked.
+        user: String,
+        /// The job.
+        job: String,
+    },
+    /// The user approved already.
+    #[error(
+        "{user} has already approved `{step}` ({given} of {quorum} approvals so far); another approver must"
+    )]
+    AlreadyApproved {
+        /// Who asked.
+        user: String,
+        /// The step.
+        step: String,
+        /// Approvals so far.
+        given: usize,
+        /// Approvals needed.
+        quorum: u32,
+    },
+    /// The inputs nest deeper than a job may keep.
+    #[error(
+        "the inputs nest {depth} levels deep; the limit is {}",
+        crate::MAX_VALUE_DEPTH
+    )]
+    TooDeep {
+        /// How deep.
+        depth: usize,
+    },
+    /// An input the gate does not ask for.
+    #[error("`{step}` asks for {}, not `{name}`", if .known.is_empty() { "no inputs".to_string() } else { .known.join(", ") })]
+    UnknownInput {
+        /// The step.
+        step: String,
+        /// The input given.
+        name: String,
+        /// The inputs it asks for.
+        known: Vec<String>,
+    },
+    /// A required input is missing.
+    #[error("`{step}` needs input `{name}` ({description}): pass --input {name}=VALUE")]
+    MissingInput {
+        /// The step.
+        step: String,
+        /// The input.
+        name: String,
+        /// What it is.
+        description: String,
+    },
+    /// A choice input with a value it does not offer.
+    #[error("input `{name}` is `{value}`; pick one of {}", .choices.join(", "))]
+    NotOffered {
+        /// The input.
+        name: String,
+        /// What was given.
+        value: String,
+        /// What it offers.
+        choices: Vec<String>,
+    },
+    /// The trap's retries are used up.
+    #[error(
+        "`{step}` was retried {retries} times, the most its trap allows; skip, rollback or abort"
+    )]
+    RetriesUsed {
+        /// The step.
+        step: String,
+        /// How many times.
+        retries: u32,
+    },
+}
+
 /// A gate as a person sees it.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct GateView {
@@ -163,49 +290,50 @@ impl Job {
 
     /// Checks a decision against the job and turns it into the event to append. Nothing
     /// changes here: a refused decision changes nothing.
-    pub fn check_decision(&self, req: &DecisionRequest<'_>) -> Result<Event, String> {
+    pub fn check_decision(&self, req: &DecisionRequest<'_>) -> Result<Event, Refusal> {
         if let Some((status, _)) = &self.finished {
-            return Err(format!(
-                "job {} has ended ({}); there is nothing to decide",
-                self.id,
-                status.as_str()
-            ));
+            return Err(Refusal::Ended {
+                job: self.id.clone(),
+                status: *status,
+            });
         }
         let gates = self.waiting_gates();
-        let names: Vec<&str> = gates.iter().map(|g| g.step.as_str()).collect();
+        let waiting = || gates.iter().map(|g| g.step.clone()).collect::<Vec<_>>();
         let gate = match req.step {
-            Some(step) => gates.iter().find(|g| g.step == step).ok_or_else(|| {
-                if names.is_empty() {
-                    format!("job {} is not waiting at a gate", self.id)
-                } else {
-                    format!(
-                        "job {} is not waiting at step `{step}`; it waits at {}",
-                        self.id,
-                        names.join(", ")
-                    )
-                }
-            })?,
+            Some(step) => {
+                gates
+                    .iter()
+                    .find(|g| g.step == step)
+                    .ok_or_else(|| Refusal::NotWaiting {
+                        job: self.id.clone(),
+                        step: Some(step.to_string()),
+                        waiting: waiting(),
+                    })?
+            }
             None => match gates.as_slice() {
-                [] => return Err(format!("job {} is not waiting at a gate", self.id)),
+                [] => {
+                    return Err(Refusal::NotWaiting {
+                        job: self.id.clone(),
+                        step: None,
+                        waiting: vec![],
+                    });
+                }
                 [one] => one,
                 _ => {
-                    return Err(format!(
-                        "job {} waits at {}: pass --step ID",
-                        self.id,
-                        names.join(", ")
-                    ));
+                    return Err(Refusal::WhichGate {
+                        job: self.id.clone(),
+                        waiting: waiting(),
+                    });
                 }
             },
         };
-        let word = req.kind.as_str();
         if !gate.choices.contains(&req.kind) {
-            let takes: Vec<&str> = gate.choices.iter().map(|k| k.as_str()).collect();
-            return Err(format!(
-                "step `{}` waits at {} gate, which takes {}, not {word}",
-                gate.step,
-                gate.kind.described(),
-                takes.join(", ")
-            ));
+            return Err(Refusal::NotAChoice {
+                step: gate.step.clone(),
+                gate: gate.kind,
+                takes: gate.choices.clone(),
+                kind: req.kind,
+            });
         }
         let state = &self.steps[&gate.step];
         let g = state.gate.as_ref().expect("a waiting gate");
@@ -218,51 +346,41 @@ impl Job {
                     None => *a == req.actor.name,
                 });
             if !allowed {
-                return Err(format!(
-                    "{} may not decide at `{}`: its approvers are {}",
-                    req.actor.name,
-                    gate.step,
-                    gate.approvers.join(", ")
-                ));
+                return Err(Refusal::NotAnApprover {
+                    user: req.actor.name.clone(),
+                    step: gate.step.clone(),
+                    approvers: gate.approvers.clone(),
+                });
             }
         }
         if req.kind == DecisionKind::Approve {
             if req.actor.name == self.started_by && !g.gate.allow_self_approval {
-                return Err(format!(
-                    "{} started job {} and may not approve it (four eyes); another approver must",
-                    req.actor.name, self.id
-                ));
+                return Err(Refusal::FourEyes {
+                    user: req.actor.name.clone(),
+                    job: self.id.clone(),
+                });
             }
             if g.approvals.iter().any(|(u, _, _)| *u == req.actor.name) {
-                return Err(format!(
-                    "{} has already approved `{}` ({} of {} approvals so far); another approver must",
-                    req.actor.name,
-                    gate.step,
-                    g.approvals.len(),
-                    gate.quorum
-                ));
+                return Err(Refusal::AlreadyApproved {
+                    user: req.actor.name.clone(),
+                    step: gate.step.clone(),
+                    given: g.approvals.len(),
+                    quorum: gate.quorum,
+                });
             }
         }
         let depth = crate::json_depth(&Value::Object(req.inputs.clone()));
         if depth > crate::MAX_VALUE_DEPTH {
-            return Err(format!(
-                "the inputs nest {depth} levels deep; the limit is {}",
-                crate::MAX_VALUE_DEPTH
-            ));
+            return Err(Refusal::TooDeep { depth });
         }
         let mut inputs = req.inputs.clone();
         if matches!(req.kind, DecisionKind::Approve | DecisionKind::Resume) {
             for (name, _) in &req.inputs {
                 if !g.gate.inputs.iter().any(|i| &i.name == name) {
-                    let known: Vec<&str> = g.gate.inputs.iter().map(|i| i.name.as_str()).collect();
-                    return Err(if known.is_empty() {
-                        format!("`{}` asks for no inputs, and `{name}` was given", gate.step)
-                    } else {
-                        format!(
-                            "`{}` asks for {}, not `{name}`",
-                            gate.step,
-                            known.join(", ")
-                        )
+                    return Err(Refusal::UnknownInput {
+                        step: gate.step.clone(),
+                        name: name.clone(),
+                        known: g.gate.inputs.iter().map(|i| i.name.clone()).collect(),
                     });
                 }
             }
@@ -273,10 +391,11 @@ impl Job {
                             inputs.insert(i.name.clone(), Value::String(d.clone()));
                         }
                         None if i.required => {
-                            return Err(format!(
-                                "`{}` needs input `{}` ({}): pass --input {}=VALUE",
-                                gate.step, i.name, i.description, i.name
-                            ));
+                            return Err(Refusal::MissingInput {
+                                step: gate.step.clone(),
+                                name: i.name.clone(),
+                                description: i.description.clone(),
+                            });
                         }
                         None => {}
                     },
@@ -287,11 +406,11 @@ impl Job {
                                 .map(str::to_string)
                                 .unwrap_or_else(|| v.to_string());
                             if !values.contains(&text) {
-                                return Err(format!(
-                                    "input `{}` is `{text}`; pick one of {}",
-                                    i.name,
-                                    values.join(", ")
-                                ));
+                                return Err(Refusal::NotOffered {
+                                    name: i.name.clone(),
+                                    value: text,
+                                    choices: values.clone(),
+                                });
                             }
                         }
                     }
@@ -302,10 +421,10 @@ impl Job {
             && let Some(max) = self.trap_policy(&gate.step).and_then(|t| t.max_retries)
             && state.trap_retries >= max
         {
-            return Err(format!(
-                "`{}` was retried {} times, the most its trap allows; skip, rollback or abort",
-                gate.step, state.trap_retries
-            ));
+            return Err(Refusal::RetriesUsed {
+                step: gate.step.clone(),
+                retries: state.trap_retries,
+            });
         }
         Ok(Event::Decided {
             step: gate.step.clone(),

@@ -717,7 +717,8 @@ fn approvals_need_a_listed_approver_four_eyes_inputs_and_a_quorum_of_distinct_pe
             &none,
             json!({"region": "eu"}),
         ))
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
     assert_eq!(
         e,
         "dave may not decide at `gate`: its approvers are group:release, carol"
@@ -729,14 +730,16 @@ fn approvals_need_a_listed_approver_four_eyes_inputs_and_a_quorum_of_distinct_pe
             &release,
             json!({"region": "eu"}),
         ))
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
     assert_eq!(
         e,
         "ann started job r-1 and may not approve it (four eyes); another approver must"
     );
     let e = job
         .check_decision(&ask(DecisionKind::Approve, "bob", &release, json!({})))
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
     assert_eq!(
         e,
         "`gate` needs input `region` (where first): pass --input region=VALUE"
@@ -748,11 +751,13 @@ fn approvals_need_a_listed_approver_four_eyes_inputs_and_a_quorum_of_distinct_pe
             &release,
             json!({"region": "mars"}),
         ))
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
     assert_eq!(e, "input `region` is `mars`; pick one of eu, us");
     let e = job
         .check_decision(&ask(DecisionKind::Resume, "bob", &release, json!({})))
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
     assert_eq!(
         e,
         "step `gate` waits at an approval gate, which takes approve, reject, abort, not resume"
@@ -775,7 +780,8 @@ fn approvals_need_a_listed_approver_four_eyes_inputs_and_a_quorum_of_distinct_pe
             &release,
             json!({"region": "eu"}),
         ))
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
     assert_eq!(
         e,
         "bob has already approved `gate` (1 of 2 approvals so far); another approver must"
@@ -1110,7 +1116,8 @@ fn trap_retry_runs_again_with_edited_inputs_and_respects_its_limit() {
     job.apply(e, 5);
     let err = job
         .check_decision(&ask(DecisionKind::Retry, "ann", &[], json!({})))
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
     assert_eq!(
         err,
         "`smoke` was retried 1 times, the most its trap allows; skip, rollback or abort"
@@ -1161,7 +1168,8 @@ fn a_decision_where_nothing_waits_changes_nothing() {
     let job = created(GATED);
     let e = job
         .check_decision(&ask(DecisionKind::Approve, "bob", &[], json!({})))
-        .unwrap_err();
+        .unwrap_err()
+        .to_string();
     assert_eq!(e, "job r-1 is not waiting at a gate");
 }
 

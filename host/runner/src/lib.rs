@@ -256,7 +256,10 @@ impl Runner {
         self.recover(job_id).await?;
         loop {
             let d = self.load(job_id).await?;
-            let e = d.job.check_decision(req).map_err(RunError::Refused)?;
+            let e = d
+                .job
+                .check_decision(req)
+                .map_err(|r| RunError::Refused(r.to_string()))?;
             if let Event::Decided { step, kind, .. } = &e
                 && matches!(kind, DecisionKind::Retry | DecisionKind::Rollback)
             {
