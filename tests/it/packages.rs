@@ -74,12 +74,13 @@ fn a_package_is_pushed_signed_locked_and_run_and_tampering_is_refused() {
     let echo = sluice_ops::test_ops::ECHO;
     let reference = format!("oci://{}/team-a/echo:1.0", reg.addr);
 
+    // `plugin` is the old name of `package`, kept as an alias for one release.
     let o = sluice(home.path(), &["plugin", "push", echo, &reference]);
     assert_eq!(o.status.code(), Some(0), "{}{}", out(&o), err(&o));
     assert!(out(&o).starts_with("pushed echo "), "{}", out(&o));
 
     // No trust policy yet: nothing pulled is trusted.
-    let o = sluice(home.path(), &["plugin", "pull", &reference]);
+    let o = sluice(home.path(), &["package", "pull", &reference]);
     assert_eq!(o.status.code(), Some(5), "{}{}", out(&o), err(&o));
     assert!(
         err(&o).contains("is not trusted: no entry of the trust policy matches"),
@@ -89,7 +90,7 @@ fn a_package_is_pushed_signed_locked_and_run_and_tampering_is_refused() {
 
     // A key, a policy that wants it for team-a, a signature.
     let key = home.path().join("team-a");
-    let o = sluice(home.path(), &["plugin", "keygen", key.to_str().unwrap()]);
+    let o = sluice(home.path(), &["package", "keygen", key.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(0), "{}", err(&o));
     let public = std::fs::read_to_string(key.with_extension("pub")).unwrap();
     std::fs::write(
@@ -101,7 +102,7 @@ fn a_package_is_pushed_signed_locked_and_run_and_tampering_is_refused() {
         ),
     )
     .unwrap();
-    let o = sluice(home.path(), &["plugin", "pull", &reference]);
+    let o = sluice(home.path(), &["package", "pull", &reference]);
     assert_eq!(o.status.code(), Some(5));
     assert!(
         err(&o).contains("it is unsigned, and the trust policy entry"),
@@ -111,7 +112,7 @@ fn a_package_is_pushed_signed_locked_and_run_and_tampering_is_refused() {
     let o = sluice(
         home.path(),
         &[
-            "plugin",
+            "package",
             "sign",
             &reference,
             "--key",
@@ -119,18 +120,18 @@ fn a_package_is_pushed_signed_locked_and_run_and_tampering_is_refused() {
         ],
     );
     assert_eq!(o.status.code(), Some(0), "{}{}", out(&o), err(&o));
-    let o = sluice(home.path(), &["plugin", "pull", &reference, "--json"]);
+    let o = sluice(home.path(), &["package", "pull", &reference, "--json"]);
     assert_eq!(o.status.code(), Some(0), "{}{}", out(&o), err(&o));
     let pulled = json(&o);
     assert_eq!(pulled["metadata"]["name"], "echo");
 
     let v = json(&sluice(
         home.path(),
-        &["plugin", "inspect", &reference, "--json"],
+        &["package", "inspect", &reference, "--json"],
     ));
     assert_eq!(v["signer"], "team-a", "{v}");
     assert_eq!(v["world"], "sluice:op/op@0.1.0");
-    let list = json(&sluice(home.path(), &["plugin", "list", "--json"]));
+    let list = json(&sluice(home.path(), &["package", "list", "--json"]));
     assert_eq!(list[0]["reference"], reference.as_str());
 
     // A rule that uses the package: locked, then run from the cache.
@@ -217,7 +218,7 @@ fn packages_interoperate_with_wkg() {
     let ours = format!("{}/team-a/echo:1.0", reg.addr);
     let o = sluice(
         home.path(),
-        &["plugin", "push", echo, &format!("oci://{ours}")],
+        &["package", "push", echo, &format!("oci://{ours}")],
     );
     assert_eq!(o.status.code(), Some(0), "{}{}", out(&o), err(&o));
     let got = home.path().join("from-wkg.wasm");
@@ -247,7 +248,7 @@ fn packages_interoperate_with_wkg() {
     .unwrap();
     let o = sluice(
         home.path(),
-        &["plugin", "pull", &format!("oci://{theirs}"), "--json"],
+        &["package", "pull", &format!("oci://{theirs}"), "--json"],
     );
     assert_eq!(o.status.code(), Some(0), "{}{}", out(&o), err(&o));
     let pulled = json(&o);

@@ -18,7 +18,7 @@ mod job;
 mod new_op;
 mod op;
 mod output;
-mod plugin;
+mod package;
 mod rule;
 
 /// sluice: a deployment rule engine whose ops are sandboxed WebAssembly components.
@@ -91,10 +91,10 @@ enum Command {
     #[command(subcommand)]
     Op(op::OpCommand),
     /// Share ops as OCI packages: push, pull, inspect, list, sign, keygen.
-    #[command(subcommand)]
-    Plugin(plugin::PluginCommand),
+    #[command(subcommand, alias = "plugin")]
+    Package(package::PackageCommand),
     /// Resolve a rule's packages and write `sluice.lock` beside it.
-    Lock(plugin::LockArgs),
+    Lock(package::LockArgs),
 }
 
 /// A failure with the exit code it maps to.
@@ -210,8 +210,8 @@ fn run(cli: Cli) -> CmdResult {
             Command::Worker(a) => gate::worker(&cli.global, a).await,
             Command::Workers(a) => job::workers(&cli.global, a).await,
             Command::Op(cmd) => op::run(&cli.global, cmd).await,
-            Command::Plugin(cmd) => plugin::run(&cli.global, cmd).await,
-            Command::Lock(args) => plugin::lock(&cli.global, args).await,
+            Command::Package(cmd) => package::run(&cli.global, cmd).await,
+            Command::Lock(args) => package::lock(&cli.global, args).await,
         }
     })
 }

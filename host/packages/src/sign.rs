@@ -61,7 +61,7 @@ pub fn sign(
     let text = std::fs::read_to_string(key).map_err(|e| io(key, e))?;
     let pkcs8 = B64.decode(text.trim()).map_err(|_| {
         PackageError::Invalid(format!(
-            "{} is not a sluice private key (make one with `sluice plugin keygen`)",
+            "{} is not a sluice private key (make one with `sluice package keygen`)",
             key.display()
         ))
     })?;

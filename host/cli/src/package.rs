@@ -1,4 +1,5 @@
-//! `sluice plugin push|pull|inspect|list|sign|keygen` and `sluice lock`: ops shared as OCI
+//! `sluice package push|pull|inspect|list|sign|keygen` (alias `plugin`, its old name) and
+//! `sluice lock`: ops shared as OCI
 //! artifacts, pinned by digest in `sluice.lock`, checked against `$SLUICE_HOME/trust.yaml`.
 
 use std::path::PathBuf;
@@ -10,7 +11,7 @@ use crate::output::{self, print_json};
 use crate::{CmdResult, Global};
 
 #[derive(Debug, Subcommand)]
-pub(crate) enum PluginCommand {
+pub(crate) enum PackageCommand {
     /// Push an op component to a registry: FILE.wasm oci://REGISTRY/REPO:TAG.
     Push {
         /// The component.
@@ -56,7 +57,7 @@ pub(crate) enum PluginCommand {
     Sign {
         /// oci://REGISTRY/REPOSITORY:TAG or @sha256:...
         reference: String,
-        /// The private key file (from `sluice plugin keygen`).
+        /// The private key file (from `sluice package keygen`).
         #[arg(long)]
         key: PathBuf,
         /// Allow plain HTTP to a registry that is not on this machine.
@@ -88,10 +89,10 @@ fn signer_text(trust: &Result<Option<String>, String>) -> String {
     }
 }
 
-pub(crate) async fn run(global: &Global, cmd: PluginCommand) -> CmdResult {
+pub(crate) async fn run(global: &Global, cmd: PackageCommand) -> CmdResult {
     let app = app(global)?;
     match cmd {
-        PluginCommand::Push {
+        PackageCommand::Push {
             file,
             reference,
             insecure,
@@ -115,7 +116,7 @@ pub(crate) async fn run(global: &Global, cmd: PluginCommand) -> CmdResult {
             }
             Ok(0)
         }
-        PluginCommand::Pull {
+        PackageCommand::Pull {
             reference,
             insecure,
             json,
@@ -135,7 +136,7 @@ pub(crate) async fn run(global: &Global, cmd: PluginCommand) -> CmdResult {
             }
             Ok(0)
         }
-        PluginCommand::Inspect {
+        PackageCommand::Inspect {
             reference,
             insecure,
             json,
@@ -178,13 +179,13 @@ pub(crate) async fn run(global: &Global, cmd: PluginCommand) -> CmdResult {
             }
             Ok(0)
         }
-        PluginCommand::List { json } => {
+        PackageCommand::List { json } => {
             let all = app.packages()?;
             if json {
                 print_json(&all)?;
             } else if all.is_empty() {
                 output::print(
-                    "no packages pulled yet: `sluice plugin pull oci://...` or `sluice lock RULE`\n",
+                    "no packages pulled yet: `sluice package pull oci://...` or `sluice lock RULE`\n",
                 )?;
             } else {
                 let mut text = String::new();
@@ -201,7 +202,7 @@ pub(crate) async fn run(global: &Global, cmd: PluginCommand) -> CmdResult {
             }
             Ok(0)
         }
-        PluginCommand::Sign {
+        PackageCommand::Sign {
             reference,
             key,
             insecure,
@@ -213,7 +214,7 @@ pub(crate) async fn run(global: &Global, cmd: PluginCommand) -> CmdResult {
             ))?;
             Ok(0)
         }
-        PluginCommand::Keygen { name } => {
+        PackageCommand::Keygen { name } => {
             let (key, pubfile, public) = app.keygen(&name)?;
             output::print(&format!(
                 "wrote {} (keep it secret) and {}\ntrust it in $SLUICE_HOME/trust.yaml:\n  keys:\n    my-team: {public}\n",
