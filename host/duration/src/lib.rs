@@ -27,7 +27,8 @@ pub struct DurationError {
 }
 
 impl DurationError {
-    fn new(input: &str) -> Self {
+    /// A refusal of `input` (for a value that came in another shape, such as a JSON number).
+    pub fn new(input: &str) -> Self {
         // A huge input would make a huge message: quote the start of it.
         let mut cut: String = input.chars().take(40).collect();
         if cut.len() < input.len() {

@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::Error;
 use crate::exec::{Command, ExitStatus};
+use crate::{Duration, Error};
 
 /// A granted program to run: `{ program: kubectl, args: [apply, -f, app.yaml] }`.
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
@@ -26,7 +26,7 @@ pub struct CommandSpec {
     pub env: BTreeMap<String, String>,
     /// Kill it after this long (`30s`, `2m`); the op's own deadline otherwise.
     #[serde(default)]
-    pub timeout: Option<Value>,
+    pub timeout: Option<Duration>,
 }
 
 impl CommandSpec {
@@ -41,7 +41,7 @@ impl CommandSpec {
     /// Runs it; an exit status is returned whatever the code, an error only when it could not
     /// run (not granted, not found).
     pub fn run(&self) -> Result<ExitStatus, Error> {
-        let timeout_ms = self.timeout.as_ref().map(crate::millis).transpose()?;
+        let timeout_ms = self.timeout.map(|d| d.as_millis());
         crate::exec::run_command(&Command {
             program: self.program.clone(),
             args: self.args.clone(),
@@ -103,7 +103,7 @@ pub struct HttpSpec {
     pub body: Option<Value>,
     /// Give up waiting for the response after this long (`10s`).
     #[serde(default)]
-    pub timeout: Option<Value>,
+    pub timeout: Option<Duration>,
 }
 
 fn get() -> String {
@@ -131,8 +131,8 @@ impl HttpSpec {
             Some(Value::String(s)) => req.body = s.clone().into_bytes(),
             Some(v) => req = req.json(v),
         }
-        if let Some(t) = &self.timeout {
-            req = req.timeout(std::time::Duration::from_millis(crate::millis(t)?));
+        if let Some(t) = self.timeout {
+            req = req.timeout(t.into());
         }
         req.send().map_err(Error::retryable)
     }
