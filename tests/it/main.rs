@@ -4,6 +4,7 @@
 //! built `sluice` binary as a user would.
 
 mod cli;
+mod exprs;
 mod gates;
 mod jobs;
 mod langs;
