@@ -38,6 +38,11 @@ fn run() -> Result<(), String> {
     for dir in ["sdk", "std", "test"] {
         println!("cargo:rerun-if-changed={}", plugins.join(dir).display());
     }
+    // Crates of the host workspace that the plugins use by path.
+    println!(
+        "cargo:rerun-if-changed={}",
+        root.join("host/duration").display()
+    );
 
     check_target_installed()?;
 

@@ -5,6 +5,7 @@
 
 mod chaos;
 mod cli;
+mod exprs;
 mod gates;
 mod jobs;
 mod langs;

@@ -11,6 +11,9 @@ use crate::{CmdResult, Failed};
 const SDK_LIB: &str = include_str!("../../../plugins/sdk/src/lib.rs");
 const SDK_ACTION: &str = include_str!("../../../plugins/sdk/src/action.rs");
 const SDK_HTTP: &str = include_str!("../../../plugins/sdk/src/http.rs");
+const SDK_DURATION: &str = include_str!("../../../plugins/sdk/src/duration.rs");
+const DURATION_MANIFEST: &str = include_str!("../../../host/duration/Cargo.toml");
+const DURATION_LIB: &str = include_str!("../../../host/duration/src/lib.rs");
 const WIT: &str = include_str!("../../../wit/op.wit");
 
 /// The tool versions the templates pin (the test suite builds with the same).
@@ -210,7 +213,7 @@ strip = true
 
 # Not part of any enclosing workspace.
 [workspace]
-members = ["sdk"]
+members = ["sdk", "duration"]
 "#
             ),
         ),
@@ -229,6 +232,7 @@ wit-bindgen = { version = "0.61", default-features = false, features = ["macros"
 serde = { version = "1", features = ["derive"] }
 serde_json = "1"
 schemars = "1.2"
+sluice-duration = { path = "../duration" }
 wasip2 = { version = "2", optional = true }
 
 [features]
@@ -244,6 +248,10 @@ http = ["dep:wasip2"]
         ),
         ("sdk/src/action.rs", SDK_ACTION.to_string()),
         ("sdk/src/http.rs", SDK_HTTP.to_string()),
+        ("sdk/src/duration.rs", SDK_DURATION.to_string()),
+        // The one duration format, shared with the host.
+        ("duration/Cargo.toml", DURATION_MANIFEST.to_string()),
+        ("duration/src/lib.rs", DURATION_LIB.to_string()),
         ("wit/op.wit", WIT.to_string()),
         (
             "src/lib.rs",

@@ -194,13 +194,13 @@ impl Parser<'_> {
 
     fn duration_ms(&mut self, n: &Node, what: &str) -> Option<u64> {
         let text = self.string(n, what)?;
-        match parse_duration_ms(&text) {
-            Some(ms) => Some(ms),
-            None => {
+        match sluice_duration::parse_millis(&text) {
+            Ok(ms) => Some(ms),
+            Err(_) => {
                 self.err(
                     loc(n),
                     format!("{what} `{text}` is not a duration"),
-                    Some("write 500ms, 30s, 5m or 2h".into()),
+                    Some(sluice_duration::HINT.into()),
                 );
                 None
             }
@@ -1121,24 +1121,6 @@ fn valid_param(s: &str) -> bool {
         .next()
         .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && s.chars().all(|c| c.is_ascii_alphanumeric() || c == '_')
-}
-
-/// `500ms`, `30s`, `5m`, `2h`, or a bare number of seconds.
-pub(crate) fn parse_duration_ms(s: &str) -> Option<u64> {
-    let s = s.trim();
-    let (num, mult) = if let Some(n) = s.strip_suffix("ms") {
-        (n, 1)
-    } else if let Some(n) = s.strip_suffix('s') {
-        (n, 1000)
-    } else if let Some(n) = s.strip_suffix('m') {
-        (n, 60_000)
-    } else if let Some(n) = s.strip_suffix('h') {
-        (n, 3_600_000)
-    } else {
-        (s, 1000)
-    };
-    let v: f64 = num.trim().parse().ok()?;
-    (v.is_finite() && v >= 0.0).then_some((v * mult as f64) as u64)
 }
 
 #[cfg(test)]

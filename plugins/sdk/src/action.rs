@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
-use crate::Error;
 use crate::exec::{Command, ExitStatus};
+use crate::{Duration, Error};
 
 /// A granted program to run: `{ program: kubectl, args: [apply, -f, app.yaml] }`.
 #[derive(Debug, Clone, Serialize, Deserialize, schemars::JsonSchema)]
@@ -26,22 +26,30 @@ pub struct CommandSpec {
     pub env: BTreeMap<String, String>,
     /// Kill it after this long (`30s`, `2m`); the op's own deadline otherwise.
     #[serde(default)]
-    pub timeout: Option<Value>,
+    pub timeout: Option<Duration>,
 }
 
 impl CommandSpec {
-    /// This command with every `{key}` in its arguments and stdin replaced.
+    /// This command with its strings (program, arguments, stdin, environment values) read as
+    /// brace templates: every `{key}` of `vars` replaced, `{{` and `}}` made single braces
+    /// (see [`substitute`]).
     pub fn with_vars(&self, vars: &[(&str, &str)]) -> CommandSpec {
         let mut c = self.clone();
+        c.program = substitute(&c.program, vars);
         c.args = c.args.iter().map(|a| substitute(a, vars)).collect();
         c.stdin = c.stdin.as_deref().map(|s| substitute(s, vars));
+        c.env = c
+            .env
+            .iter()
+            .map(|(k, v)| (k.clone(), substitute(v, vars)))
+            .collect();
         c
     }
 
     /// Runs it; an exit status is returned whatever the code, an error only when it could not
     /// run (not granted, not found).
     pub fn run(&self) -> Result<ExitStatus, Error> {
-        let timeout_ms = self.timeout.as_ref().map(crate::millis).transpose()?;
+        let timeout_ms = self.timeout.map(|d| d.as_millis());
         crate::exec::run_command(&Command {
             program: self.program.clone(),
             args: self.args.clone(),
@@ -103,7 +111,7 @@ pub struct HttpSpec {
     pub body: Option<Value>,
     /// Give up waiting for the response after this long (`10s`).
     #[serde(default)]
-    pub timeout: Option<Value>,
+    pub timeout: Option<Duration>,
 }
 
 fn get() -> String {
@@ -111,10 +119,18 @@ fn get() -> String {
 }
 
 impl HttpSpec {
-    /// This request with every `{key}` in its URL and text body replaced.
+    /// This request with its strings (URL, method, header values, the strings of the body)
+    /// read as brace templates: every `{key}` of `vars` replaced, `{{` and `}}` made single
+    /// braces (see [`substitute`]).
     pub fn with_vars(&self, vars: &[(&str, &str)]) -> HttpSpec {
         let mut h = self.clone();
         h.url = substitute(&h.url, vars);
+        h.method = substitute(&h.method, vars);
+        h.headers = h
+            .headers
+            .iter()
+            .map(|(k, v)| (k.clone(), substitute(v, vars)))
+            .collect();
         h.body = h.body.map(|b| substitute_json(b, vars));
         h
     }
@@ -131,8 +147,8 @@ impl HttpSpec {
             Some(Value::String(s)) => req.body = s.clone().into_bytes(),
             Some(v) => req = req.json(v),
         }
-        if let Some(t) = &self.timeout {
-            req = req.timeout(std::time::Duration::from_millis(crate::millis(t)?));
+        if let Some(t) = self.timeout {
+            req = req.timeout(t.into());
         }
         req.send().map_err(Error::retryable)
     }
@@ -161,16 +177,46 @@ impl HttpSpec {
     }
 }
 
-/// `text` with every `{key}` replaced by its value.
+/// `text`, a brace template, with every `{key}` of `vars` replaced by its value, in one pass
+/// from the left: `{{` is a literal `{` and `}}` a literal `}`, a `{word}` that is not a key
+/// stays as written, and a value put in is not read again.
+///
+/// The host writes what a rule's expressions produce into an op's template fields with its
+/// braces doubled (the op's schema names those fields in `x-sluice-templates`), so a param
+/// such as `{revision}` reaches the op verbatim instead of being substituted.
 pub fn substitute(text: &str, vars: &[(&str, &str)]) -> String {
-    let mut out = text.to_string();
-    for (k, v) in vars {
-        out = out.replace(&format!("{{{k}}}"), v);
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(i) = rest.find(['{', '}']) {
+        out.push_str(&rest[..i]);
+        let tail = &rest[i..];
+        if let Some(after) = tail.strip_prefix("{{") {
+            out.push('{');
+            rest = after;
+            continue;
+        }
+        if let Some(after) = tail.strip_prefix("}}") {
+            out.push('}');
+            rest = after;
+            continue;
+        }
+        if let Some(inner) = tail.strip_prefix('{')
+            && let Some(end) = inner.find('}')
+            && let Some((_, value)) = vars.iter().find(|(k, _)| *k == &inner[..end])
+        {
+            out.push_str(value);
+            rest = &inner[end + 1..];
+            continue;
+        }
+        out.push_str(&tail[..1]);
+        rest = &tail[1..];
     }
+    out.push_str(rest);
     out
 }
 
-fn substitute_json(v: Value, vars: &[(&str, &str)]) -> Value {
+/// The strings of `v` (not its keys) through [`substitute`].
+pub fn substitute_json(v: Value, vars: &[(&str, &str)]) -> Value {
     match v {
         Value::String(s) => Value::String(substitute(&s, vars)),
         Value::Array(a) => Value::Array(a.into_iter().map(|x| substitute_json(x, vars)).collect()),
@@ -180,5 +226,92 @@ fn substitute_json(v: Value, vars: &[(&str, &str)]) -> Value {
                 .collect(),
         ),
         other => other,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    const VARS: &[(&str, &str)] = &[("revision", "v2"), ("previous", "v1")];
+
+    /// What the host does to text that expressions produced in a template field.
+    fn escaped(text: &str) -> String {
+        text.replace('{', "{{").replace('}', "}}")
+    }
+
+    #[test]
+    fn placeholders_are_replaced_and_doubled_braces_are_literal() {
+        assert_eq!(
+            substitute("ln -sfn {revision} (was {previous})", VARS),
+            "ln -sfn v2 (was v1)"
+        );
+        assert_eq!(substitute("{{revision}} {{ x }}", VARS), "{revision} { x }");
+        assert_eq!(substitute("{{{revision}}}", VARS), "{v2}");
+        assert_eq!(
+            substitute("{unknown} {revision", VARS),
+            "{unknown} {revision"
+        );
+        assert_eq!(substitute("a}b{c", VARS), "a}b{c");
+        assert_eq!(substitute("", VARS), "");
+    }
+
+    #[test]
+    fn a_value_put_in_is_not_read_again() {
+        let vars = [("revision", "{previous}"), ("previous", "v1")];
+        assert_eq!(substitute("{revision}", &vars), "{previous}");
+    }
+
+    #[test]
+    fn text_the_host_escaped_arrives_verbatim() {
+        for text in [
+            "{revision}",
+            "{{revision}}",
+            "a{b}c",
+            "}{",
+            "{",
+            "}}}",
+            "plain",
+            "{previous}x{",
+        ] {
+            assert_eq!(substitute(&escaped(text), VARS), text, "{text:?}");
+            let around = format!("pre-{}-{{revision}}", escaped(text));
+            assert_eq!(
+                substitute(&around, VARS),
+                format!("pre-{text}-v2"),
+                "{text:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn every_string_of_an_action_is_a_template() {
+        let c: CommandSpec = serde_json::from_value(json!({
+            "program": "ln",
+            "args": ["-sfn", "{revision}", "{{literal}}"],
+            "stdin": "{previous}",
+            "env": { "IMAGE": "web:{revision}", "{revision}": "key stays" },
+            "timeout": "30s"
+        }))
+        .unwrap();
+        let c = c.with_vars(VARS);
+        assert_eq!(c.args, ["-sfn", "v2", "{literal}"]);
+        assert_eq!(c.stdin.as_deref(), Some("v1"));
+        assert_eq!(c.env["IMAGE"], "web:v2");
+        assert_eq!(c.env["{revision}"], "key stays");
+        let h: HttpSpec = serde_json::from_value(json!({
+            "url": "https://api.example.com/deploy/{revision}",
+            "headers": { "X-Revision": "{revision}" },
+            "body": { "to": "{revision}", "from": ["{previous}", 3], "{revision}": "{{}}" }
+        }))
+        .unwrap();
+        let h = h.with_vars(VARS);
+        assert_eq!(h.url, "https://api.example.com/deploy/v2");
+        assert_eq!(h.headers["X-Revision"], "v2");
+        assert_eq!(
+            h.body,
+            Some(json!({ "to": "v2", "from": ["v1", 3], "{revision}": "{}" }))
+        );
     }
 }

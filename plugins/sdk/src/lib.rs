@@ -41,8 +41,8 @@
 
 #![deny(missing_docs)]
 
-use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 
 // Lets the generated bindings name this crate as `::sluice_op` from inside it too.
 extern crate self as sluice_op;
@@ -275,39 +275,18 @@ pub fn truthy(v: &serde_json::Value) -> bool {
     }
 }
 
-/// Whole seconds from a number of seconds or a duration such as `500ms`, `30s`, `5m`, `2h`
-/// (parts of a second round up).
+/// Whole seconds from a number of seconds or a duration such as `500ms`, `30s`, `5m`,
+/// `1h30m`, `1d` (parts of a second round up). Prefer a [`Duration`] field in the input.
 pub fn seconds(v: &serde_json::Value) -> Result<u64, Error> {
-    if let Some(n) = v.as_u64() {
-        return Ok(n);
-    }
     Ok(millis(v)?.div_ceil(1000))
 }
 
-/// Milliseconds from a duration such as `250ms`, `30s`, `5m`, `2h`, or a number of seconds.
+/// Milliseconds from a number of seconds or a duration such as `250ms`, `30s`, `5m`, `1h30m`,
+/// `1.5h`, `1d`. Prefer a [`Duration`] field in the input.
 pub fn millis(v: &serde_json::Value) -> Result<u64, Error> {
-    if let Some(n) = v.as_u64() {
-        return Ok(n * 1000);
-    }
-    let s = v.as_str().unwrap_or_default().trim();
-    let bad = || {
-        Error::new(format!(
-            "`{v}` is not a duration: write 250ms, 30s, 5m, 2h or a number of seconds"
-        ))
-    };
-    let (num, millis_per_unit) = if let Some(n) = s.strip_suffix("ms") {
-        (n, 1)
-    } else if let Some(n) = s.strip_suffix('s') {
-        (n, 1000)
-    } else if let Some(n) = s.strip_suffix('m') {
-        (n, 60_000)
-    } else if let Some(n) = s.strip_suffix('h') {
-        (n, 3_600_000)
-    } else {
-        (s, 1000)
-    };
-    let n: u64 = num.trim().parse().map_err(|_| bad())?;
-    Ok(n * millis_per_unit)
+    Duration::deserialize(v)
+        .map(|d| d.as_millis())
+        .map_err(|e| Error::new(e.to_string()))
 }
 
 /// Writing to the step's log.
@@ -349,6 +328,8 @@ pub fn secret(name: &str) -> Result<String, HostError> {
 }
 
 pub mod action;
+pub mod duration;
+pub use duration::Duration;
 #[cfg(feature = "http")]
 pub mod http;
 

@@ -8,10 +8,10 @@ use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
 use sluice_op::schemars::{self, JsonSchema};
-use sluice_op::serde_json::{Value, json};
+use sluice_op::serde_json::json;
 use sluice_op::{
-    Context, Decision, DecisionKind, Error, Gate, GateInput, GateKind, InputKind, Op, Outcome,
-    export_op,
+    Context, Decision, DecisionKind, Duration, Error, Gate, GateInput, GateKind, InputKind, Op,
+    Outcome, export_op,
 };
 
 /// Automatic or manual.
@@ -66,9 +66,9 @@ struct Input {
     /// Inputs asked of the approver, by name; later steps read them.
     #[serde(default)]
     inputs: BTreeMap<String, AskedInput>,
-    /// How long to wait: seconds, or `30m`, `4h`; none waits forever.
+    /// How long to wait (`30m`, `4h`, `1d` or seconds); none waits forever.
     #[serde(default)]
-    timeout: Option<Value>,
+    timeout: Option<Duration>,
     /// What a timeout decides: reject (the default), approve, abort or skip.
     #[serde(default)]
     on_timeout: Option<String>,
@@ -155,7 +155,7 @@ impl Op for Approve {
                 default: i.default,
             })
             .collect();
-        gate.timeout_seconds = input.timeout.as_ref().map(sluice_op::seconds).transpose()?;
+        gate.timeout_seconds = input.timeout.map(|d| d.as_secs_ceil());
         gate.timeout_action = Some(timeout_action(&input.on_timeout)?);
         Ok(Outcome::Suspend(gate))
     }

@@ -1,10 +1,13 @@
 //! `deploy`: switches a service to a revision through a granted program (kubectl, helm, ln, a
 //! script) or an HTTP call, recording the revision it replaced; rollback restores that one.
 //!
-//! `{revision}` and `{previous}` in arguments, stdin, URLs and bodies are replaced by the
-//! revision being deployed and the one that was live before.
+//! Every string of an action is a brace template: `{revision}` and `{previous}` are replaced by
+//! the revision being deployed and the one that was live before, `{{` and `}}` are literal
+//! braces. The input schema names the template fields (`x-sluice-templates`), so the host
+//! doubles the braces of whatever a rule's expressions put there: a param arrives verbatim,
+//! never substituted.
 use serde::{Deserialize, Serialize};
-use sluice_op::action::{CommandSpec, HttpSpec};
+use sluice_op::action::{CommandSpec, HttpSpec, substitute};
 use sluice_op::schemars::{self, JsonSchema};
 use sluice_op::serde_json::{self, Value};
 use sluice_op::{Context, Error, Op, Outcome, export_op};
@@ -12,6 +15,7 @@ use sluice_op::{Context, Error, Op, Outcome, export_op};
 /// The input of `deploy`.
 #[derive(Deserialize, JsonSchema)]
 #[serde(deny_unknown_fields)]
+#[schemars(extend("x-sluice-templates" = ["/apply", "/current", "/rollback", "/undeploy"]))]
 struct Input {
     /// What to deploy: a version, an image, a path.
     revision: String,
@@ -71,7 +75,7 @@ impl Action {
                 ));
             }
         };
-        match &self.pointer {
+        match self.pointer.as_deref().map(|p| substitute(p, vars)) {
             None => Ok(answer),
             Some(p) => {
                 let doc: Value = serde_json::from_str(&answer).map_err(|e| {
@@ -79,7 +83,7 @@ impl Action {
                         "the answer is not JSON ({e}), so `pointer` {p} cannot apply"
                     ))
                 })?;
-                match doc.pointer(p) {
+                match doc.pointer(&p) {
                     Some(Value::String(s)) => Ok(s.clone()),
                     Some(v) => Ok(v.to_string()),
                     None => Err(Error::new(format!("{p} is not in the answer"))),

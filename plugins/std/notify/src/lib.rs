@@ -4,7 +4,7 @@ use serde::{Deserialize, Serialize};
 use sluice_op::action::HttpSpec;
 use sluice_op::schemars::{self, JsonSchema};
 use sluice_op::serde_json::{Map, Value, json};
-use sluice_op::{Capability, Context, Error, Op, Outcome, export_op};
+use sluice_op::{Capability, Context, Duration, Error, Op, Outcome, export_op};
 
 /// The input of `notify`.
 #[derive(Deserialize, JsonSchema)]
@@ -29,7 +29,7 @@ struct Input {
     icon_emoji: Option<String>,
     /// Give up waiting for the webhook after this long (10s by default).
     #[serde(default)]
-    timeout: Option<Value>,
+    timeout: Option<Duration>,
 }
 
 /// The output of `notify`.
@@ -84,7 +84,7 @@ impl Op for Notify {
             method: "POST".into(),
             headers: Default::default(),
             body: Some(Value::Object(body)),
-            timeout: Some(input.timeout.clone().unwrap_or(json!("10s"))),
+            timeout: Some(input.timeout.unwrap_or(Duration::from_secs(10))),
         };
         // The URL may be a secret: errors name only its origin.
         let r = spec.send_ok().map_err(|e| {

@@ -1,8 +1,9 @@
 //! `pause`: waits until someone allowed resumes the job (or its timeout passes).
 use serde::{Deserialize, Serialize};
 use sluice_op::schemars::{self, JsonSchema};
-use sluice_op::serde_json::Value;
-use sluice_op::{Context, Decision, DecisionKind, Error, Gate, GateKind, Op, Outcome, export_op};
+use sluice_op::{
+    Context, Decision, DecisionKind, Duration, Error, Gate, GateKind, Op, Outcome, export_op,
+};
 
 /// The input of `pause`.
 #[derive(Deserialize, JsonSchema)]
@@ -14,9 +15,9 @@ struct Input {
     /// Users, or `group:NAME`, who may resume; empty means anyone with the resume permission.
     #[serde(default)]
     approvers: Vec<String>,
-    /// How long to wait: seconds, or `30m`, `4h`; none waits forever.
+    /// How long to wait (`30m`, `4h`, `1d` or seconds); none waits forever.
     #[serde(default)]
-    timeout: Option<Value>,
+    timeout: Option<Duration>,
     /// What a timeout does: resume (the default) or abort.
     #[serde(default)]
     on_timeout: Option<String>,
@@ -46,7 +47,7 @@ impl Op for Pause {
         let mut gate = Gate::new(GateKind::Pause, input.message);
         gate.approvers = input.approvers;
         gate.allow_self_approval = true;
-        gate.timeout_seconds = input.timeout.as_ref().map(sluice_op::seconds).transpose()?;
+        gate.timeout_seconds = input.timeout.map(|d| d.as_secs_ceil());
         gate.timeout_action = Some(match input.on_timeout.as_deref() {
             None | Some("resume") => DecisionKind::Resume,
             Some("abort") => DecisionKind::Abort,

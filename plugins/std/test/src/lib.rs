@@ -7,7 +7,7 @@ use serde::{Deserialize, Serialize};
 use sluice_op::action::{CommandSpec, HttpSpec};
 use sluice_op::schemars::{self, JsonSchema};
 use sluice_op::serde_json::{self, Value};
-use sluice_op::{Context, Error, Op, Outcome, export_op};
+use sluice_op::{Context, Duration, Error, Op, Outcome, export_op};
 
 /// The input of `test`.
 #[derive(Deserialize, JsonSchema)]
@@ -61,10 +61,10 @@ struct JsonExpect {
 struct Latency {
     /// Warn when slower than this.
     #[serde(default)]
-    warn: Option<Value>,
+    warn: Option<Duration>,
     /// Fail when slower than this.
     #[serde(default)]
-    fail: Option<Value>,
+    fail: Option<Duration>,
 }
 
 /// The output of `test`: one result per check, and counts.
@@ -259,9 +259,8 @@ fn expect(
         }
     }
     if let Some(l) = &c.latency {
-        let limit = |v: &Option<Value>| v.as_ref().map(sluice_op::millis).transpose();
-        let fail = limit(&l.fail).map_err(|e| e.message)?;
-        let warn = limit(&l.warn).map_err(|e| e.message)?;
+        let fail = l.fail.map(|d| d.as_millis());
+        let warn = l.warn.map(|d| d.as_millis());
         if let Some(f) = fail
             && ms > f
         {

@@ -3,7 +3,7 @@
 use serde::{Deserialize, Serialize};
 use sluice_op::schemars::{self, JsonSchema};
 use sluice_op::serde_json::Value;
-use sluice_op::{Context, DecisionKind, Error, Gate, GateKind, Op, Outcome, export_op};
+use sluice_op::{Context, DecisionKind, Duration, Error, Gate, GateKind, Op, Outcome, export_op};
 
 /// The input of `trap`.
 #[derive(Deserialize, JsonSchema)]
@@ -14,9 +14,9 @@ struct Input {
     /// What the trap says when the condition is false.
     #[serde(default)]
     message: Option<String>,
-    /// How long the trap waits: seconds, or `30m`; none waits forever.
+    /// How long the trap waits (`30m`, `4h`, `1d` or seconds); none waits forever.
     #[serde(default)]
-    timeout: Option<u64>,
+    timeout: Option<Duration>,
     /// What a timeout does: abort (the default), skip, retry or rollback.
     #[serde(default)]
     on_timeout: Option<String>,
@@ -48,7 +48,7 @@ impl Op for Trap {
             .unwrap_or_else(|| format!("assertion failed: `that` is {}", input.that));
         let mut gate = Gate::new(GateKind::Trap, message);
         gate.allow_self_approval = true;
-        gate.timeout_seconds = input.timeout;
+        gate.timeout_seconds = input.timeout.map(|d| d.as_secs_ceil());
         gate.timeout_action = Some(match input.on_timeout.as_deref() {
             None | Some("abort") => DecisionKind::Abort,
             Some("skip") => DecisionKind::Skip,
