@@ -168,3 +168,39 @@ fn a_hostile_expression_fails_its_step_naming_the_limit() {
         assert!(v.to_string().contains(&limit), "{v:#}");
     }
 }
+
+/// Issue 12, item 18: a param reaches deploy's program verbatim, even when it holds `{revision}`:
+/// braces that an expression puts into a template field are escaped by the host, and only the
+/// rule's own `{revision}` is substituted.
+#[test]
+fn a_param_arrives_verbatim_in_deploy_templates() {
+    let home = crate::home();
+    let dir = home.path().display();
+    let rule = write_rule(
+        home.path(),
+        "verbatim.yaml",
+        &format!(
+            r#"rule: verbatim
+params: {{ note: {{ type: string }} }}
+grants: {{ deploy: [exec:tee] }}
+phases:
+  run:
+    - id: ship
+      op: deploy
+      with:
+        revision: "2.0"
+        apply:
+          command: {{ program: tee, args: ["{dir}/out.txt"], stdin: "note=${{{{ params.note }}}} rev={{revision}}" }}
+"#
+        ),
+    );
+    let o = sluice(
+        home.path(),
+        &["run", rule.to_str().unwrap(), "-p", "note={revision} {{x}}"],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}{}", out(&o), err(&o));
+    assert_eq!(
+        std::fs::read_to_string(home.path().join("out.txt")).unwrap(),
+        "note={revision} {{x}} rev=2.0"
+    );
+}

@@ -135,6 +135,7 @@ impl App {
                     can_rollback: info.can_rollback,
                     idempotent: info.idempotent,
                     needs: info.needs.iter().map(ToString::to_string).collect(),
+                    templates: sluice_rule::expr::template_prefixes(&info.input_schema),
                 };
                 (name, meta)
             })

@@ -507,7 +507,16 @@ impl Ctx<'_> {
             if let Some(flow) = self.gate_when(step) {
                 return flow;
             }
-            match self.ev.render(&call.with, self.data()) {
+            let templates = self
+                .job
+                .ops
+                .get(&call.op)
+                .map(|m| m.templates.clone())
+                .unwrap_or_default();
+            match self
+                .ev
+                .render_templated(&call.with, self.data(), &templates)
+            {
                 Ok(input) => self
                     .actions
                     .push(Action::Call(self.call(step, call, 1, input))),

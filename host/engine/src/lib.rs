@@ -68,6 +68,10 @@ pub struct OpMeta {
     /// The capabilities it needs (`exec:kubectl`, `secret:token`...).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub needs: Vec<String>,
+    /// Where its input holds brace templates (`x-sluice-templates` in its input schema):
+    /// braces that expressions put there are escaped, so a param arrives verbatim.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub templates: Vec<String>,
 }
 
 /// How a step attempt ended.

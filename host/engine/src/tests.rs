@@ -31,6 +31,7 @@ fn ops() -> BTreeMap<String, OpMeta> {
                     can_rollback: *op == "undo",
                     idempotent: false,
                     needs: vec![],
+                    templates: vec![],
                 },
             )
         })

@@ -88,5 +88,6 @@ pub(crate) async fn meta(runtime: &Runtime, rule: &Rule, name: &str) -> Result<O
         can_rollback: info.can_rollback,
         idempotent: info.idempotent,
         needs: info.needs.iter().map(ToString::to_string).collect(),
+        templates: sluice_rule::expr::template_prefixes(&info.input_schema),
     })
 }
