@@ -4,7 +4,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 
 use serde_json::Value;
-use sluice_ops::test_ops;
+use sluice_std_ops::test_ops;
 
 fn sluice(home: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_sluice"))
@@ -40,7 +40,7 @@ fn op_list_json_lists_the_shipped_ops() {
         .iter()
         .map(|op| op["name"].as_str().unwrap())
         .collect();
-    let shipped: Vec<&str> = sluice_ops::STD_OPS.iter().map(|op| op.name).collect();
+    let shipped: Vec<&str> = sluice_std_ops::STD_OPS.iter().map(|op| op.name).collect();
     assert_eq!(names, shipped);
     assert!(names.contains(&"log"));
     for op in list.as_array().unwrap() {

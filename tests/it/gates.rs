@@ -6,7 +6,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use serde_json::Value;
-use sluice_ops::test_ops;
+use sluice_std_ops::test_ops;
 
 use crate::jobs::{err, json, out, sluice, write_rule};
 

@@ -71,7 +71,7 @@ fn registry(dir: &Path) -> TestRegistry {
 fn a_package_is_pushed_signed_locked_and_run_and_tampering_is_refused() {
     let home = crate::home();
     let reg = registry(home.path());
-    let echo = sluice_ops::test_ops::ECHO;
+    let echo = sluice_std_ops::test_ops::ECHO;
     let reference = format!("oci://{}/team-a/echo:1.0", reg.addr);
 
     // `plugin` is the old name of `package`, kept as an alias for one release.
@@ -213,7 +213,7 @@ fn packages_interoperate_with_wkg() {
     let home = crate::home();
     let reg = registry(home.path());
     let wkg = wkg();
-    let echo = sluice_ops::test_ops::ECHO;
+    let echo = sluice_std_ops::test_ops::ECHO;
 
     let ours = format!("{}/team-a/echo:1.0", reg.addr);
     let o = sluice(

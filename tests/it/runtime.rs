@@ -4,8 +4,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use sluice_model::{Decider, Decision, DecisionKind, GateKind, JobContext, LogSource, Outcome};
-use sluice_ops::test_ops;
 use sluice_runtime::{Call, Fault, Grants, LoadSource, OpReport, Runtime, RuntimeConfig};
+use sluice_std_ops::test_ops;
 
 fn runtime(home: &std::path::Path) -> Runtime {
     Runtime::new(RuntimeConfig::new(home)).expect("runtime")

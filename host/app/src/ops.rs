@@ -47,7 +47,7 @@ impl App {
                 .unwrap_or_default();
             (name, bytes.into())
         } else {
-            match sluice_ops::std_op(arg) {
+            match sluice_std_ops::std_op(arg) {
                 Some(op) => (op.name.to_string(), op.wasm.into()),
                 None => {
                     return Err(AppError::Usage(format!(

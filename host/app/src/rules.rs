@@ -17,7 +17,7 @@ pub struct Validated {
 
 /// The names of the standard ops (callable without an `ops:` entry).
 pub fn std_op_names() -> Vec<&'static str> {
-    sluice_ops::STD_OPS.iter().map(|o| o.name).collect()
+    sluice_std_ops::STD_OPS.iter().map(|o| o.name).collect()
 }
 
 /// `NAME=VALUE` params.
@@ -165,7 +165,7 @@ impl App {
                         "op `{name}`: package {r} was not resolved"
                     )));
                 }
-                None => sluice_ops::std_op(&name)
+                None => sluice_std_ops::std_op(&name)
                     .map(|o| o.wasm.to_vec())
                     .unwrap_or_default(),
             };

@@ -39,7 +39,7 @@ fn pct(v: &mut [f64], p: f64) -> f64 {
 fn rule(dir: &Path, name: &str, steps: usize, gate: bool) -> String {
     let mut y = format!(
         "rule: {name}\nops:\n  echo: {{ path: {:?} }}\nphases:\n  run:\n",
-        sluice_ops::test_ops::ECHO
+        sluice_std_ops::test_ops::ECHO
     );
     if gate {
         y.push_str("    - { id: gate, op: approve, with: { allow-self-approval: true } }\n");
@@ -166,7 +166,7 @@ fn main() {
         .unwrap();
     let gated = rule(h, "gated", 1, true);
     let text = std::fs::read_to_string(&gated).unwrap();
-    let std_ops: Vec<&str> = sluice_ops::STD_OPS.iter().map(|o| o.name).collect();
+    let std_ops: Vec<&str> = sluice_std_ops::STD_OPS.iter().map(|o| o.name).collect();
     let parsed = sluice_rule::parse(
         &text,
         &sluice_rule::ParseOptions {

@@ -43,7 +43,7 @@ pub(crate) fn load(
         Some(OpSource::Package(r)) => {
             return Err(err(format!("package {r} is not resolved to a file")));
         }
-        None => match sluice_ops::std_op(name) {
+        None => match sluice_std_ops::std_op(name) {
             Some(op) => (op.wasm.to_vec(), true),
             None => {
                 return Err(err(

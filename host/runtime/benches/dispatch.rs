@@ -82,7 +82,7 @@ fn dispatch(c: &mut Criterion) {
         .build()
         .unwrap();
     let home = tempfile::tempdir().unwrap();
-    let bytes = std::fs::read(sluice_ops::test_ops::ECHO).unwrap();
+    let bytes = std::fs::read(sluice_std_ops::test_ops::ECHO).unwrap();
 
     let mut g = c.benchmark_group("op-call");
     g.measurement_time(Duration::from_secs(5));

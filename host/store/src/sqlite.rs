@@ -164,11 +164,14 @@ impl SqliteJournal {
     /// reads as empty.
     pub fn open_read_only(path: &Path) -> Result<Self, StoreError> {
         use rusqlite::OpenFlags;
+        let empty = || -> Res<(Connection, &'static str)> {
+            let mut conn = Connection::open_in_memory()?;
+            migrate(&mut conn)?;
+            Ok((conn, "events"))
+        };
         let open = || -> Res<(Connection, &'static str)> {
             if !path.exists() {
-                let mut conn = Connection::open_in_memory()?;
-                migrate(&mut conn)?;
-                return Ok((conn, "events"));
+                return empty();
             }
             let flags = OpenFlags::SQLITE_OPEN_READ_ONLY
                 | OpenFlags::SQLITE_OPEN_NO_MUTEX
@@ -184,6 +187,14 @@ impl SqliteJournal {
                     Connection::open_with_flags(format!("{}?immutable=1", file_uri(path)), flags)?
                 }
             };
+            // A journal another process is creating right now has no tables yet: it reads as
+            // empty, as one that does not exist.
+            let has_jobs = conn
+                .prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'jobs'")?
+                .exists([])?;
+            if !has_jobs {
+                return empty();
+            }
             let found = schema_version(&conn)?;
             if found > SCHEMA_VERSION {
                 return Err(StoreError::NewerSchema {
@@ -933,6 +944,10 @@ mod tests {
         let none = SqliteJournal::open_read_only(&d.path().join("nothing.db")).unwrap();
         assert!(none.jobs(10).await.unwrap().is_empty());
         assert!(!d.path().join("nothing.db").exists(), "nothing created");
+        // One another process is creating right now (the file, not yet its tables).
+        std::fs::write(d.path().join("new.db"), b"").unwrap();
+        let new = SqliteJournal::open_read_only(&d.path().join("new.db")).unwrap();
+        assert!(new.locks().await.unwrap().is_empty());
     }
 
     /// A journal written before schema versions (user_version 0, events without a format
