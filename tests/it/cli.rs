@@ -397,3 +397,31 @@ fn build_op(dir: &Path, lib: &str) -> std::path::PathBuf {
     );
     target_dir.join(format!("wasm32-wasip2/release/{lib}.wasm"))
 }
+
+/// The SDK's own unit tests (durations, placeholders) run on the host, so `cargo test
+/// --workspace` covers them too: `plugins/` is a workspace of its own.
+#[test]
+fn the_sdks_unit_tests_pass() {
+    let mut cmd = std::process::Command::new(env!("CARGO"));
+    cmd.args(["test", "--quiet", "-p", "sluice-op", "--manifest-path"])
+        .arg(crate::jobs::root().join("plugins/Cargo.toml"))
+        .arg("--target-dir")
+        .arg(std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("sdk-tests"));
+    for var in [
+        "CARGO_ENCODED_RUSTFLAGS",
+        "RUSTFLAGS",
+        "CARGO_BUILD_RUSTFLAGS",
+        "RUSTC_WORKSPACE_WRAPPER",
+        "CARGO_TARGET_DIR",
+        "CARGO_BUILD_TARGET",
+    ] {
+        cmd.env_remove(var);
+    }
+    let o = cmd.output().unwrap();
+    assert!(
+        o.status.success(),
+        "{}{}",
+        String::from_utf8_lossy(&o.stdout),
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
