@@ -19,9 +19,11 @@ mod diag;
 pub mod expr;
 mod parse;
 pub mod permissions;
+mod yaml;
 
 pub use diag::{Diagnostic, Diagnostics, Loc};
 pub use parse::{ParseOptions, parse};
+pub use yaml::MAX_YAML_DEPTH;
 
 /// The JSON Schema of a rule file, for editors (`sluice schema`).
 pub const JSON_SCHEMA: &str = include_str!("rule.schema.json");

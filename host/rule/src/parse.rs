@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use crate::diag::{Diagnostics, Loc, did_you_mean};
 use crate::expr::{self, Evaluator, JOB_FIELDS, STEP_FIELDS};
+use crate::yaml::{self, LoadFailure};
 use crate::*;
 
 /// What the parser needs to know from outside.
@@ -54,15 +55,18 @@ pub fn parse(text: &str, opts: &ParseOptions<'_>) -> Result<Rule, Diagnostics> {
         opts: *opts,
         ids: BTreeSet::new(),
     };
-    let root = match marked_yaml::parse_yaml_with_options(
-        0,
+    let root = match yaml::load(
         text,
         LoaderOptions::default()
             .error_on_duplicate_keys(true)
             .prevent_coercion(true),
     ) {
         Ok(root) => root,
-        Err(e) => {
+        Err(LoadFailure::Located(at, msg, hint)) => {
+            p.err(at, msg, hint);
+            return Err(p.d);
+        }
+        Err(LoadFailure::Loader(e)) => {
             p.load_error(e);
             return Err(p.d);
         }
@@ -118,7 +122,11 @@ impl Parser<'_> {
             }
             MappingKeyMustBeScalar(m) => self.err(at(&m), "mapping keys must be plain names", None),
             UnexpectedTag(m) => self.err(at(&m), "YAML tags are not supported in rules", None),
-            ScanError(m, e) => self.err(at(&m), format!("this is not valid YAML: {e}"), None),
+            ScanError(m, e) => self.err(
+                at(&m),
+                format!("this is not valid YAML: {}", e.info()),
+                None,
+            ),
             DuplicateKey(inner) => {
                 let first = Loc::of(inner.prev_key.span());
                 self.err(
@@ -1159,5 +1167,118 @@ mod tests {
             c.with,
             serde_json::json!({ "a": ["31.5", 31.5, "true", true, "null", null] })
         );
+    }
+
+    const OPTS: ParseOptions<'static> = ParseOptions {
+        file: "r.yaml",
+        std_ops: &["log", "trap"],
+    };
+
+    /// The one problem `text` has: line, column, message and hint.
+    fn problem(text: &str) -> (usize, usize, String, Option<String>) {
+        let d = parse(text, &OPTS).expect_err("the rule should not parse");
+        assert_eq!(d.items.len(), 1, "{d}");
+        let i = &d.items[0];
+        (i.loc.line, i.loc.column, i.message.clone(), i.hint.clone())
+    }
+
+    /// A rule whose one step's `with:` is `value`, starting on line 6 at column 9.
+    fn with_block(value: &str) -> String {
+        format!("rule: r\nphases:\n  run:\n    - op: log\n      with:\n{value}")
+    }
+
+    #[test]
+    fn block_nesting_is_bounded_before_loading() {
+        // 12,000 levels, one space of indent each: this overflowed the stack.
+        let mut deep = String::new();
+        for i in 0..12_000 {
+            deep.push_str(&" ".repeat(8 + i));
+            deep.push_str("a:\n");
+        }
+        let (line, column, msg, hint) = problem(&with_block(&deep));
+        // The root, `phases`, `run` and the step hold 4 levels, `with` starts the 5th on line 6:
+        // the 65th is the mapping on line 66, at its key.
+        assert_eq!((line, column), (66, 8 + 60 + 1));
+        assert_eq!(msg, "this is nested more than 64 levels deep");
+        assert!(hint.unwrap().contains("flatten"));
+    }
+
+    #[test]
+    fn flow_nesting_is_bounded_before_loading() {
+        for (open, close) in [("[", "]"), ("{a: ", "}")] {
+            for n in [100, 12_000] {
+                let value = format!("        x: {}1{}\n", open.repeat(n), close.repeat(n));
+                let (line, column, msg, _) = problem(&with_block(&value));
+                // `with`'s mapping is the 5th level: the 60th opener is the 65th.
+                assert_eq!(line, 6, "{open} {n}");
+                assert_eq!(column, 12 + 59 * open.len(), "{open} {n}");
+                assert_eq!(msg, "this is nested more than 64 levels deep", "{open} {n}");
+            }
+        }
+        // Never closed at all.
+        let value = format!("        x: {}\n", "[".repeat(12_000));
+        let (line, column, msg, _) = problem(&with_block(&value));
+        assert_eq!((line, column), (6, 12 + 59));
+        assert_eq!(msg, "this is nested more than 64 levels deep");
+    }
+
+    #[test]
+    fn sequences_on_one_line_are_bounded() {
+        let value = format!("        x:\n          {}1\n", "- ".repeat(12_000));
+        let (line, column, msg, _) = problem(&with_block(&value));
+        assert_eq!((line, column), (7, 11 + 2 * 59));
+        assert_eq!(msg, "this is nested more than 64 levels deep");
+    }
+
+    #[test]
+    fn a_rule_nested_64_deep_still_parses() {
+        // The root, `phases` and `run` hold 3 levels; each parallel group adds a step and a
+        // list of branches; the innermost step, its `with` and a list add 3: 3 + 2 * 29 + 3.
+        let nested = |groups: usize| {
+            format!(
+                "rule: r\nphases:\n  run: [{}{{ op: log, with: {{ a: [1] }} }}{}]\n",
+                "{ parallel: [".repeat(groups),
+                "] }".repeat(groups)
+            )
+        };
+        let r = parse(&nested(29), &OPTS).unwrap();
+        assert_eq!(r.all_steps().len(), 30);
+        let (_, _, msg, _) = problem(&nested(30));
+        assert_eq!(msg, "this is nested more than 64 levels deep");
+    }
+
+    #[test]
+    fn a_second_document_is_refused() {
+        let (line, column, msg, _) =
+            problem("rule: r\nphases: { run: [{ op: log }] }\n---\nrule: s\n");
+        assert_eq!((line, column), (3, 1));
+        assert!(msg.contains("second YAML document"), "{msg}");
+    }
+
+    #[test]
+    fn an_unclosed_brace_is_reported_where_it_opens() {
+        let text = "rule: r\nphases:\n  run:\n    - op: log\n      with: {a: 1\n    - op: log\n";
+        let (line, column, msg, hint) = problem(text);
+        assert_eq!((line, column), (5, 13));
+        assert_eq!(msg, "this `{` is never closed");
+        let hint = hint.unwrap();
+        assert!(hint.starts_with("close it with `}`"), "{hint}");
+        assert!(hint.contains("line 6, column 9"), "{hint}");
+
+        let text = "rule: r\nphases:\n  run: [{ op: log, with: { a: '{' } },\n  post: []\n";
+        let (line, column, msg, _) = problem(text);
+        assert_eq!((line, column), (3, 8));
+        assert_eq!(msg, "this `[` is never closed");
+    }
+
+    #[test]
+    fn other_syntax_errors_keep_the_scanner_place() {
+        let (line, column, msg, hint) = problem("rule: r\nphases: a: b\n");
+        assert_eq!((line, column), (2, 10));
+        assert_eq!(
+            msg,
+            "this is not valid YAML: mapping values are not allowed in this context"
+        );
+        assert_eq!(hint, None);
     }
 }
