@@ -303,6 +303,10 @@ impl TrapPolicy {
     }
 }
 
+/// How deeply a step's `with:` may nest mappings and lists (the `with:` mapping is the first
+/// level). Journal events embed the input, and serde_json reads back at most 128 levels.
+pub const MAX_WITH_DEPTH: usize = 32;
+
 /// The standard ops that open gates: allowed only in `init`, `pre` and `run`.
 pub const GATE_OPS: &[&str] = &["approve", "pause", "trap"];
 

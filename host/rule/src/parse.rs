@@ -673,6 +673,18 @@ impl Parser<'_> {
                     }
                 }
                 let op_name = self.string(op, "`op`")?;
+                if let Some(deep) = m
+                    .get_node("with")
+                    .and_then(|w| deeper_than(w, MAX_WITH_DEPTH))
+                {
+                    self.err(
+                        loc(deep),
+                        format!("`with` is nested more than {MAX_WITH_DEPTH} levels deep here"),
+                        Some(format!(
+                            "an op's input nests at most {MAX_WITH_DEPTH} mappings and lists, so a job can always be read back; flatten it"
+                        )),
+                    );
+                }
                 let with = m
                     .get_node("with")
                     .map(to_json)
@@ -1067,6 +1079,20 @@ fn check_names(
     }
 }
 
+/// The first mapping or list in `n` (which counts as the first level) that lies more than
+/// `limit` levels deep.
+fn deeper_than(n: &Node, limit: usize) -> Option<&Node> {
+    let children: Vec<&Node> = match n {
+        Node::Scalar(_) => return None,
+        Node::Sequence(seq) => seq.iter().collect(),
+        Node::Mapping(m) => m.values().collect(),
+    };
+    if limit == 0 {
+        return Some(n);
+    }
+    children.into_iter().find_map(|c| deeper_than(c, limit - 1))
+}
+
 /// Every string inside a JSON value.
 fn strings(v: &Value) -> Vec<&str> {
     let mut out = Vec::new();
@@ -1245,6 +1271,29 @@ mod tests {
         assert_eq!(r.all_steps().len(), 30);
         let (_, _, msg, _) = problem(&nested(30));
         assert_eq!(msg, "this is nested more than 64 levels deep");
+    }
+
+    #[test]
+    fn with_is_bounded_to_32_levels() {
+        let nested =
+            |n: usize| with_block(&format!("        x: {}1{}\n", "[".repeat(n), "]".repeat(n)));
+        // `with` is the first level, so 31 lists in it make 32.
+        let r = parse(&nested(31), &OPTS).unwrap();
+        let StepKind::Op(c) = &r.phases.run[0].kind else {
+            panic!()
+        };
+        let json = serde_json::to_string(&c.with).unwrap();
+        // Inside an event, wrapped a few levels more, it still reads back.
+        let event = format!("{{\"a\":{{\"b\":[{{\"c\":{json}}}]}}}}");
+        assert!(serde_json::from_str::<Value>(&event).is_ok());
+
+        let (line, column, msg, hint) = problem(&nested(32));
+        assert_eq!((line, column), (6, 12 + 31));
+        assert_eq!(msg, "`with` is nested more than 32 levels deep here");
+        assert!(hint.unwrap().contains("flatten"));
+        // Deeper still, as deep as the file may be, the same.
+        let (_, _, msg, _) = problem(&nested(59));
+        assert_eq!(msg, "`with` is nested more than 32 levels deep here");
     }
 
     #[test]
