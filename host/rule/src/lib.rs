@@ -442,15 +442,84 @@ impl Rule {
 fn typed(kind: ParamType, text: &str) -> Result<Value, String> {
     match kind {
         ParamType::String => Ok(Value::String(text.to_string())),
-        ParamType::Number => text
-            .parse::<i64>()
-            .map(Value::from)
-            .or_else(|_| text.parse::<f64>().map(Value::from))
-            .map_err(|_| format!("`{text}` is not a number")),
+        ParamType::Number => match text.parse::<i64>() {
+            Ok(i) => Ok(Value::from(i)),
+            // Rust reads `NaN`, `inf` and `1e999` (infinite) as floats; JSON has no such
+            // numbers and serde_json would store them as null.
+            Err(_) => match text.parse::<f64>() {
+                Ok(f) if f.is_finite() => Ok(Value::from(f)),
+                Ok(_) => Err(format!(
+                    "`{text}` is not a finite number: give a number such as 3 or 2.5"
+                )),
+                Err(_) => Err(format!("`{text}` is not a number")),
+            },
+        },
         ParamType::Boolean => match text {
             "true" | "yes" => Ok(Value::Bool(true)),
             "false" | "no" => Ok(Value::Bool(false)),
             _ => Err(format!("`{text}` is not true or false")),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(params: &str) -> Rule {
+        let text = format!("rule: r\nparams:\n{params}phases:\n  run: [{{ op: log }}]\n");
+        parse(
+            &text,
+            &ParseOptions {
+                file: "r.yaml",
+                std_ops: &["log"],
+            },
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn numbers_must_be_finite() {
+        let r = rule("  n: number\n");
+        for bad in ["NaN", "nan", "inf", "-inf", "infinity", "1e999", "-1e999"] {
+            let e = r.bind_params(&[("n".into(), bad.into())]).unwrap_err();
+            assert_eq!(
+                e,
+                [format!(
+                    "param `n`: `{bad}` is not a finite number: give a number such as 3 or 2.5"
+                )]
+            );
+        }
+        let ok = r.bind_params(&[("n".into(), "1e300".into())]).unwrap();
+        assert_eq!(ok["n"], serde_json::json!(1e300));
+        let ok = r.bind_params(&[("n".into(), "-7".into())]).unwrap();
+        assert_eq!(ok["n"], serde_json::json!(-7));
+    }
+
+    #[test]
+    fn defaults_and_allowed_values_cannot_be_infinite_either() {
+        for params in [
+            "  n: { type: number, default: .nan }\n",
+            "  n: { type: number, default: 1e999 }\n",
+            "  n: { type: number, default: inf }\n",
+            "  n: { type: number, allowed: [1, NaN] }\n",
+            "  n: { type: number, allowed: [-.inf] }\n",
+        ] {
+            let text = format!("rule: r\nparams:\n{params}phases:\n  run: [{{ op: log }}]\n");
+            let d = parse(
+                &text,
+                &ParseOptions {
+                    file: "r.yaml",
+                    std_ops: &["log"],
+                },
+            )
+            .unwrap_err();
+            assert!(
+                d.items[0]
+                    .message
+                    .starts_with("param `n` takes a number, and"),
+                "{params}: {d}"
+            );
+        }
     }
 }
