@@ -73,10 +73,11 @@ pub(crate) fn permissions(global: &Global) -> Result<Option<Permissions>, Failed
     if !path.exists() {
         return Ok(None);
     }
-    let text = std::fs::read_to_string(&path)
+    let bytes = std::fs::read(&path)
         .with_context(|| format!("cannot read permissions file {}", path.display()))
         .map_err(Failed::usage)?;
-    permissions::parse(&text, &path.display().to_string())
+    sluice_rule::decode_utf8(bytes, &path.display().to_string())
+        .and_then(|text| permissions::parse(&text, &path.display().to_string()))
         .map(Some)
         .map_err(|d| Failed::rendered(Failed::USAGE, d.to_string()))
 }

@@ -46,18 +46,22 @@ pub(crate) fn std_op_names() -> Vec<&'static str> {
 
 /// Reads and checks a rule; problems become a usage failure printed as diagnostics.
 pub(crate) fn read_rule(path: &Path) -> Result<Rule, Failed> {
-    let text = std::fs::read_to_string(path)
+    let bytes = std::fs::read(path)
         .with_context(|| format!("cannot read rule file {}", path.display()))
         .map_err(Failed::usage)?;
+    let file = path.display().to_string();
     let names = std_op_names();
-    sluice_rule::parse(
-        &text,
-        &ParseOptions {
-            file: &path.display().to_string(),
-            std_ops: &names,
-        },
-    )
-    .map_err(|d| Failed::rendered(Failed::USAGE, d.to_string()))
+    sluice_rule::decode_utf8(bytes, &file)
+        .and_then(|text| {
+            sluice_rule::parse(
+                &text,
+                &ParseOptions {
+                    file: &file,
+                    std_ops: &names,
+                },
+            )
+        })
+        .map_err(|d| Failed::rendered(Failed::USAGE, d.to_string()))
 }
 
 /// `-p NAME=VALUE` pairs.
@@ -109,18 +113,24 @@ async fn describe_ops(
 }
 
 pub(crate) async fn validate(global: &Global, args: ValidateArgs) -> CmdResult {
-    let text = std::fs::read_to_string(&args.rule)
+    let bytes = std::fs::read(&args.rule)
         .with_context(|| format!("cannot read rule file {}", args.rule.display()))
         .map_err(Failed::usage)?;
     let names = std_op_names();
     let file = args.rule.display().to_string();
-    let mut result = sluice_rule::parse(
-        &text,
-        &ParseOptions {
-            file: &file,
-            std_ops: &names,
-        },
-    );
+    let (text, mut result) = match sluice_rule::decode_utf8(bytes, &file) {
+        Ok(text) => {
+            let result = sluice_rule::parse(
+                &text,
+                &ParseOptions {
+                    file: &file,
+                    std_ops: &names,
+                },
+            );
+            (text, result)
+        }
+        Err(d) => (d.text.clone(), Err(d)),
+    };
     // The rule reads well: now check it grants what its ops declare they need.
     if let Ok(rule) = &result {
         let mut resolved = rule.clone();

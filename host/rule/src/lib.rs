@@ -21,7 +21,7 @@ mod parse;
 pub mod permissions;
 mod yaml;
 
-pub use diag::{Diagnostic, Diagnostics, Loc};
+pub use diag::{Diagnostic, Diagnostics, Loc, decode_utf8};
 pub use parse::{ParseOptions, parse};
 pub use yaml::MAX_YAML_DEPTH;
 
