@@ -89,7 +89,17 @@ struct Parser<'a> {
 }
 
 fn loc(n: &Node) -> Loc {
-    Loc::of(n.span())
+    let at = Loc::of(n.span());
+    // yaml-rust2 marks a block mapping at its first key's `:`; point at the key instead.
+    if let Node::Mapping(m) = n
+        && let Some((k, _)) = m.iter().next()
+    {
+        let key = Loc::of(k.span());
+        if key.line == at.line && key.column < at.column {
+            return key;
+        }
+    }
+    at
 }
 
 fn kind_name(n: &Node) -> &'static str {
@@ -1329,5 +1339,17 @@ mod tests {
             "this is not valid YAML: mapping values are not allowed in this context"
         );
         assert_eq!(hint, None);
+    }
+
+    #[test]
+    fn block_mappings_are_placed_at_their_first_key() {
+        let (line, column, msg, _) = problem("rule: r\nphases:\n  run:\n    - op: nope\n");
+        assert_eq!(msg, "step `nope` calls unknown op `nope`");
+        assert_eq!((line, column), (4, 7));
+        let (line, column, _, _) = problem("rule: r\nphases:\n  run:\n    - { op: nope }\n");
+        assert_eq!((line, column), (4, 7));
+        let (line, column, msg, _) = problem("phases:\n  run: []\n");
+        assert_eq!(msg, "the rule has no name");
+        assert_eq!((line, column), (1, 1));
     }
 }
