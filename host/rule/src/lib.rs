@@ -17,11 +17,13 @@ pub use sluice_model::Phase;
 
 mod diag;
 pub mod expr;
+pub mod inputs;
 mod parse;
 pub mod permissions;
 mod yaml;
 
 pub use diag::{Diagnostic, Diagnostics, Loc, decode_utf8};
+pub use inputs::{InputProblem, InputSchema, check_rule_inputs};
 pub use parse::{ParseOptions, parse};
 pub use yaml::MAX_YAML_DEPTH;
 
@@ -182,6 +184,56 @@ pub struct OpCall {
     /// How a trap on this step behaves (`on-error: trap`, or a `trap` op).
     #[serde(default, skip_serializing_if = "TrapPolicy::is_default")]
     pub trap: TrapPolicy,
+    /// Where each part of `with` is in the rule file; not kept in job snapshots.
+    #[serde(skip)]
+    pub with_locs: InputLocs,
+}
+
+/// Where the parts of a step's `with:` are in the rule file, by JSON pointer into the input
+/// (`/checks/0/name`): a mapping entry at its key, a list item at the item, and `""` (the
+/// whole input) at the `with:` key, or at the step when it has no `with:`.
+///
+/// Places are not part of a rule's meaning: any two compare equal, so a rule read back from
+/// a job snapshot (which does not keep them) equals the rule it was parsed as.
+#[derive(Debug, Clone, Default)]
+pub struct InputLocs(BTreeMap<String, Loc>);
+
+impl PartialEq for InputLocs {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl InputLocs {
+    /// The place of exactly `pointer`.
+    pub fn get(&self, pointer: &str) -> Option<Loc> {
+        self.0.get(pointer).copied()
+    }
+
+    /// The place of `pointer`, or of the nearest part that holds it.
+    pub fn nearest(&self, pointer: &str) -> Option<Loc> {
+        let mut p = pointer;
+        loop {
+            if let Some(l) = self.0.get(p) {
+                return Some(*l);
+            }
+            p = &p[..p.rfind('/')?];
+        }
+    }
+
+    /// Every pointer and its place, in pointer order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, Loc)> {
+        self.0.iter().map(|(p, l)| (p.as_str(), *l))
+    }
+
+    pub(crate) fn insert(&mut self, pointer: String, at: Loc) {
+        self.0.insert(pointer, at);
+    }
+}
+
+/// `segment` escaped for a JSON pointer (RFC 6901): `~` as `~0`, `/` as `~1`.
+pub(crate) fn pointer_segment(segment: &str) -> String {
+    segment.replace('~', "~0").replace('/', "~1")
 }
 
 /// How a trap behaves: Clarive's trap timeout, timeout action and retry limit.

@@ -699,6 +699,15 @@ impl Parser<'_> {
                     .get_node("with")
                     .map(to_json)
                     .unwrap_or(Value::Object(Default::default()));
+                let mut with_locs = InputLocs::default();
+                let with_key = m.iter().find(|(k, _)| k.as_str() == "with");
+                with_locs.insert(
+                    String::new(),
+                    with_key.map(|(k, _)| Loc::of(k.span())).unwrap_or(at),
+                );
+                if let Some((_, w)) = with_key {
+                    record_locs(w, &mut String::new(), &mut with_locs);
+                }
                 let timeout_ms = match m.get_node("timeout") {
                     Some(t) => self.duration_ms(t, "`timeout`"),
                     None => defaults.timeout_ms,
@@ -757,6 +766,7 @@ impl Parser<'_> {
                     retry,
                     on_error,
                     trap,
+                    with_locs,
                 })
             }
             (None, Some(p)) => {
@@ -1101,6 +1111,32 @@ fn deeper_than(n: &Node, limit: usize) -> Option<&Node> {
         return Some(n);
     }
     children.into_iter().find_map(|c| deeper_than(c, limit - 1))
+}
+
+/// Records where the entries and items under `n` (at `pointer`) are.
+fn record_locs(n: &Node, pointer: &mut String, out: &mut InputLocs) {
+    let len = pointer.len();
+    match n {
+        Node::Scalar(_) => {}
+        Node::Sequence(seq) => {
+            for (i, item) in seq.iter().enumerate() {
+                pointer.push('/');
+                pointer.push_str(&i.to_string());
+                out.insert(pointer.clone(), loc(item));
+                record_locs(item, pointer, out);
+                pointer.truncate(len);
+            }
+        }
+        Node::Mapping(m) => {
+            for (k, v) in m.iter() {
+                pointer.push('/');
+                pointer.push_str(&pointer_segment(k.as_str()));
+                out.insert(pointer.clone(), Loc::of(k.span()));
+                record_locs(v, pointer, out);
+                pointer.truncate(len);
+            }
+        }
+    }
 }
 
 /// Every string inside a JSON value.
