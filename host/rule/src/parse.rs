@@ -1023,6 +1023,9 @@ impl Parser<'_> {
     }
 }
 
+/// The longest expression, in characters, that a rule may hold.
+const MAX_EXPR_CHARS: usize = 1000;
+
 #[allow(clippy::too_many_arguments)]
 fn check_names(
     ev: &Evaluator,
@@ -1033,6 +1036,19 @@ fn check_names(
     step_ids: &BTreeSet<&str>,
     problems: &mut Vec<(Loc, String, Option<String>)>,
 ) {
+    // minijinja's parser recurses once per prefix `not` and `-` without a limit: 8,000 of
+    // them overflowed a 2 MiB stack. No expression a person writes comes near this.
+    let chars = expr.chars().count();
+    if chars > MAX_EXPR_CHARS {
+        problems.push((
+            at,
+            format!(
+                "an expression of {chars} characters is too long: sluice reads at most {MAX_EXPR_CHARS}"
+            ),
+            Some("split it over several steps, or work the value out in an op".into()),
+        ));
+        return;
+    }
     let mut names = match ev.names(expr) {
         Ok(n) => n,
         Err(e) => {
@@ -1387,5 +1403,40 @@ mod tests {
         let (line, column, msg, _) = problem("phases:\n  run: []\n");
         assert_eq!(msg, "the rule has no name");
         assert_eq!((line, column), (1, 1));
+    }
+
+    #[test]
+    fn long_expressions_are_refused_before_minijinja_reads_them() {
+        // 16,000 prefix `not`s overflowed the stack in minijinja's parser.
+        let deep = format!("{}true", "not ".repeat(16_000));
+        let minus = format!("{}1", "-".repeat(16_000));
+        let text = format!(
+            "rule: r\nphases:\n  run:\n    - op: log\n      when: \"{deep}\"\n      with: {{ m: \"${{{{ {minus} }}}}\" }}\n"
+        );
+        let d = parse(&text, &OPTS).unwrap_err();
+        let messages: Vec<&str> = d.items.iter().map(|i| i.message.as_str()).collect();
+        assert_eq!(
+            messages,
+            [
+                "an expression of 64004 characters is too long: sluice reads at most 1000",
+                "an expression of 16001 characters is too long: sluice reads at most 1000",
+            ]
+        );
+        // At the limit, the worst nesting still reads and evaluates on a test thread's stack.
+        let at_limit = format!("{}1", "-".repeat(999));
+        let text = format!(
+            "rule: r\nphases:\n  run:\n    - op: log\n      when: \"{}true\"\n      with: {{ m: \"${{{{ {at_limit} }}}}\" }}\n",
+            "not ".repeat(249)
+        );
+        let r = parse(&text, &OPTS).unwrap();
+        let ev = Evaluator::new();
+        assert!(
+            !ev.condition(r.phases.run[0].when.as_deref().unwrap(), &Value::Null)
+                .unwrap()
+        );
+        assert_eq!(
+            ev.eval(&at_limit, &Value::Null).unwrap(),
+            serde_json::json!(-1)
+        );
     }
 }
