@@ -402,11 +402,11 @@ fn build_op(dir: &Path, lib: &str) -> std::path::PathBuf {
 /// --workspace` covers them too: `plugins/` is a workspace of its own.
 #[test]
 fn the_sdks_unit_tests_pass() {
-    let mut cmd = std::process::Command::new(env!("CARGO"));
+    let mut cmd = Command::new(env!("CARGO"));
     cmd.args(["test", "--quiet", "-p", "sluice-op", "--manifest-path"])
         .arg(crate::jobs::root().join("plugins/Cargo.toml"))
         .arg("--target-dir")
-        .arg(std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("sdk-tests"));
+        .arg(Path::new(env!("CARGO_TARGET_TMPDIR")).join("sdk-tests"));
     for var in [
         "CARGO_ENCODED_RUSTFLAGS",
         "RUSTFLAGS",

@@ -691,3 +691,65 @@ fn issue_12_the_toolchain_file_names_the_wasm_target() {
     let text = std::fs::read_to_string(root().join("rust-toolchain.toml")).unwrap();
     assert!(text.contains("wasm32-wasip2"), "{text}");
 }
+
+/// Item 10: what validate finds in an op's inputs, `run` refuses before anything runs; and an
+/// input that only renders at run time is checked against the op's schema before the call,
+/// failing its step in validate's words.
+#[test]
+fn issue_12_op_inputs_are_checked_before_anything_runs() {
+    let home = crate::home();
+    let rule = write_rule(
+        home.path(),
+        "typo.yaml",
+        "rule: typo\nOPS\nphases:\n  pre: [{ id: first, op: echo }]\n  run:\n    - id: guard\n      op: trap\n      with: { thta: true }\n",
+    );
+    let o = sluice(home.path(), &["validate", rule.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}{}", out(&o), err(&o));
+    // At the key, with the line quoted and a hint (the rule has OPS expanded above).
+    assert!(
+        err(&o).contains("error: `thta` is not an input of op `trap`\n  --> ")
+            && err(&o).contains(":15\n")
+            && err(&o).contains("|       with: { thta: true }\n")
+            && err(&o).contains("= hint: did you mean `that`?"),
+        "{}",
+        err(&o)
+    );
+    let o = sluice(home.path(), &["run", rule.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(2), "{}{}", out(&o), err(&o));
+    assert!(
+        json(&sluice(home.path(), &["jobs", "--json"]))
+            .as_array()
+            .unwrap()
+            .is_empty(),
+        "no job, nothing deployed"
+    );
+
+    let rule = write_rule(
+        home.path(),
+        "late.yaml",
+        "rule: late\nOPS\nphases:\n  run:\n    - { id: count, op: echo, with: { n: two } }\n    - { id: gate, op: approve, with: { quorum: \"${{ steps.count.output.n }}\" } }\n",
+    );
+    let o = sluice(home.path(), &["validate", rule.to_str().unwrap()]);
+    assert_eq!(
+        o.status.code(),
+        Some(0),
+        "unknown until it renders: {}",
+        err(&o)
+    );
+    let o = sluice(home.path(), &["run", rule.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}{}", out(&o), err(&o));
+    let v = show(home.path(), "late-1");
+    let message = v["steps"]["gate"]["result"]["message"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    assert!(
+        message.starts_with("its rendered input does not fit op `approve`: `with.quorum`"),
+        "{message}"
+    );
+    assert_eq!(v["steps"]["gate"]["attempt"], 1);
+    assert!(
+        history_count(&v, "gate-opened") == 0,
+        "the op was never called with it"
+    );
+}

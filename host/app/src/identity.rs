@@ -101,12 +101,7 @@ pub(crate) fn load(path: &Path) -> Result<Option<Permissions>, AppError> {
         }
     };
     let file = path.display().to_string();
-    let text = String::from_utf8(bytes).map_err(|e| {
-        AppError::Usage(format!(
-            "permissions file {file} is not UTF-8 text (first bad byte at offset {})",
-            e.utf8_error().valid_up_to()
-        ))
-    })?;
+    let text = sluice_rule::decode_utf8(bytes, &file).map_err(AppError::Invalid)?;
     permissions::parse(&text, &file)
         .map(Some)
         .map_err(AppError::Invalid)

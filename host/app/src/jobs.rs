@@ -75,7 +75,8 @@ impl App {
         actor: Actor,
         observer: Arc<dyn Observer>,
     ) -> Result<(String, Standing), AppError> {
-        let mut rule = self.read_rule(rule_path)?;
+        // Everything validate checks (op inputs and grants included) before anything runs.
+        let mut rule = self.validate(rule_path).await?.rule;
         self.resolve_packages(&mut rule, rule_path).await?;
         let params = crate::rules::split_params(params)?;
         let dir = sluice_runner::rule_dir(rule_path);

@@ -31,17 +31,12 @@ pub(crate) fn split_params(params: &[String]) -> Result<Vec<(String, String)>, A
         .collect()
 }
 
-/// A rule file's text; an unreadable file is a usage error naming it.
+/// A rule file's text: an unreadable file is a usage error naming it; bytes that are not
+/// UTF-8 are a diagnostic at their place (file, byte offset, line:column).
 fn read_text(path: &Path) -> Result<String, AppError> {
     let bytes = std::fs::read(path)
         .map_err(|e| AppError::Usage(format!("cannot read rule file {}: {e}", path.display())))?;
-    String::from_utf8(bytes).map_err(|e| {
-        AppError::Usage(format!(
-            "rule file {} is not UTF-8 text: the byte at offset {} is not",
-            path.display(),
-            e.utf8_error().valid_up_to()
-        ))
-    })
+    sluice_rule::decode_utf8(bytes, &path.display().to_string()).map_err(AppError::Invalid)
 }
 
 fn parse(path: &Path, text: &str) -> Result<Rule, Diagnostics> {
@@ -71,20 +66,21 @@ impl App {
         let described = self
             .describe_rule_ops(&resolved, &sluice_runner::rule_dir(path))
             .await?;
+        // What each op takes: its `with:` checked against its input schema, at its place.
+        let schemas: BTreeMap<String, sluice_rule::inputs::InputSchema> = described
+            .iter()
+            .filter_map(|(name, (info, _))| {
+                sluice_rule::inputs::InputSchema::compile(&info.input_schema)
+                    .ok()
+                    .map(|s| (name.clone(), s.for_op(name.clone())))
+            })
+            .collect();
+        let mut items = sluice_rule::inputs::check_rule_inputs(&rule, &schemas);
         let needs = described
             .into_iter()
             .map(|(name, (info, _))| (name, info.needs))
             .collect();
-        let missing = rule.missing_grants(&needs);
-        if missing.is_empty() {
-            return Ok(Validated { rule });
-        }
-        let mut d = Diagnostics {
-            file: path.display().to_string(),
-            text,
-            items: vec![],
-        };
-        for m in missing {
+        for m in rule.missing_grants(&needs) {
             let op = m.split('`').nth(1).unwrap_or_default().to_string();
             let loc = rule
                 .all_steps()
@@ -96,8 +92,17 @@ impl App {
                 .split_once("does not grant: ")
                 .map(|(a, b)| (format!("{a}does not grant"), Some(b.to_string())))
                 .unwrap_or((m.clone(), None));
-            d.items.push(Diagnostic { message, loc, hint });
+            items.push(Diagnostic { message, loc, hint });
         }
+        if items.is_empty() {
+            return Ok(Validated { rule });
+        }
+        items.sort_by_key(|i| (i.loc.line, i.loc.column));
+        let d = Diagnostics {
+            file: path.display().to_string(),
+            text,
+            items,
+        };
         Err(AppError::Invalid(d))
     }
 

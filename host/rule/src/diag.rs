@@ -99,6 +99,41 @@ impl fmt::Display for Diagnostics {
     }
 }
 
+/// The text of a rule or permissions file from its bytes, or a diagnostic naming the file, the
+/// byte offset of the first byte that is not UTF-8, and its line and column.
+pub fn decode_utf8(bytes: Vec<u8>, file: &str) -> Result<String, Diagnostics> {
+    let e = match String::from_utf8(bytes) {
+        Ok(text) => return Ok(text),
+        Err(e) => e,
+    };
+    let offset = e.utf8_error().valid_up_to();
+    let ends_inside = e.utf8_error().error_len().is_none();
+    let bytes = e.into_bytes();
+    let good = String::from_utf8_lossy(&bytes[..offset]);
+    let line_start = good.rfind('\n').map_or(0, |i| i + 1);
+    let loc = Loc {
+        line: good.matches('\n').count() + 1,
+        column: good[line_start..].chars().count() + 1,
+    };
+    let byte = bytes.get(offset).copied().unwrap_or_default();
+    let message = if ends_inside {
+        format!(
+            "the file is not UTF-8 text: it ends inside a character, at byte offset {offset} (0x{byte:02x})"
+        )
+    } else {
+        format!(
+            "the file is not UTF-8 text: byte offset {offset} (0x{byte:02x}) is not part of a UTF-8 character"
+        )
+    };
+    let mut d = Diagnostics::new(file, &String::from_utf8_lossy(&bytes));
+    d.error(
+        loc,
+        message,
+        Some("save it as UTF-8, e.g. `iconv -f latin1 -t utf-8 FILE`".into()),
+    );
+    Err(d)
+}
+
 /// The closest of `candidates` to `word`, if close enough to be a likely typo.
 pub(crate) fn did_you_mean<'a>(word: &str, candidates: &[&'a str]) -> Option<&'a str> {
     candidates
@@ -126,6 +161,41 @@ fn levenshtein(a: &str, b: &str) -> usize {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn bytes_that_are_not_utf8_are_placed() {
+        assert_eq!(
+            decode_utf8(b"rule: r\n".to_vec(), "r.yaml").unwrap(),
+            "rule: r\n"
+        );
+        // `é` in Latin-1 on line 2, after `é` in UTF-8 (two bytes, one column).
+        let d = decode_utf8(
+            b"rule: r\ndescription: caf\xc3\xa9 caf\xe9\n".to_vec(),
+            "r.yaml",
+        )
+        .unwrap_err();
+        assert_eq!(d.items.len(), 1);
+        assert_eq!((d.items[0].loc.line, d.items[0].loc.column), (2, 22));
+        assert_eq!(
+            d.items[0].message,
+            "the file is not UTF-8 text: byte offset 30 (0xe9) is not part of a UTF-8 character"
+        );
+        let shown = d.to_string();
+        assert!(shown.contains("--> r.yaml:2:22"), "{shown}");
+        assert!(
+            shown.contains("description: caf\u{e9} caf\u{fffd}"),
+            "{shown}"
+        );
+        assert!(shown.contains("hint: save it as UTF-8"), "{shown}");
+
+        let d = decode_utf8(b"a: \xe2\x82".to_vec(), "p.yaml").unwrap_err();
+        assert_eq!(d.items[0].loc, Loc { line: 1, column: 4 });
+        assert!(
+            d.items[0]
+                .message
+                .contains("ends inside a character, at byte offset 3")
+        );
+    }
 
     #[test]
     fn suggests_near_misses_only() {

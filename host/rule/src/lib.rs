@@ -17,11 +17,15 @@ pub use sluice_model::Phase;
 
 mod diag;
 pub mod expr;
+pub mod inputs;
 mod parse;
 pub mod permissions;
+mod yaml;
 
-pub use diag::{Diagnostic, Diagnostics, Loc};
+pub use diag::{Diagnostic, Diagnostics, Loc, decode_utf8};
+pub use inputs::{InputProblem, InputSchema, check_rule_inputs};
 pub use parse::{ParseOptions, parse};
+pub use yaml::MAX_YAML_DEPTH;
 
 /// The JSON Schema of a rule file, for editors (`sluice schema`).
 pub const JSON_SCHEMA: &str = include_str!("rule.schema.json");
@@ -180,6 +184,56 @@ pub struct OpCall {
     /// How a trap on this step behaves (`on-error: trap`, or a `trap` op).
     #[serde(default, skip_serializing_if = "TrapPolicy::is_default")]
     pub trap: TrapPolicy,
+    /// Where each part of `with` is in the rule file; not kept in job snapshots.
+    #[serde(skip)]
+    pub with_locs: InputLocs,
+}
+
+/// Where the parts of a step's `with:` are in the rule file, by JSON pointer into the input
+/// (`/checks/0/name`): a mapping entry at its key, a list item at the item, and `""` (the
+/// whole input) at the `with:` key, or at the step when it has no `with:`.
+///
+/// Places are not part of a rule's meaning: any two compare equal, so a rule read back from
+/// a job snapshot (which does not keep them) equals the rule it was parsed as.
+#[derive(Debug, Clone, Default)]
+pub struct InputLocs(BTreeMap<String, Loc>);
+
+impl PartialEq for InputLocs {
+    fn eq(&self, _: &Self) -> bool {
+        true
+    }
+}
+
+impl InputLocs {
+    /// The place of exactly `pointer`.
+    pub fn get(&self, pointer: &str) -> Option<Loc> {
+        self.0.get(pointer).copied()
+    }
+
+    /// The place of `pointer`, or of the nearest part that holds it.
+    pub fn nearest(&self, pointer: &str) -> Option<Loc> {
+        let mut p = pointer;
+        loop {
+            if let Some(l) = self.0.get(p) {
+                return Some(*l);
+            }
+            p = &p[..p.rfind('/')?];
+        }
+    }
+
+    /// Every pointer and its place, in pointer order.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, Loc)> {
+        self.0.iter().map(|(p, l)| (p.as_str(), *l))
+    }
+
+    pub(crate) fn insert(&mut self, pointer: String, at: Loc) {
+        self.0.insert(pointer, at);
+    }
+}
+
+/// `segment` escaped for a JSON pointer (RFC 6901): `~` as `~0`, `/` as `~1`.
+pub(crate) fn pointer_segment(segment: &str) -> String {
+    segment.replace('~', "~0").replace('/', "~1")
 }
 
 /// How a trap behaves: Clarive's trap timeout, timeout action and retry limit.
@@ -300,6 +354,10 @@ impl TrapPolicy {
         *self == TrapPolicy::default()
     }
 }
+
+/// How deeply a step's `with:` may nest mappings and lists (the `with:` mapping is the first
+/// level). Journal events embed the input, and serde_json reads back at most 128 levels.
+pub const MAX_WITH_DEPTH: usize = 32;
 
 /// The standard ops that open gates: allowed only in `init`, `pre` and `run`.
 pub const GATE_OPS: &[&str] = &["approve", "pause", "trap"];
@@ -436,15 +494,84 @@ impl Rule {
 fn typed(kind: ParamType, text: &str) -> Result<Value, String> {
     match kind {
         ParamType::String => Ok(Value::String(text.to_string())),
-        ParamType::Number => text
-            .parse::<i64>()
-            .map(Value::from)
-            .or_else(|_| text.parse::<f64>().map(Value::from))
-            .map_err(|_| format!("`{text}` is not a number")),
+        ParamType::Number => match text.parse::<i64>() {
+            Ok(i) => Ok(Value::from(i)),
+            // Rust reads `NaN`, `inf` and `1e999` (infinite) as floats; JSON has no such
+            // numbers and serde_json would store them as null.
+            Err(_) => match text.parse::<f64>() {
+                Ok(f) if f.is_finite() => Ok(Value::from(f)),
+                Ok(_) => Err(format!(
+                    "`{text}` is not a finite number: give a number such as 3 or 2.5"
+                )),
+                Err(_) => Err(format!("`{text}` is not a number")),
+            },
+        },
         ParamType::Boolean => match text {
             "true" | "yes" => Ok(Value::Bool(true)),
             "false" | "no" => Ok(Value::Bool(false)),
             _ => Err(format!("`{text}` is not true or false")),
         },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rule(params: &str) -> Rule {
+        let text = format!("rule: r\nparams:\n{params}phases:\n  run: [{{ op: log }}]\n");
+        parse(
+            &text,
+            &ParseOptions {
+                file: "r.yaml",
+                std_ops: &["log"],
+            },
+        )
+        .unwrap()
+    }
+
+    #[test]
+    fn numbers_must_be_finite() {
+        let r = rule("  n: number\n");
+        for bad in ["NaN", "nan", "inf", "-inf", "infinity", "1e999", "-1e999"] {
+            let e = r.bind_params(&[("n".into(), bad.into())]).unwrap_err();
+            assert_eq!(
+                e,
+                [format!(
+                    "param `n`: `{bad}` is not a finite number: give a number such as 3 or 2.5"
+                )]
+            );
+        }
+        let ok = r.bind_params(&[("n".into(), "1e300".into())]).unwrap();
+        assert_eq!(ok["n"], serde_json::json!(1e300));
+        let ok = r.bind_params(&[("n".into(), "-7".into())]).unwrap();
+        assert_eq!(ok["n"], serde_json::json!(-7));
+    }
+
+    #[test]
+    fn defaults_and_allowed_values_cannot_be_infinite_either() {
+        for params in [
+            "  n: { type: number, default: .nan }\n",
+            "  n: { type: number, default: 1e999 }\n",
+            "  n: { type: number, default: inf }\n",
+            "  n: { type: number, allowed: [1, NaN] }\n",
+            "  n: { type: number, allowed: [-.inf] }\n",
+        ] {
+            let text = format!("rule: r\nparams:\n{params}phases:\n  run: [{{ op: log }}]\n");
+            let d = parse(
+                &text,
+                &ParseOptions {
+                    file: "r.yaml",
+                    std_ops: &["log"],
+                },
+            )
+            .unwrap_err();
+            assert!(
+                d.items[0]
+                    .message
+                    .starts_with("param `n` takes a number, and"),
+                "{params}: {d}"
+            );
+        }
     }
 }

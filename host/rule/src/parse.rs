@@ -8,6 +8,7 @@ use serde_json::Value;
 
 use crate::diag::{Diagnostics, Loc, did_you_mean};
 use crate::expr::{self, Evaluator, JOB_FIELDS, STEP_FIELDS};
+use crate::yaml::{self, LoadFailure};
 use crate::*;
 
 /// What the parser needs to know from outside.
@@ -54,15 +55,18 @@ pub fn parse(text: &str, opts: &ParseOptions<'_>) -> Result<Rule, Diagnostics> {
         opts: *opts,
         ids: BTreeSet::new(),
     };
-    let root = match marked_yaml::parse_yaml_with_options(
-        0,
+    let root = match yaml::load(
         text,
         LoaderOptions::default()
             .error_on_duplicate_keys(true)
             .prevent_coercion(true),
     ) {
         Ok(root) => root,
-        Err(e) => {
+        Err(LoadFailure::Located(at, msg, hint)) => {
+            p.err(at, msg, hint);
+            return Err(p.d);
+        }
+        Err(LoadFailure::Loader(e)) => {
             p.load_error(e);
             return Err(p.d);
         }
@@ -85,7 +89,17 @@ struct Parser<'a> {
 }
 
 fn loc(n: &Node) -> Loc {
-    Loc::of(n.span())
+    let at = Loc::of(n.span());
+    // yaml-rust2 marks a block mapping at its first key's `:`; point at the key instead.
+    if let Node::Mapping(m) = n
+        && let Some((k, _)) = m.iter().next()
+    {
+        let key = Loc::of(k.span());
+        if key.line == at.line && key.column < at.column {
+            return key;
+        }
+    }
+    at
 }
 
 fn kind_name(n: &Node) -> &'static str {
@@ -118,7 +132,11 @@ impl Parser<'_> {
             }
             MappingKeyMustBeScalar(m) => self.err(at(&m), "mapping keys must be plain names", None),
             UnexpectedTag(m) => self.err(at(&m), "YAML tags are not supported in rules", None),
-            ScanError(m, e) => self.err(at(&m), format!("this is not valid YAML: {e}"), None),
+            ScanError(m, e) => self.err(
+                at(&m),
+                format!("this is not valid YAML: {}", e.info()),
+                None,
+            ),
             DuplicateKey(inner) => {
                 let first = Loc::of(inner.prev_key.span());
                 self.err(
@@ -665,10 +683,31 @@ impl Parser<'_> {
                     }
                 }
                 let op_name = self.string(op, "`op`")?;
+                if let Some(deep) = m
+                    .get_node("with")
+                    .and_then(|w| deeper_than(w, MAX_WITH_DEPTH))
+                {
+                    self.err(
+                        loc(deep),
+                        format!("`with` is nested more than {MAX_WITH_DEPTH} levels deep here"),
+                        Some(format!(
+                            "an op's input nests at most {MAX_WITH_DEPTH} mappings and lists, so a job can always be read back; flatten it"
+                        )),
+                    );
+                }
                 let with = m
                     .get_node("with")
                     .map(to_json)
                     .unwrap_or(Value::Object(Default::default()));
+                let mut with_locs = InputLocs::default();
+                let with_key = m.iter().find(|(k, _)| k.as_str() == "with");
+                with_locs.insert(
+                    String::new(),
+                    with_key.map(|(k, _)| Loc::of(k.span())).unwrap_or(at),
+                );
+                if let Some((_, w)) = with_key {
+                    record_locs(w, &mut String::new(), &mut with_locs);
+                }
                 let timeout_ms = match m.get_node("timeout") {
                     Some(t) => self.duration_ms(t, "`timeout`"),
                     None => defaults.timeout_ms,
@@ -727,6 +766,7 @@ impl Parser<'_> {
                     retry,
                     on_error,
                     trap,
+                    with_locs,
                 })
             }
             (None, Some(p)) => {
@@ -983,6 +1023,9 @@ impl Parser<'_> {
     }
 }
 
+/// The longest expression, in characters, that a rule may hold.
+const MAX_EXPR_CHARS: usize = 1000;
+
 #[allow(clippy::too_many_arguments)]
 fn check_names(
     ev: &Evaluator,
@@ -993,6 +1036,19 @@ fn check_names(
     step_ids: &BTreeSet<&str>,
     problems: &mut Vec<(Loc, String, Option<String>)>,
 ) {
+    // minijinja's parser recurses once per prefix `not` and `-` without a limit: 8,000 of
+    // them overflowed a 2 MiB stack. No expression a person writes comes near this.
+    let chars = expr.chars().count();
+    if chars > MAX_EXPR_CHARS {
+        problems.push((
+            at,
+            format!(
+                "an expression of {chars} characters is too long: sluice reads at most {MAX_EXPR_CHARS}"
+            ),
+            Some("split it over several steps, or work the value out in an op".into()),
+        ));
+        return;
+    }
     let mut names = match ev.names(expr) {
         Ok(n) => n,
         Err(e) => {
@@ -1055,6 +1111,46 @@ fn check_names(
         };
         if let Some((msg, hint)) = problem {
             problems.push((at, msg, hint));
+        }
+    }
+}
+
+/// The first mapping or list in `n` (which counts as the first level) that lies more than
+/// `limit` levels deep.
+fn deeper_than(n: &Node, limit: usize) -> Option<&Node> {
+    let children: Vec<&Node> = match n {
+        Node::Scalar(_) => return None,
+        Node::Sequence(seq) => seq.iter().collect(),
+        Node::Mapping(m) => m.values().collect(),
+    };
+    if limit == 0 {
+        return Some(n);
+    }
+    children.into_iter().find_map(|c| deeper_than(c, limit - 1))
+}
+
+/// Records where the entries and items under `n` (at `pointer`) are.
+fn record_locs(n: &Node, pointer: &mut String, out: &mut InputLocs) {
+    let len = pointer.len();
+    match n {
+        Node::Scalar(_) => {}
+        Node::Sequence(seq) => {
+            for (i, item) in seq.iter().enumerate() {
+                pointer.push('/');
+                pointer.push_str(&i.to_string());
+                out.insert(pointer.clone(), loc(item));
+                record_locs(item, pointer, out);
+                pointer.truncate(len);
+            }
+        }
+        Node::Mapping(m) => {
+            for (k, v) in m.iter() {
+                pointer.push('/');
+                pointer.push_str(&pointer_segment(k.as_str()));
+                out.insert(pointer.clone(), Loc::of(k.span()));
+                record_locs(v, pointer, out);
+                pointer.truncate(len);
+            }
         }
     }
 }
@@ -1140,6 +1236,189 @@ mod tests {
         assert_eq!(
             c.with,
             serde_json::json!({ "a": ["31.5", 31.5, "true", true, "null", null] })
+        );
+    }
+
+    const OPTS: ParseOptions<'static> = ParseOptions {
+        file: "r.yaml",
+        std_ops: &["log", "trap"],
+    };
+
+    /// The one problem `text` has: line, column, message and hint.
+    fn problem(text: &str) -> (usize, usize, String, Option<String>) {
+        let d = parse(text, &OPTS).expect_err("the rule should not parse");
+        assert_eq!(d.items.len(), 1, "{d}");
+        let i = &d.items[0];
+        (i.loc.line, i.loc.column, i.message.clone(), i.hint.clone())
+    }
+
+    /// A rule whose one step's `with:` is `value`, starting on line 6 at column 9.
+    fn with_block(value: &str) -> String {
+        format!("rule: r\nphases:\n  run:\n    - op: log\n      with:\n{value}")
+    }
+
+    #[test]
+    fn block_nesting_is_bounded_before_loading() {
+        // 12,000 levels, one space of indent each: this overflowed the stack.
+        let mut deep = String::new();
+        for i in 0..12_000 {
+            deep.push_str(&" ".repeat(8 + i));
+            deep.push_str("a:\n");
+        }
+        let (line, column, msg, hint) = problem(&with_block(&deep));
+        // The root, `phases`, `run` and the step hold 4 levels, `with` starts the 5th on line 6:
+        // the 65th is the mapping on line 66, at its key.
+        assert_eq!((line, column), (66, 8 + 60 + 1));
+        assert_eq!(msg, "this is nested more than 64 levels deep");
+        assert!(hint.unwrap().contains("flatten"));
+    }
+
+    #[test]
+    fn flow_nesting_is_bounded_before_loading() {
+        for (open, close) in [("[", "]"), ("{a: ", "}")] {
+            for n in [100, 12_000] {
+                let value = format!("        x: {}1{}\n", open.repeat(n), close.repeat(n));
+                let (line, column, msg, _) = problem(&with_block(&value));
+                // `with`'s mapping is the 5th level: the 60th opener is the 65th.
+                assert_eq!(line, 6, "{open} {n}");
+                assert_eq!(column, 12 + 59 * open.len(), "{open} {n}");
+                assert_eq!(msg, "this is nested more than 64 levels deep", "{open} {n}");
+            }
+        }
+        // Never closed at all.
+        let value = format!("        x: {}\n", "[".repeat(12_000));
+        let (line, column, msg, _) = problem(&with_block(&value));
+        assert_eq!((line, column), (6, 12 + 59));
+        assert_eq!(msg, "this is nested more than 64 levels deep");
+    }
+
+    #[test]
+    fn sequences_on_one_line_are_bounded() {
+        let value = format!("        x:\n          {}1\n", "- ".repeat(12_000));
+        let (line, column, msg, _) = problem(&with_block(&value));
+        assert_eq!((line, column), (7, 11 + 2 * 59));
+        assert_eq!(msg, "this is nested more than 64 levels deep");
+    }
+
+    #[test]
+    fn a_rule_nested_64_deep_still_parses() {
+        // The root, `phases` and `run` hold 3 levels; each parallel group adds a step and a
+        // list of branches; the innermost step, its `with` and a list add 3: 3 + 2 * 29 + 3.
+        let nested = |groups: usize| {
+            format!(
+                "rule: r\nphases:\n  run: [{}{{ op: log, with: {{ a: [1] }} }}{}]\n",
+                "{ parallel: [".repeat(groups),
+                "] }".repeat(groups)
+            )
+        };
+        let r = parse(&nested(29), &OPTS).unwrap();
+        assert_eq!(r.all_steps().len(), 30);
+        let (_, _, msg, _) = problem(&nested(30));
+        assert_eq!(msg, "this is nested more than 64 levels deep");
+    }
+
+    #[test]
+    fn with_is_bounded_to_32_levels() {
+        let nested =
+            |n: usize| with_block(&format!("        x: {}1{}\n", "[".repeat(n), "]".repeat(n)));
+        // `with` is the first level, so 31 lists in it make 32.
+        let r = parse(&nested(31), &OPTS).unwrap();
+        let StepKind::Op(c) = &r.phases.run[0].kind else {
+            panic!()
+        };
+        let json = serde_json::to_string(&c.with).unwrap();
+        // Inside an event, wrapped a few levels more, it still reads back.
+        let event = format!("{{\"a\":{{\"b\":[{{\"c\":{json}}}]}}}}");
+        assert!(serde_json::from_str::<Value>(&event).is_ok());
+
+        let (line, column, msg, hint) = problem(&nested(32));
+        assert_eq!((line, column), (6, 12 + 31));
+        assert_eq!(msg, "`with` is nested more than 32 levels deep here");
+        assert!(hint.unwrap().contains("flatten"));
+        // Deeper still, as deep as the file may be, the same.
+        let (_, _, msg, _) = problem(&nested(59));
+        assert_eq!(msg, "`with` is nested more than 32 levels deep here");
+    }
+
+    #[test]
+    fn a_second_document_is_refused() {
+        let (line, column, msg, _) =
+            problem("rule: r\nphases: { run: [{ op: log }] }\n---\nrule: s\n");
+        assert_eq!((line, column), (3, 1));
+        assert!(msg.contains("second YAML document"), "{msg}");
+    }
+
+    #[test]
+    fn an_unclosed_brace_is_reported_where_it_opens() {
+        let text = "rule: r\nphases:\n  run:\n    - op: log\n      with: {a: 1\n    - op: log\n";
+        let (line, column, msg, hint) = problem(text);
+        assert_eq!((line, column), (5, 13));
+        assert_eq!(msg, "this `{` is never closed");
+        let hint = hint.unwrap();
+        assert!(hint.starts_with("close it with `}`"), "{hint}");
+        assert!(hint.contains("line 6, column 9"), "{hint}");
+
+        let text = "rule: r\nphases:\n  run: [{ op: log, with: { a: '{' } },\n  post: []\n";
+        let (line, column, msg, _) = problem(text);
+        assert_eq!((line, column), (3, 8));
+        assert_eq!(msg, "this `[` is never closed");
+    }
+
+    #[test]
+    fn other_syntax_errors_keep_the_scanner_place() {
+        let (line, column, msg, hint) = problem("rule: r\nphases: a: b\n");
+        assert_eq!((line, column), (2, 10));
+        assert_eq!(
+            msg,
+            "this is not valid YAML: mapping values are not allowed in this context"
+        );
+        assert_eq!(hint, None);
+    }
+
+    #[test]
+    fn block_mappings_are_placed_at_their_first_key() {
+        let (line, column, msg, _) = problem("rule: r\nphases:\n  run:\n    - op: nope\n");
+        assert_eq!(msg, "step `nope` calls unknown op `nope`");
+        assert_eq!((line, column), (4, 7));
+        let (line, column, _, _) = problem("rule: r\nphases:\n  run:\n    - { op: nope }\n");
+        assert_eq!((line, column), (4, 7));
+        let (line, column, msg, _) = problem("phases:\n  run: []\n");
+        assert_eq!(msg, "the rule has no name");
+        assert_eq!((line, column), (1, 1));
+    }
+
+    #[test]
+    fn long_expressions_are_refused_before_minijinja_reads_them() {
+        // 16,000 prefix `not`s overflowed the stack in minijinja's parser.
+        let deep = format!("{}true", "not ".repeat(16_000));
+        let minus = format!("{}1", "-".repeat(16_000));
+        let text = format!(
+            "rule: r\nphases:\n  run:\n    - op: log\n      when: \"{deep}\"\n      with: {{ m: \"${{{{ {minus} }}}}\" }}\n"
+        );
+        let d = parse(&text, &OPTS).unwrap_err();
+        let messages: Vec<&str> = d.items.iter().map(|i| i.message.as_str()).collect();
+        assert_eq!(
+            messages,
+            [
+                "an expression of 64004 characters is too long: sluice reads at most 1000",
+                "an expression of 16001 characters is too long: sluice reads at most 1000",
+            ]
+        );
+        // At the limit, the worst nesting still reads and evaluates on a test thread's stack.
+        let at_limit = format!("{}1", "-".repeat(999));
+        let text = format!(
+            "rule: r\nphases:\n  run:\n    - op: log\n      when: \"{}true\"\n      with: {{ m: \"${{{{ {at_limit} }}}}\" }}\n",
+            "not ".repeat(249)
+        );
+        let r = parse(&text, &OPTS).unwrap();
+        let ev = Evaluator::new();
+        assert!(
+            !ev.condition(r.phases.run[0].when.as_deref().unwrap(), &Value::Null)
+                .unwrap()
+        );
+        assert_eq!(
+            ev.eval(&at_limit, &Value::Null).unwrap(),
+            serde_json::json!(-1)
         );
     }
 }

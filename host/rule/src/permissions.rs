@@ -19,6 +19,7 @@ use std::collections::BTreeMap;
 use marked_yaml::Node;
 
 use crate::diag::{Diagnostics, Loc, did_you_mean};
+use crate::yaml::{self, LoadFailure};
 
 /// What can be allowed.
 pub const ACTIONS: &[&str] = &["approve", "resume", "trap", "cancel", "annotate"];
@@ -66,9 +67,13 @@ impl Permissions {
 /// Parses a permissions file, reporting every problem at its place.
 pub fn parse(text: &str, file: &str) -> Result<Permissions, Diagnostics> {
     let mut d = Diagnostics::new(file, text);
-    let root = match marked_yaml::parse_yaml(0, text) {
+    let root = match yaml::load(text, marked_yaml::LoaderOptions::default()) {
         Ok(r) => r,
-        Err(e) => {
+        Err(LoadFailure::Located(at, msg, hint)) => {
+            d.error(at, msg, hint);
+            return Err(d);
+        }
+        Err(LoadFailure::Loader(e)) => {
             d.error(Loc::default(), format!("not valid YAML: {e}"), None);
             return Err(d);
         }
@@ -157,5 +162,36 @@ mod tests {
         assert_eq!(p.groups_of("alice"), ["rm"]);
         let e = parse("allow:\n  aprove: [x]\n", "p.yaml").unwrap_err();
         assert!(e.to_string().contains("did you mean `approve`?"), "{e}");
+    }
+
+    #[test]
+    fn nesting_is_bounded_and_errors_are_placed() {
+        let mut deep = String::from("groups:\n");
+        for i in 0..12_000 {
+            deep.push_str(&" ".repeat(2 + i));
+            deep.push_str("g:\n");
+        }
+        let e = parse(&deep, "p.yaml").unwrap_err();
+        assert_eq!(e.items.len(), 1);
+        assert_eq!(
+            e.items[0].message,
+            "this is nested more than 64 levels deep"
+        );
+        assert_eq!(
+            (e.items[0].loc.line, e.items[0].loc.column),
+            (65, 2 + 63 + 1)
+        );
+
+        let flow = format!("groups: {}\n", "[".repeat(12_000));
+        let e = parse(&flow, "p.yaml").unwrap_err();
+        assert_eq!(
+            e.items[0].message,
+            "this is nested more than 64 levels deep"
+        );
+        assert_eq!((e.items[0].loc.line, e.items[0].loc.column), (1, 9 + 63));
+
+        let e = parse("groups:\n  rm: [alice, bob\nallow: {}\n", "p.yaml").unwrap_err();
+        assert_eq!(e.items[0].message, "this `[` is never closed");
+        assert_eq!((e.items[0].loc.line, e.items[0].loc.column), (2, 7));
     }
 }

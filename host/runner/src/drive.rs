@@ -318,23 +318,22 @@ impl Runner {
                 }
                 moved = true;
             }
-            // An input the job could not keep is not sent: the step fails with why.
-            let (calls, unfit): (Vec<StepCall>, Vec<StepCall>) = calls.into_iter().partition(|c| {
-                sluice_engine::json_depth(&c.input) <= sluice_engine::MAX_VALUE_DEPTH
-            });
-            if !unfit.is_empty() {
-                let failed: Vec<Event> = unfit
-                    .iter()
-                    .map(|c| Event::StepFinished {
+            // An input the job could not keep, or that does not fit the op's input schema once
+            // rendered, is not sent: the step fails with why, in validate's words.
+            let mut fit = Vec::new();
+            let mut failed = Vec::new();
+            for c in calls {
+                match self.unfit_input(d, &c).await {
+                    None => fit.push(c),
+                    Some(why) => failed.push(Event::StepFinished {
                         step: c.step.clone(),
                         attempt: c.attempt,
-                        result: StepResult::failure(format!(
-                            "its rendered input nests {} levels deep; the limit is {}",
-                            sluice_engine::json_depth(&c.input),
-                            sluice_engine::MAX_VALUE_DEPTH
-                        )),
-                    })
-                    .collect();
+                        result: StepResult::failure(why),
+                    }),
+                }
+            }
+            let calls = fit;
+            if !failed.is_empty() {
                 if !self.record(d, failed).await? {
                     continue;
                 }
@@ -407,6 +406,40 @@ impl Runner {
             })?;
             self.finish_call(d, call, report).await?;
         }
+    }
+
+    /// Why `c`'s input must not be sent, if it must not: nested deeper than a job keeps, or
+    /// (for a `run`) not fitting the op's input schema once rendered.
+    async fn unfit_input(&self, d: &Driving, c: &StepCall) -> Option<String> {
+        let depth = sluice_engine::json_depth(&c.input);
+        if depth > sluice_engine::MAX_VALUE_DEPTH {
+            return Some(format!(
+                "its rendered input nests {depth} levels deep; the limit is {}",
+                sluice_engine::MAX_VALUE_DEPTH
+            ));
+        }
+        if c.rollback_of.is_some() || c.resume.is_some() {
+            return None; // the input was checked when the step ran
+        }
+        let pinned = d.job.ops.get(&c.op).map(|m| m.digest.clone());
+        let ready = ops::load(&self.runtime, &d.job.rule, &c.op, pinned.as_deref()).ok()?;
+        let schema = ops::schema(&self.runtime, &self.schemas, &c.op, &ready.op).await?;
+        let problems = schema.check(&c.input);
+        if problems.is_empty() {
+            return None;
+        }
+        let said: Vec<String> = problems
+            .iter()
+            .map(|p| match &p.hint {
+                Some(h) => format!("{} ({h})", p.message),
+                None => p.message.clone(),
+            })
+            .collect();
+        Some(format!(
+            "its rendered input does not fit op `{}`: {}",
+            c.op,
+            said.join("; ")
+        ))
     }
 
     fn spawn(&self, d: &Driving, c: StepCall, inflight: &mut JoinSet<CallDone>) {

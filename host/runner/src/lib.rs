@@ -153,6 +153,8 @@ pub struct Runner {
     /// Whether this runner is a worker's: a worker drives the jobs a finished job unblocks;
     /// anyone else leaves them to a running worker.
     worker: bool,
+    /// Each loaded op's input schema, by sha256 (`None`: it declares none this host can use).
+    schemas: ops::Schemas,
 }
 
 impl Runner {
@@ -168,6 +170,7 @@ impl Runner {
             observer,
             holder: lease::this_holder(),
             worker: false,
+            schemas: Default::default(),
         }
     }
 

@@ -5,7 +5,8 @@
 //! started is refused. The standard ops are part of sluice itself: a job carried on by a newer
 //! sluice runs that sluice's standard ops, and the step's log says so when they changed.
 
-use std::sync::Arc;
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
 
 use sluice_engine::OpMeta;
 use sluice_model::{LogLevel, LogLine, LogSource};
@@ -90,4 +91,34 @@ pub(crate) async fn meta(runtime: &Runtime, rule: &Rule, name: &str) -> Result<O
         needs: info.needs.iter().map(ToString::to_string).collect(),
         templates: sluice_rule::expr::template_prefixes(&info.input_schema),
     })
+}
+
+/// Input schemas of loaded ops, by sha256, compiled once per process.
+pub(crate) type Schemas = Mutex<HashMap<String, Option<Arc<sluice_rule::inputs::InputSchema>>>>;
+
+/// The input schema of `op` (named `name` in the rule), compiled once per process; `None`
+/// when it declares none this host can use.
+pub(crate) async fn schema(
+    runtime: &Runtime,
+    schemas: &Schemas,
+    name: &str,
+    op: &LoadedOp,
+) -> Option<Arc<sluice_rule::inputs::InputSchema>> {
+    if let Some(s) = schemas
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(op.digest())
+    {
+        return s.clone();
+    }
+    let compiled = runtime.describe(op).await.ok().and_then(|info| {
+        sluice_rule::inputs::InputSchema::compile(&info.input_schema)
+            .ok()
+            .map(|s| Arc::new(s.for_op(name)))
+    });
+    schemas
+        .lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .insert(op.digest().to_string(), compiled.clone());
+    compiled
 }
