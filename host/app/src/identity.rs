@@ -117,7 +117,7 @@ pub(crate) fn allow(
         return Ok(());
     };
     p.check(&actor.name, what.as_str())
-        .map_err(AppError::Refused)?;
+        .map_err(|e| AppError::Refused(e.to_string()))?;
     actor.groups = p.groups_of(&actor.name);
     Ok(())
 }

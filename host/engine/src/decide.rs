@@ -344,7 +344,7 @@ fn lock_requests(c: &Ctx<'_>) -> Result<(Vec<LockRequest>, sluice_rule::Concurre
     Ok((locks, mode))
 }
 
-fn render_name(c: &Ctx<'_>, template: &str) -> Result<String, String> {
+fn render_name(c: &Ctx<'_>, template: &str) -> Result<String, sluice_rule::expr::ExprError> {
     let data = c.job.context();
     match c.ev.render_str(template, &data)? {
         Value::String(s) => Ok(s),

@@ -97,6 +97,37 @@ impl Default for Evaluator {
     }
 }
 
+/// Why an expression could not be used.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum ExprError {
+    /// `${{` without its `}}`.
+    #[error("`${{{{` is never closed: end the expression with `}}}}`")]
+    Unclosed,
+    /// `${{ }}` with nothing inside.
+    #[error("empty expression")]
+    Empty,
+    /// A `when:` with text around its expression.
+    #[error("a condition is one expression: write `${{{{ a and b }}}}`, not text around it")]
+    NotOneCondition,
+    /// It evaluated to nothing.
+    #[error("`{0}` is undefined")]
+    Undefined(String),
+    /// It evaluated to something JSON cannot hold.
+    #[error("`{expr}` gave a value that is not JSON: {detail}")]
+    NotJson {
+        /// The expression.
+        expr: String,
+        /// Why.
+        detail: String,
+    },
+    /// It passed a resource bound (the message names the limit).
+    #[error("{0}")]
+    TooBig(String),
+    /// It does not parse, or failed while it ran (minijinja's account, made readable).
+    #[error("{0}")]
+    Invalid(String),
+}
+
 /// One `${{ ... }}` found in a string: byte range of the whole and its inner text.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Found<'a> {
@@ -109,13 +140,13 @@ pub struct Found<'a> {
 }
 
 /// Every `${{ ... }}` in `s`, or an error for an unclosed one.
-pub fn find(s: &str) -> Result<Vec<Found<'_>>, String> {
+pub fn find(s: &str) -> Result<Vec<Found<'_>>, ExprError> {
     let mut out = Vec::new();
     let mut at = 0;
     while let Some(rel) = s[at..].find("${{") {
         let start = at + rel;
         let Some(close) = s[start + 3..].find("}}") else {
-            return Err("`${{` is never closed: end the expression with `}}`".to_string());
+            return Err(ExprError::Unclosed);
         };
         let end = start + 3 + close + 2;
         out.push(Found {
@@ -140,27 +171,27 @@ impl Evaluator {
 
     /// Compiles `expr`, its growing operators rewritten into bounded calls first (so nothing
     /// big is folded while compiling either).
-    fn compile(&self, expr: &str) -> Result<minijinja::Expression<'_, 'static>, String> {
+    fn compile(&self, expr: &str) -> Result<minijinja::Expression<'_, 'static>, ExprError> {
         let normalized = normalize(expr);
-        let bounded = limits::rewrite(&normalized).map_err(|e| describe(&e))?;
+        let bounded = limits::rewrite(&normalized).map_err(|e| ExprError::Invalid(describe(&e)))?;
         self.env
             .compile_expression_owned(bounded.into_owned())
-            .map_err(|e| describe(&e))
+            .map_err(|e| ExprError::Invalid(describe(&e)))
     }
 
     /// Evaluates `expr` to a minijinja value within the bounds.
-    fn run(&self, expr: &str, ctx: &Value) -> Result<minijinja::Value, String> {
+    fn run(&self, expr: &str, ctx: &Value) -> Result<minijinja::Value, ExprError> {
         let compiled = self.compile(expr)?;
         limits::start();
         compiled
             .eval(minijinja::Value::from(minijinja::value::Serde(ctx)))
-            .map_err(|e| eval_error(expr, &e))
+            .map_err(|e| ExprError::Invalid(eval_error(expr, &e)))
     }
 
     /// Compiles `expr` and returns the names it reads, as dotted paths (`params.env`).
-    pub fn names(&self, expr: &str) -> Result<Vec<String>, String> {
+    pub fn names(&self, expr: &str) -> Result<Vec<String>, ExprError> {
         if expr.is_empty() {
-            return Err("empty expression".to_string());
+            return Err(ExprError::Empty);
         }
         let compiled = self.compile(expr)?;
         let mut names: Vec<String> = compiled
@@ -173,29 +204,32 @@ impl Evaluator {
     }
 
     /// Evaluates `expr` against `ctx`.
-    pub fn eval(&self, expr: &str, ctx: &Value) -> Result<Value, String> {
+    pub fn eval(&self, expr: &str, ctx: &Value) -> Result<Value, ExprError> {
         self.eval_sized(expr, ctx).map(|(v, _)| v)
     }
 
     /// Evaluates `expr`, with the bytes of its value as JSON.
-    fn eval_sized(&self, expr: &str, ctx: &Value) -> Result<(Value, usize), String> {
+    fn eval_sized(&self, expr: &str, ctx: &Value) -> Result<(Value, usize), ExprError> {
         let v = self.run(expr, ctx)?;
         if v.is_undefined() {
-            return Err(format!("`{expr}` is undefined"));
+            return Err(ExprError::Undefined(expr.to_string()));
         }
         match limits::to_json_within(&v, MAX_VALUE_BYTES) {
             Ok(Some(sized)) => Ok(sized),
-            Ok(None) => Err(format!(
+            Ok(None) => Err(ExprError::TooBig(format!(
                 "expression `{}` exceeds the limit of {} per rendered value: {TOO_BIG}",
                 cut(expr),
                 limits::bytes(MAX_VALUE_BYTES)
-            )),
-            Err(e) => Err(format!("`{expr}` gave a value that is not JSON: {e}")),
+            ))),
+            Err(e) => Err(ExprError::NotJson {
+                expr: expr.to_string(),
+                detail: e.to_string(),
+            }),
         }
     }
 
     /// Renders a `with:` value: expressions inside strings are evaluated, recursively.
-    pub fn render(&self, template: &Value, ctx: &Value) -> Result<Value, String> {
+    pub fn render(&self, template: &Value, ctx: &Value) -> Result<Value, ExprError> {
         self.render_templated(template, ctx, &[])
     }
 
@@ -210,7 +244,7 @@ impl Evaluator {
         template: &Value,
         ctx: &Value,
         templates: &[String],
-    ) -> Result<Value, String> {
+    ) -> Result<Value, ExprError> {
         let mut r = Render {
             ev: self,
             ctx,
@@ -222,7 +256,7 @@ impl Evaluator {
     }
 
     /// Renders one string: typed when it is exactly one expression, else interpolated text.
-    pub fn render_str(&self, s: &str, ctx: &Value) -> Result<Value, String> {
+    pub fn render_str(&self, s: &str, ctx: &Value) -> Result<Value, ExprError> {
         Render {
             ev: self,
             ctx,
@@ -234,7 +268,7 @@ impl Evaluator {
     }
 
     /// Evaluates a `when:` condition (`${{ e }}` or a bare expression) to true or false.
-    pub fn condition(&self, cond: &str, ctx: &Value) -> Result<bool, String> {
+    pub fn condition(&self, cond: &str, ctx: &Value) -> Result<bool, ExprError> {
         let expr = condition_expr(cond)?;
         Ok(self.run(expr, ctx)?.is_true())
     }
@@ -317,7 +351,7 @@ struct Render<'a> {
 }
 
 impl Render<'_> {
-    fn value(&mut self, v: &Value) -> Result<Value, String> {
+    fn value(&mut self, v: &Value) -> Result<Value, ExprError> {
         Ok(match v {
             Value::String(s) => self.string(s)?,
             Value::Array(items) => {
@@ -354,18 +388,18 @@ impl Render<'_> {
     }
 
     /// Counts `bytes` made by expressions against the whole input's limit.
-    fn produce(&mut self, bytes: usize) -> Result<(), String> {
+    fn produce(&mut self, bytes: usize) -> Result<(), ExprError> {
         self.produced = self.produced.saturating_add(bytes);
         if self.produced > MAX_INPUT_BYTES {
-            return Err(format!(
+            return Err(ExprError::TooBig(format!(
                 "the expressions of this input exceed the limit of {} together: {TOO_BIG}",
                 limits::bytes(MAX_INPUT_BYTES)
-            ));
+            )));
         }
         Ok(())
     }
 
-    fn string(&mut self, s: &str) -> Result<Value, String> {
+    fn string(&mut self, s: &str) -> Result<Value, ExprError> {
         let found = find(s)?;
         if found.is_empty() {
             return Ok(Value::String(s.to_string()));
@@ -397,11 +431,11 @@ impl Render<'_> {
                 out.push_str(&text);
             }
             if out.len() > MAX_VALUE_BYTES {
-                return Err(format!(
+                return Err(ExprError::TooBig(format!(
                     "text with expressions `{}` exceeds the limit of {} per rendered value: {TOO_BIG}",
                     cut(s),
                     limits::bytes(MAX_VALUE_BYTES)
-                ));
+                )));
             }
             at = f.end;
         }
@@ -443,14 +477,12 @@ impl Render<'_> {
 }
 
 /// The expression of a `when:` string: the inside of a lone `${{ }}`, or the whole string.
-pub fn condition_expr(cond: &str) -> Result<&str, String> {
+pub fn condition_expr(cond: &str) -> Result<&str, ExprError> {
     let found = find(cond)?;
     match found.as_slice() {
         [] => Ok(cond.trim()),
         [f] if cond[..f.start].trim().is_empty() && cond[f.end..].trim().is_empty() => Ok(f.expr),
-        _ => {
-            Err("a condition is one expression: write `${{ a and b }}`, not text around it".into())
-        }
+        _ => Err(ExprError::NotOneCondition),
     }
 }
 
@@ -531,7 +563,10 @@ mod tests {
     #[test]
     fn undefined_names_fail_at_evaluation() {
         let ev = Evaluator::new();
-        let e = ev.render_str("${{ params.nope }}", &ctx()).unwrap_err();
+        let e = ev
+            .render_str("${{ params.nope }}", &ctx())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("undefined"), "{e}");
     }
 
@@ -598,7 +633,7 @@ mod tests {
             ),
             ("[[[[[[[[[[range(100000)|list]]]]]]]]]]|pprint", "`pprint`"),
         ] {
-            let e = ev.eval(expr, &ctx()).unwrap_err();
+            let e = ev.eval(expr, &ctx()).unwrap_err().to_string();
             assert!(
                 e.starts_with(&format!("expression `{expr}` {work}")) && e.contains(what),
                 "{expr}: {e}"
@@ -609,7 +644,7 @@ mod tests {
     #[test]
     fn a_value_over_a_mebibyte_is_refused_when_rendered() {
         let ev = Evaluator::new();
-        let e = ev.eval("'x' * 2000000", &ctx()).unwrap_err();
+        let e = ev.eval("'x' * 2000000", &ctx()).unwrap_err().to_string();
         assert_eq!(
             e,
             format!(
@@ -617,17 +652,24 @@ mod tests {
             )
         );
         let e = ev.eval("range(100000)|list + range(100000)|list", &ctx());
-        assert!(e.unwrap_err().contains("1 MiB per rendered value"));
+        assert!(
+            e.unwrap_err()
+                .to_string()
+                .contains("1 MiB per rendered value")
+        );
         // Text around expressions counts too.
         let big = "${{ 'x' * 600000 }}";
-        let e = ev.render_str(&format!("{big} {big}"), &ctx()).unwrap_err();
+        let e = ev
+            .render_str(&format!("{big} {big}"), &ctx())
+            .unwrap_err()
+            .to_string();
         assert!(
             e.contains("exceeds the limit of 1 MiB per rendered value"),
             "{e}"
         );
         // And one input's expressions together.
         let many = json!({ "a": [big, big, big, big, big, big, big, big] });
-        let e = ev.render(&many, &ctx()).unwrap_err();
+        let e = ev.render(&many, &ctx()).unwrap_err().to_string();
         assert!(e.contains("exceed the limit of 4 MiB together"), "{e}");
         assert!(ev.eval("'x' * 1000000", &ctx()).is_ok());
     }
@@ -636,7 +678,7 @@ mod tests {
     fn fuel_bounds_the_number_of_operations() {
         let ev = Evaluator::new();
         let long = format!("[{}]", vec!["params.replicas"; 6000].join(", "));
-        let e = ev.eval(&long, &ctx()).unwrap_err();
+        let e = ev.eval(&long, &ctx()).unwrap_err().to_string();
         assert!(e.ends_with("exceeds the limit of 10000 operations: make it shorter, or compute the value in an op"), "{e}");
         assert!(e.starts_with("expression `[params.replicas, "), "{e}");
         assert!(e.len() < 300, "the expression is quoted cut: {e}");
@@ -679,7 +721,10 @@ mod tests {
 
     #[test]
     fn debug_is_not_offered() {
-        let e = Evaluator::new().eval("debug()", &ctx()).unwrap_err();
+        let e = Evaluator::new()
+            .eval("debug()", &ctx())
+            .unwrap_err()
+            .to_string();
         assert!(e.contains("unknown function"), "{e}");
     }
 
@@ -774,7 +819,7 @@ mod tests {
                     same += 1;
                 }
                 (Err(a), Err(b)) => {
-                    assert_eq!(a, b, "{expr}");
+                    assert_eq!(&a.to_string(), b, "{expr}");
                     failed += 1;
                 }
                 _ => panic!("{expr}: ours {ours:?}, minijinja {theirs:?}"),

@@ -960,7 +960,7 @@ impl Parser<'_> {
                 let found = match expr::find(text) {
                     Ok(f) => f,
                     Err(e) => {
-                        problems.push((at, e, None));
+                        problems.push((at, e.to_string(), None));
                         return;
                     }
                 };

@@ -41,8 +41,8 @@ impl Permissions {
             .collect()
     }
 
-    /// Whether `user` may do `action`; `Err` says who may.
-    pub fn check(&self, user: &str, action: &str) -> Result<(), String> {
+    /// Whether `user` may do `action`; the refusal says who may.
+    pub fn check(&self, user: &str, action: &str) -> Result<(), Denied> {
         let allowed = self.allow.get(action).map(Vec::as_slice).unwrap_or(&[]);
         let groups = self.groups_of(user);
         let ok = allowed.iter().any(|a| match a.strip_prefix("group:") {
@@ -50,18 +50,29 @@ impl Permissions {
             None => a == "*" || a == user,
         });
         if ok {
-            Ok(())
-        } else if allowed.is_empty() {
-            Err(format!(
-                "nobody may {action} (the permissions file allows it to no one)"
-            ))
-        } else {
-            Err(format!(
-                "{user} may not {action}; the permissions file allows {}",
-                allowed.join(", ")
-            ))
+            return Ok(());
         }
+        Err(Denied {
+            user: user.to_string(),
+            action: action.to_string(),
+            allowed: allowed.to_vec(),
+        })
     }
+}
+
+/// A refusal by the permissions file.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{}", match .allowed.is_empty() {
+    true => format!("nobody may {} (the permissions file allows it to no one)", .action),
+    false => format!("{} may not {}; the permissions file allows {}", .user, .action, .allowed.join(", ")),
+})]
+pub struct Denied {
+    /// Who asked.
+    pub user: String,
+    /// What for (`approve`, `cancel`...).
+    pub action: String,
+    /// Who may: users, `group:NAME`s, `*`.
+    pub allowed: Vec<String>,
 }
 
 /// Parses a permissions file, reporting every problem at its place.
@@ -154,8 +165,12 @@ mod tests {
         assert_eq!(p.check("bob", "approve"), Ok(()));
         assert_eq!(p.check("carol", "approve"), Ok(()));
         assert_eq!(
-            p.check("dave", "approve").unwrap_err(),
+            p.check("dave", "approve").unwrap_err().to_string(),
             "dave may not approve; the permissions file allows group:rm, carol"
+        );
+        assert_eq!(
+            p.check("bob", "trap").unwrap_err().to_string(),
+            "nobody may trap (the permissions file allows it to no one)"
         );
         assert_eq!(p.check("dave", "annotate"), Ok(()));
         assert!(p.check("bob", "trap").is_err());
