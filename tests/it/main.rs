@@ -11,6 +11,7 @@ mod jobs;
 mod langs;
 mod packages;
 mod races;
+mod rules;
 mod runtime;
 mod sandbox;
 mod stdops;
