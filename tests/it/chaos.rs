@@ -6,13 +6,11 @@
 //! Bounded: 20 jobs and about 60 kills.
 
 use std::collections::BTreeMap;
-use std::path::Path;
-use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::jobs::{err, json, out, root, sluice, write_rule};
+use crate::jobs::{err, json, out, sluice, spawn, write_rule};
 
 const RULE: &str = r#"
 rule: chaos
@@ -56,19 +54,6 @@ impl Drop for SeedNote {
             eprintln!("chaos test failed with SLUICE_CHAOS_SEED={}", self.0);
         }
     }
-}
-
-fn spawn(home: &Path, args: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(args)
-        .current_dir(root())
-        .env("SLUICE_HOME", home)
-        .env("SLUICE_USER", "ann")
-        .env_remove("SLUICE_LOG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .expect("starting sluice")
 }
 
 /// A decider that ran: who, on which job, and how it ended (`None` when killed).

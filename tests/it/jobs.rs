@@ -14,15 +14,28 @@ pub(crate) fn root() -> PathBuf {
         .unwrap()
 }
 
-pub(crate) fn sluice(home: &Path, args: &[&str]) -> Output {
-    Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(args)
+/// `sluice ARGS` as the tests run it: in the repository, on `home`, as `ann`.
+pub(crate) fn command(home: &Path, args: &[&str]) -> Command {
+    let mut c = Command::new(env!("CARGO_BIN_EXE_sluice"));
+    c.args(args)
         .current_dir(root())
         .env("SLUICE_HOME", home)
         .env("SLUICE_USER", "ann")
-        .env_remove("SLUICE_LOG")
-        .output()
-        .expect("running sluice")
+        .env_remove("SLUICE_LOG");
+    c
+}
+
+pub(crate) fn sluice(home: &Path, args: &[&str]) -> Output {
+    command(home, args).output().expect("running sluice")
+}
+
+/// `sluice ARGS` started in the background, its stdout dropped and its stderr kept.
+pub(crate) fn spawn(home: &Path, args: &[&str]) -> std::process::Child {
+    command(home, args)
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("starting sluice")
 }
 
 pub(crate) fn out(o: &Output) -> String {
