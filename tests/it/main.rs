@@ -14,6 +14,7 @@ mod races;
 mod rules;
 mod runtime;
 mod sandbox;
+mod server;
 mod stdops;
 mod tidy;
 mod upgrade;

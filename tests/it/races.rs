@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 
-use crate::jobs::{err, json, out, root, sluice, write_rule};
+use crate::jobs::{err, json, out, root, sluice, spawn, write_rule};
 
 fn show(home: &Path, job: &str) -> Value {
     json(&sluice(home, &["show", job, "--json"]))
@@ -20,22 +20,8 @@ fn as_user(home: &Path, args: &[&str], user: &str) -> Output {
     sluice(home, &all)
 }
 
-/// `sluice ARGS` started in the background (its output kept for later).
-fn spawn(home: &Path, args: &[&str]) -> Child {
-    Command::new(env!("CARGO_BIN_EXE_sluice"))
-        .args(args)
-        .current_dir(root())
-        .env("SLUICE_HOME", home)
-        .env("SLUICE_USER", "ann")
-        .env_remove("SLUICE_LOG")
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("starting sluice")
-}
-
 /// Polls `ready` until it holds; fails the test after `secs` seconds saying `what`.
-fn wait_for(what: &str, secs: u64, mut ready: impl FnMut() -> bool) {
+pub(crate) fn wait_for(what: &str, secs: u64, mut ready: impl FnMut() -> bool) {
     let deadline = Instant::now() + Duration::from_secs(secs);
     while !ready() {
         assert!(Instant::now() < deadline, "timed out waiting until {what}");
@@ -44,7 +30,7 @@ fn wait_for(what: &str, secs: u64, mut ready: impl FnMut() -> bool) {
 }
 
 /// Pids of running processes whose command line has `needle` as an argument.
-fn pids_with_arg(needle: &str) -> Vec<u32> {
+pub(crate) fn pids_with_arg(needle: &str) -> Vec<u32> {
     let mut out = Vec::new();
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
         let Ok(pid) = e.file_name().to_string_lossy().parse::<u32>() else {
@@ -146,7 +132,7 @@ fn issue_12_racing_approvers_never_leave_a_decided_job_undriven() {
     }
 }
 
-const KILLED: &str = r#"
+pub(crate) const KILLED: &str = r#"
 rule: killed
 OPS
 grants: { exec: [exec:sleep, exec:sh] }
@@ -157,7 +143,7 @@ phases:
 "#;
 
 /// A sleep length no other test (or earlier run) uses, to find the process by.
-fn unique_seconds(base: u32) -> String {
+pub(crate) fn unique_seconds(base: u32) -> String {
     static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
     let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     format!("{base}.{}{n}", std::process::id())

@@ -63,6 +63,7 @@ fn the_command_line_is_a_front_end_over_the_service_layer_only() {
     let deps = dependencies();
     let allowed = [
         "sluice-app",
+        "sluice-server",
         "anyhow",
         "clap",
         "serde",
@@ -78,4 +79,18 @@ fn the_command_line_is_a_front_end_over_the_service_layer_only() {
         );
     }
     assert!(deps["sluice-app"].iter().any(|d| d == "sluice-runner"));
+}
+
+#[test]
+fn the_server_is_a_front_end_over_the_service_layer_only() {
+    let deps = dependencies();
+    for d in &deps["sluice-server"] {
+        assert!(
+            !d.starts_with("sluice-") || d == "sluice-app",
+            "the server depends on {d}: call the service layer (sluice-app) instead"
+        );
+        for forbidden in ["rusqlite", "wasmtime"] {
+            assert_ne!(d, forbidden, "the server depends on {d}");
+        }
+    }
 }

@@ -10,9 +10,22 @@ pub enum AppError {
     /// JSON, an unreadable file, a job that does not exist.
     #[error("{0}")]
     Usage(String),
+    /// What the request names does not exist: a job, an annotation, a rule, a token.
+    #[error("{0}")]
+    NotFound(String),
     /// A rule does not validate: every problem, rendered with file:line:column.
     #[error("{0}")]
     Invalid(sluice_rule::Diagnostics),
+    /// No credentials, or ones that authenticate nobody (an unknown or revoked token).
+    #[error("{0}")]
+    Unauthenticated(String),
+    /// The actor may not do this: the permissions file, a gate's approvers, four eyes.
+    #[error("{0}")]
+    Forbidden(String),
+    /// A decision asked wrongly (an input the gate does not take, which gate): asking
+    /// differently can succeed.
+    #[error("{0}")]
+    BadDecision(String),
     /// Refused: not allowed, nothing waits there, already decided, the job ended, a package
     /// not trusted.
     #[error("{0}")]
@@ -32,8 +45,9 @@ impl AppError {
     /// The exit code a command line answers with (docs/cli.md).
     pub fn exit_code(&self) -> u8 {
         match self {
-            AppError::Usage(_) => 2,
+            AppError::Usage(_) | AppError::NotFound(_) => 2,
             AppError::Invalid(_) => 2,
+            AppError::Unauthenticated(_) | AppError::Forbidden(_) | AppError::BadDecision(_) => 5,
             AppError::Load(_) => 4,
             AppError::Refused(_) => 5,
             AppError::Storage(_) => 6,
@@ -44,7 +58,10 @@ impl AppError {
     /// The HTTP status an API answers with.
     pub fn http_status(&self) -> u16 {
         match self {
-            AppError::Usage(_) | AppError::Invalid(_) => 400,
+            AppError::Usage(_) | AppError::Invalid(_) | AppError::BadDecision(_) => 400,
+            AppError::NotFound(_) => 404,
+            AppError::Unauthenticated(_) => 401,
+            AppError::Forbidden(_) => 403,
             AppError::Refused(_) => 409,
             AppError::Load(_) => 502,
             AppError::Storage(_) => 507,
@@ -56,6 +73,10 @@ impl AppError {
     pub fn context(self, what: impl std::fmt::Display) -> Self {
         match self {
             AppError::Usage(m) => AppError::Usage(format!("{what}: {m}")),
+            AppError::NotFound(m) => AppError::NotFound(format!("{what}: {m}")),
+            AppError::Unauthenticated(m) => AppError::Unauthenticated(format!("{what}: {m}")),
+            AppError::Forbidden(m) => AppError::Forbidden(format!("{what}: {m}")),
+            AppError::BadDecision(m) => AppError::BadDecision(format!("{what}: {m}")),
             AppError::Refused(m) => AppError::Refused(format!("{what}: {m}")),
             AppError::Load(m) => AppError::Load(format!("{what}: {m}")),
             AppError::Storage(m) => AppError::Storage(format!("{what}: {m}")),
@@ -71,7 +92,7 @@ pub(crate) fn store(home: &Path, e: sluice_store::StoreError) -> AppError {
     use sluice_store::StoreError as S;
     let text = e.to_string();
     match e {
-        S::NoJob(_) => AppError::Usage(text),
+        S::NoJob(_) => AppError::NotFound(text),
         S::Body(m) => AppError::Usage(format!("{m}: nothing was attached")),
         S::NewerSchema { .. } => AppError::Refused(text),
         S::NoSpace => no_space(home, &text),

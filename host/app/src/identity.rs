@@ -107,7 +107,8 @@ pub(crate) fn load(path: &Path) -> Result<Option<Permissions>, AppError> {
         .map_err(AppError::Invalid)
 }
 
-/// Checks `actor` may do `what` and fills in their groups; refused with who may.
+/// Checks `actor` may do `what` and fills in their groups (the permissions file's, and those
+/// their token adds); refused with who may.
 pub(crate) fn allow(
     perms: &Option<Permissions>,
     actor: &mut Actor,
@@ -116,8 +117,14 @@ pub(crate) fn allow(
     let Some(p) = perms else {
         return Ok(());
     };
-    p.check(&actor.name, what.as_str())
-        .map_err(|e| AppError::Refused(e.to_string()))?;
-    actor.groups = p.groups_of(&actor.name);
+    let mut groups = p.groups_of(&actor.name);
+    for g in &actor.groups {
+        if !groups.contains(g) {
+            groups.push(g.clone());
+        }
+    }
+    p.check_member(&actor.name, &groups, what.as_str())
+        .map_err(|e| AppError::Forbidden(e.to_string()))?;
+    actor.groups = groups;
     Ok(())
 }

@@ -7,7 +7,7 @@ use serde_json::{Map, Value};
 use sluice_engine::{DecisionKind, DecisionRequest, Event, GateKind, Job, Millis};
 use sluice_model::Actor;
 use sluice_runner::{Observer, Standing};
-use sluice_store::{AnnotationRow, JobRow, LockRow, LogRow, NewAnnotation};
+use sluice_store::{AnnotationRow, JobQuery, JobRow, LockRow, LogRow, NewAnnotation};
 
 use crate::identity::{self, Permission};
 use crate::{App, AppError, MAX_ANNOTATION_BYTES};
@@ -162,10 +162,35 @@ impl App {
 
     /// The newest jobs first.
     pub async fn jobs(&self, limit: usize) -> Result<Vec<JobRow>, AppError> {
+        self.jobs_matching(&JobQuery::newest(limit)).await
+    }
+
+    /// Jobs matching `query`, newest first.
+    pub async fn jobs_matching(&self, query: &JobQuery) -> Result<Vec<JobRow>, AppError> {
         self.journal
-            .jobs(limit)
+            .jobs(query)
             .await
             .map_err(|e| self.store_error(e))
+    }
+
+    /// How many jobs are in each status.
+    pub async fn job_counts(&self) -> Result<Vec<(sluice_model::JobState, u64)>, AppError> {
+        self.journal
+            .job_counts()
+            .await
+            .map_err(|e| self.store_error(e))
+    }
+
+    /// Drives `job` until it ends or waits, unless another live process drives it.
+    pub async fn drive(
+        &self,
+        job: &str,
+        observer: Arc<dyn Observer>,
+    ) -> Result<Standing, AppError> {
+        self.runner(observer)?
+            .drive(job)
+            .await
+            .map_err(|e| self.run_error(e))
     }
 
     /// A job's index row, or a usage error naming how to list jobs.
@@ -174,7 +199,7 @@ impl App {
             .job(job)
             .await
             .map_err(|e| self.store_error(e))?
-            .ok_or_else(|| AppError::Usage(format!("no job `{job}`: `sluice jobs` lists them")))
+            .ok_or_else(|| AppError::NotFound(format!("no job `{job}`: `sluice jobs` lists them")))
     }
 
     /// A job with its history and annotations.
@@ -194,7 +219,7 @@ impl App {
             .await
             .map_err(|e| self.store_error(e))?;
         if rows.is_empty() {
-            return Err(AppError::Usage(format!(
+            return Err(AppError::NotFound(format!(
                 "no job `{job}`: `sluice jobs` lists them"
             )));
         }
@@ -234,7 +259,7 @@ impl App {
             .await
             .map_err(|e| self.store_error(e))?
             .ok_or_else(|| {
-                AppError::Usage(format!(
+                AppError::NotFound(format!(
                     "job {job} has no annotation {id}: `sluice annotations {job}` lists them"
                 ))
             })
@@ -257,6 +282,17 @@ impl App {
             .copy_annotation(row.id, out)
             .await
             .map_err(|e| self.store_error(e))
+    }
+
+    /// Annotation `row`'s body in memory (at most [`MAX_ANNOTATION_BYTES`]).
+    pub async fn annotation_bytes(&self, row: &AnnotationRow) -> Result<Vec<u8>, AppError> {
+        let buf = Arc::new(std::sync::Mutex::new(Vec::with_capacity(
+            row.size.min(MAX_ANNOTATION_BYTES) as usize,
+        )));
+        self.copy_annotation(row, Box::new(Shared(buf.clone())))
+            .await?;
+        let out = std::mem::take(&mut *buf.lock().unwrap_or_else(|p| p.into_inner()));
+        Ok(out)
     }
 
     /// The workers running now.
@@ -310,6 +346,51 @@ impl App {
             .await
             .map_err(|e| self.run_error(e))?;
         result
+    }
+}
+
+/// A writer into a shared buffer (`copy_annotation` takes its writer by value).
+struct Shared(Arc<std::sync::Mutex<Vec<u8>>>);
+
+impl std::io::Write for Shared {
+    fn write(&mut self, b: &[u8]) -> std::io::Result<usize> {
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .extend_from_slice(b);
+        Ok(b.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        Ok(())
+    }
+}
+
+impl JobView {
+    /// The job as `sluice show --json` prints it and the API serves it: its state, the gates
+    /// it waits at, its annotations and its whole history.
+    pub fn to_json(&self) -> Value {
+        let job = &self.job;
+        let (status, message) = sluice_runner::status_of(job);
+        let history: Vec<Value> = self
+            .history
+            .iter()
+            .map(|(e, at)| serde_json::json!({ "at": at, "event": e }))
+            .collect();
+        serde_json::json!({
+            "id": job.id,
+            "rule": job.rule.name,
+            "status": status,
+            "message": message,
+            "driver_gone": self.driver_gone,
+            "started_by": job.started_by,
+            "params": job.params,
+            "locks": job.locks,
+            "steps": job.steps,
+            "waiting": job.waiting_gates(),
+            "annotations": self.annotations,
+            "history": history,
+        })
     }
 }
 

@@ -24,13 +24,15 @@ mod jobs;
 mod ops;
 mod packages;
 mod rules;
+mod tokens;
 
 pub use error::AppError;
 pub use identity::{Permission, command_line_actor};
 pub use jobs::{Decision, JobView, Note, parse_inputs};
 pub use ops::{LoadedOp, OpRun};
 pub use packages::{Inspected, Pushed};
-pub use rules::{Validated, std_op_names};
+pub use rules::{RuleFile, Validated, std_op_names};
+pub use tokens::NewToken;
 
 pub use sluice_engine::{
     DecisionKind, Event, GateKind, GateView, Job, JobStatus, Millis, SimLine, StepState, StepStatus,
@@ -44,7 +46,7 @@ pub use sluice_packages::CachedPackage;
 pub use sluice_rule::{Diagnostic, Diagnostics, Rule, Step, StepKind};
 pub use sluice_runner::{Observer, Quiet, Standing, now, status_of};
 pub use sluice_runtime::{Fault, LoadSource, OpReport};
-pub use sluice_store::{AnnotationRow, JobRow, LockRow, LogRow};
+pub use sluice_store::{AnnotationRow, JobQuery, JobRow, LockRow, LogRow, TokenRow};
 
 /// The most a file or log annotation may hold; larger ones are refused before anything is read.
 pub const MAX_ANNOTATION_BYTES: u64 = 64 << 20;
@@ -125,6 +127,11 @@ impl App {
             R::Params(_) | R::NotGranted(_) => AppError::Usage(e.to_string()),
             R::Op { .. } => AppError::Load(e.to_string()),
             R::Refused(_) | R::Ended { .. } => AppError::Refused(e.to_string()),
+            R::Decision(r) => match r.class() {
+                sluice_engine::RefusalClass::Denied => AppError::Forbidden(r.to_string()),
+                sluice_engine::RefusalClass::Invalid => AppError::BadDecision(r.to_string()),
+                sluice_engine::RefusalClass::Conflict => AppError::Refused(r.to_string()),
+            },
             R::Store(s) => self.store_error(s),
             R::Corrupt { .. } | R::Stuck { .. } => {
                 error::storage_or_internal(&self.home, e.to_string())

@@ -15,6 +15,17 @@ pub struct Validated {
     pub rule: Rule,
 }
 
+/// A rule file in a rules directory.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RuleFile {
+    /// Its file name.
+    pub file: String,
+    /// The name of the rule in it, when it parses.
+    pub rule: Option<String>,
+    /// Why it does not parse.
+    pub problem: Option<String>,
+}
+
 /// The names of the standard ops (callable without an `ops:` entry).
 pub fn std_op_names() -> Vec<&'static str> {
     sluice_std_ops::STD_OPS.iter().map(|o| o.name).collect()
@@ -60,6 +71,77 @@ impl App {
     /// runs) that it grants what its ops declare they need. Every problem at once.
     pub async fn validate(&self, path: &Path) -> Result<Validated, AppError> {
         let text = read_text(path)?;
+        self.validate_source(path, text).await
+    }
+
+    /// Checks a rule sent as text (over the API), named `path` in its diagnostics. Such a
+    /// rule may call standard ops only: op files and packages are checked from the rules
+    /// directory, so a request cannot make the server read files or registries it names.
+    pub async fn validate_text(&self, text: &str, path: &Path) -> Result<Validated, AppError> {
+        let rule = parse(path, text).map_err(AppError::Invalid)?;
+        if let Some(name) = rule.ops.keys().next() {
+            return Err(AppError::Usage(format!(
+                "op `{name}`: a rule sent for checking may call standard ops only; put rules with `ops:` in the server's rules directory and check them there with `sluice validate`"
+            )));
+        }
+        self.validate_source(path, text.to_string()).await
+    }
+
+    /// The rule files in `dir` (`*.yaml`, `*.yml`, not recursive), sorted by name, each with
+    /// its rule's name or why it does not parse.
+    pub async fn rule_files(&self, dir: &Path) -> Result<Vec<RuleFile>, AppError> {
+        let entries = std::fs::read_dir(dir).map_err(|e| {
+            AppError::Usage(format!(
+                "cannot read the rules directory {}: {e}",
+                dir.display()
+            ))
+        })?;
+        let mut files = vec![];
+        for entry in entries.flatten() {
+            let path = entry.path();
+            let yaml = path.extension().is_some_and(|e| e == "yaml" || e == "yml");
+            if !yaml || !path.is_file() {
+                continue;
+            }
+            let (rule, problem) = match self.read_rule(&path) {
+                Ok(r) => (Some(r.name), None),
+                Err(e) => (None, Some(e.to_string())),
+            };
+            files.push(RuleFile {
+                file: path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                rule,
+                problem,
+            });
+        }
+        files.sort_by(|a, b| a.file.cmp(&b.file));
+        Ok(files)
+    }
+
+    /// The file in `dir` whose rule is named `rule`.
+    pub async fn rule_path(&self, dir: &Path, rule: &str) -> Result<std::path::PathBuf, AppError> {
+        let files = self.rule_files(dir).await?;
+        files
+            .iter()
+            .find(|f| f.rule.as_deref() == Some(rule))
+            .map(|f| dir.join(&f.file))
+            .ok_or_else(|| {
+                let known: Vec<&str> = files.iter().filter_map(|f| f.rule.as_deref()).collect();
+                AppError::NotFound(format!(
+                    "no rule `{rule}` in {}: the rules there are {}",
+                    dir.display(),
+                    if known.is_empty() {
+                        "none".to_string()
+                    } else {
+                        known.join(", ")
+                    }
+                ))
+            })
+    }
+
+    async fn validate_source(&self, path: &Path, text: String) -> Result<Validated, AppError> {
         let rule = parse(path, &text).map_err(AppError::Invalid)?;
         let mut resolved = rule.clone();
         self.resolve_packages(&mut resolved, path).await?;

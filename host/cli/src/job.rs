@@ -366,27 +366,8 @@ pub(crate) async fn jobs(global: &Global, args: JobsArgs) -> CmdResult {
 pub(crate) async fn show(global: &Global, args: ShowArgs) -> CmdResult {
     let view = app_read(global)?.job(&args.job).await?;
     let job = &view.job;
-    let (status, message) = sluice_app::status_of(job);
     if args.json {
-        let history: Vec<_> = view
-            .history
-            .iter()
-            .map(|(e, at)| json!({ "at": at, "event": e }))
-            .collect();
-        print_json(&json!({
-            "id": job.id,
-            "rule": job.rule.name,
-            "status": status,
-            "message": message,
-            "driver_gone": view.driver_gone,
-            "started_by": job.started_by,
-            "params": job.params,
-            "locks": job.locks,
-            "steps": job.steps,
-            "waiting": job.waiting_gates(),
-            "annotations": view.annotations,
-            "history": history,
-        }))?;
+        print_json(&view.to_json())?;
         return Ok(0);
     }
     let mut text = show_text(job);

@@ -20,6 +20,7 @@ mod op;
 mod output;
 mod package;
 mod rule;
+mod server;
 
 /// sluice: a deployment rule engine whose ops are sandboxed WebAssembly components.
 #[derive(Debug, Parser)]
@@ -95,6 +96,11 @@ enum Command {
     Package(package::PackageCommand),
     /// Resolve a rule's packages and write `sluice.lock` beside it.
     Lock(package::LockArgs),
+    /// Serve the HTTP API (docs/server.md) and drive jobs as a worker, until SIGINT or SIGTERM.
+    Server(server::ServerArgs),
+    /// Make, list and revoke the API's tokens.
+    #[command(subcommand)]
+    Token(server::TokenCommand),
 }
 
 /// A failure with the exit code it maps to.
@@ -212,6 +218,8 @@ fn run(cli: Cli) -> CmdResult {
             Command::Op(cmd) => op::run(&cli.global, cmd).await,
             Command::Package(cmd) => package::run(&cli.global, cmd).await,
             Command::Lock(args) => package::lock(&cli.global, args).await,
+            Command::Server(args) => server::server(&cli.global, args).await,
+            Command::Token(cmd) => server::token(&cli.global, cmd).await,
         }
     })
 }

@@ -153,6 +153,50 @@ pub enum Refusal {
         /// How many times.
         retries: u32,
     },
+    /// The gate was decided already; nothing waits there now.
+    #[error("`{step}` of job {job} was already decided: {kind} by {by}; nothing waits there now")]
+    AlreadyDecided {
+        /// The job.
+        job: String,
+        /// The step.
+        step: String,
+        /// What was decided.
+        kind: DecisionKind,
+        /// Who decided (approvers joined by `, ` for a quorum).
+        by: String,
+    },
+}
+
+/// What a refusal says about the request, for front ends that answer by class (an HTTP
+/// status).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RefusalClass {
+    /// The person may not decide this (not an approver, four eyes).
+    Denied,
+    /// The request is wrong as asked (inputs, which gate): asking differently can succeed.
+    Invalid,
+    /// The job is not where the request expects (ended, not waiting, already decided).
+    Conflict,
+}
+
+impl Refusal {
+    /// The class of this refusal.
+    pub fn class(&self) -> RefusalClass {
+        match self {
+            Refusal::NotAnApprover { .. } | Refusal::FourEyes { .. } => RefusalClass::Denied,
+            Refusal::WhichGate { .. }
+            | Refusal::NotAChoice { .. }
+            | Refusal::TooDeep { .. }
+            | Refusal::UnknownInput { .. }
+            | Refusal::MissingInput { .. }
+            | Refusal::NotOffered { .. } => RefusalClass::Invalid,
+            Refusal::Ended { .. }
+            | Refusal::NotWaiting { .. }
+            | Refusal::AlreadyApproved { .. }
+            | Refusal::RetriesUsed { .. }
+            | Refusal::AlreadyDecided { .. } => RefusalClass::Conflict,
+        }
+    }
 }
 
 /// A gate as a person sees it.
@@ -288,6 +332,25 @@ impl Job {
         gates.chain(retries).min()
     }
 
+    /// The latest decision that closed the gate of `step` (or, with no step, the gate closed
+    /// last), as a refusal naming who decided.
+    fn decided_at(&self, step: Option<&str>) -> Option<Refusal> {
+        let (key, gate) = self
+            .steps
+            .iter()
+            .filter(|(k, _)| step.is_none_or(|s| s == k.as_str()))
+            .filter_map(|(k, s)| Some((k, s.gate.as_ref()?)))
+            .filter(|(_, g)| g.decision.is_some())
+            .max_by_key(|(_, g)| g.opened_at)?;
+        let closed = gate.decision.as_ref()?;
+        Some(Refusal::AlreadyDecided {
+            job: self.id.clone(),
+            step: key.clone(),
+            kind: closed.kind,
+            by: closed.by.clone(),
+        })
+    }
+
     /// Checks a decision against the job and turns it into the event to append. Nothing
     /// changes here: a refused decision changes nothing.
     pub fn check_decision(&self, req: &DecisionRequest<'_>) -> Result<Event, Refusal> {
@@ -300,23 +363,27 @@ impl Job {
         let gates = self.waiting_gates();
         let waiting = || gates.iter().map(|g| g.step.clone()).collect::<Vec<_>>();
         let gate = match req.step {
-            Some(step) => {
-                gates
-                    .iter()
-                    .find(|g| g.step == step)
-                    .ok_or_else(|| Refusal::NotWaiting {
-                        job: self.id.clone(),
-                        step: Some(step.to_string()),
-                        waiting: waiting(),
-                    })?
-            }
+            Some(step) => match gates.iter().find(|g| g.step == step) {
+                Some(g) => g,
+                None => {
+                    return Err(self.decided_at(Some(step)).unwrap_or_else(|| {
+                        Refusal::NotWaiting {
+                            job: self.id.clone(),
+                            step: Some(step.to_string()),
+                            waiting: waiting(),
+                        }
+                    }));
+                }
+            },
             None => match gates.as_slice() {
                 [] => {
-                    return Err(Refusal::NotWaiting {
-                        job: self.id.clone(),
-                        step: None,
-                        waiting: vec![],
-                    });
+                    return Err(self
+                        .decided_at(None)
+                        .unwrap_or_else(|| Refusal::NotWaiting {
+                            job: self.id.clone(),
+                            step: None,
+                            waiting: vec![],
+                        }));
                 }
                 [one] => one,
                 _ => {

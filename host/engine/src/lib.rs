@@ -24,7 +24,7 @@ pub mod history;
 mod simulate;
 
 pub use decide::decide;
-pub use gates::{DecisionRequest, GateView, Refusal};
+pub use gates::{DecisionRequest, GateView, Refusal, RefusalClass};
 pub use history::{DecodeError, EVENT_VERSION, RULE_VERSION, decode, encode};
 pub use simulate::{Script, SimLine, simulate};
 

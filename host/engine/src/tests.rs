@@ -80,6 +80,23 @@ fn person(name: &str) -> Actor {
     }
 }
 
+/// A started job of `yaml` whose `echo` op declares itself idempotent.
+fn started_with_idempotent_echo(yaml: &str) -> Job {
+    let mut metas = ops();
+    metas.get_mut("echo").unwrap().idempotent = true;
+    let e = Event::Created {
+        job_id: "r-1".into(),
+        rule: Box::new(rule(yaml)),
+        params: Map::new(),
+        started_by: person("ann"),
+        ops: metas,
+        rule_version: 1,
+    };
+    let mut job = Job::new(&e, 0).unwrap();
+    job.apply(&Event::Started { locks: vec![] }, 0);
+    job
+}
+
 fn calls(actions: &[Action]) -> Vec<String> {
     actions
         .iter()
@@ -986,19 +1003,7 @@ fn an_interrupted_resume_runs_again_with_the_recorded_decision() {
 /// run again by itself, even when its op is idempotent.
 #[test]
 fn an_interrupted_step_with_live_children_traps_even_when_idempotent() {
-    let mut metas = ops();
-    metas.get_mut("echo").unwrap().idempotent = true;
-    let r = rule("rule: r\nphases:\n  run: [{ id: a, op: echo }]\n");
-    let e = Event::Created {
-        job_id: "r-1".into(),
-        rule: Box::new(r),
-        params: Map::new(),
-        started_by: person("ann"),
-        ops: metas,
-        rule_version: 1,
-    };
-    let mut job = Job::new(&e, 0).unwrap();
-    job.apply(&Event::Started { locks: vec![] }, 0);
+    let mut job = started_with_idempotent_echo("rule: r\nphases:\n  run: [{ id: a, op: echo }]\n");
     start(&mut job, "a", 1, 0);
     job.apply(
         &Event::Interrupted {
@@ -1165,6 +1170,32 @@ fn trap_skip_goes_on_abort_ends_failed_without_rollback_and_rollback_rolls_back(
 }
 
 #[test]
+fn a_decision_at_a_gate_decided_already_names_who_decided() {
+    let mut job = trapped();
+    job.apply(
+        &job.check_decision(&ask(DecisionKind::Retry, "ann", &[], json!({})))
+            .unwrap(),
+        3,
+    );
+    let late = job
+        .check_decision(&ask(DecisionKind::Skip, "bob", &[], json!({})))
+        .unwrap_err();
+    assert_eq!(
+        late.to_string(),
+        "`smoke` of job r-1 was already decided: retry by ann; nothing waits there now"
+    );
+    assert_eq!(late.class(), RefusalClass::Conflict);
+    let named = DecisionRequest {
+        step: Some("smoke"),
+        ..ask(DecisionKind::Skip, "bob", &[], json!({}))
+    };
+    assert!(matches!(
+        job.check_decision(&named),
+        Err(Refusal::AlreadyDecided { .. })
+    ));
+}
+
+#[test]
 fn a_decision_where_nothing_waits_changes_nothing() {
     let job = created(GATED);
     let e = job
@@ -1176,19 +1207,9 @@ fn a_decision_where_nothing_waits_changes_nothing() {
 
 #[test]
 fn an_interrupted_step_reruns_when_idempotent_and_traps_otherwise() {
-    let mut metas = ops();
-    metas.get_mut("echo").unwrap().idempotent = true;
-    let r = rule("rule: r\nphases:\n  run: [{ id: a, op: echo }, { id: b, op: fail }]\n");
-    let e = Event::Created {
-        job_id: "r-1".into(),
-        rule: Box::new(r),
-        params: Map::new(),
-        started_by: person("ann"),
-        ops: metas,
-        rule_version: 1,
-    };
-    let mut job = Job::new(&e, 0).unwrap();
-    job.apply(&Event::Started { locks: vec![] }, 0);
+    let mut job = started_with_idempotent_echo(
+        "rule: r\nphases:\n  run: [{ id: a, op: echo }, { id: b, op: fail }]\n",
+    );
     start(&mut job, "a", 1, 0);
     job.apply(
         &Event::Interrupted {

@@ -43,8 +43,13 @@ impl Permissions {
 
     /// Whether `user` may do `action`; the refusal says who may.
     pub fn check(&self, user: &str, action: &str) -> Result<(), Denied> {
+        self.check_member(user, &self.groups_of(user), action)
+    }
+
+    /// Whether `user`, a member of `groups` (their groups in this file and any their
+    /// credentials add), may do `action`; the refusal says who may.
+    pub fn check_member(&self, user: &str, groups: &[String], action: &str) -> Result<(), Denied> {
         let allowed = self.allow.get(action).map(Vec::as_slice).unwrap_or(&[]);
-        let groups = self.groups_of(user);
         let ok = allowed.iter().any(|a| match a.strip_prefix("group:") {
             Some(g) => groups.iter().any(|x| x == g),
             None => a == "*" || a == user,

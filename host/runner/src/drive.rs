@@ -256,18 +256,12 @@ impl Runner {
             message,
             started_by: d.job.started_by.clone(),
             created_at: d.job.created_at,
+            lease: Some((self.holder.clone(), now() + LEASE_MS)),
         };
         let events = d.pending.drain(..).map(|(at, e)| stored(at, &e)).collect();
         d.last_seq = self.journal.create_job(row, events).await?;
         d.persisted = true;
-        let t = now();
-        let ask = LeaseRequest {
-            holder: self.holder.clone(),
-            now: t,
-            until: t + LEASE_MS,
-            steal: None,
-        };
-        self.journal.lease(&d.job.id, ask).await?;
+        self.observer.created(&d.job.id);
         for logs in std::mem::take(&mut d.pending_logs) {
             if !logs.lines.is_empty() {
                 self.journal.add_logs(&d.job.id, now(), logs).await?;

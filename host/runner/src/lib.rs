@@ -55,6 +55,9 @@ pub enum RunError {
     /// A decision was refused; nothing changed.
     #[error("{0}")]
     Refused(String),
+    /// The engine refused a decision; nothing changed.
+    #[error("{0}")]
+    Decision(sluice_engine::Refusal),
     /// The job has ended; there is nothing to cancel or decide.
     #[error("job {job} has already ended: {status} ({message})")]
     Ended {
@@ -125,6 +128,8 @@ pub trait Observer: Send + Sync {
     /// Something a person watching should know that is not an event of the job driven (a job
     /// it unblocked, and who carries that one on).
     fn note(&self, _text: &str) {}
+    /// `job` is in the journal now (its check passed): it will be there whatever happens.
+    fn created(&self, _job: &str) {}
 }
 
 /// An observer that says nothing.
@@ -259,10 +264,7 @@ impl Runner {
         self.recover(job_id).await?;
         loop {
             let d = self.load(job_id).await?;
-            let e = d
-                .job
-                .check_decision(req)
-                .map_err(|r| RunError::Refused(r.to_string()))?;
+            let e = d.job.check_decision(req).map_err(RunError::Decision)?;
             if let Event::Decided { step, kind, .. } = &e
                 && matches!(kind, DecisionKind::Retry | DecisionKind::Rollback)
             {

@@ -7,7 +7,7 @@
 //! concurrent appenders (every append lands once, sequences stay dense), leases (expiry,
 //! stealing from the dead, keeping the lease when the job moved), timers and the worker's due
 //! list, locks (first come first served, shared and exclusive, group modes), annotation
-//! blobs, logs, and the programs ops started.
+//! blobs, logs, the programs ops started, job queries and API tokens.
 
 use std::sync::Arc;
 
@@ -32,6 +32,9 @@ macro_rules! conformance_tests {
             job_ids_count_per_rule_and_ids_are_unique,
             children_are_kept_per_step,
             workers_are_known_until_overdue_or_stopped,
+            jobs_are_listed_by_status_and_rule_a_page_at_a_time,
+            tokens_are_found_by_hash_until_revoked,
+            a_job_created_under_a_lease_is_held_by_its_creator,
         );
     };
     (@each $make:expr; $($name:ident),* $(,)?) => {
@@ -56,6 +59,7 @@ pub fn new_job(id: &str) -> NewJob {
         message: String::new(),
         started_by: "ann".into(),
         created_at: 1,
+        lease: None,
     }
 }
 
@@ -542,4 +546,102 @@ pub async fn workers_are_known_until_overdue_or_stopped(j: Arc<dyn Journal>) {
     assert_eq!(j.workers(15_000).await.unwrap(), ["w:1", "w:2"]);
     j.worker_seen("w:2", 15_000, 0).await.unwrap();
     assert_eq!(j.workers(15_000).await.unwrap(), ["w:1"], "w:2 stopped");
+}
+
+/// Jobs are listed newest first, filtered by status and rule, a page at a time, and counted
+/// by status.
+pub async fn jobs_are_listed_by_status_and_rule_a_page_at_a_time(j: Arc<dyn Journal>) {
+    for (i, (id, rule, status)) in [
+        ("deploy-1", "deploy", JobState::Waiting),
+        ("deploy-2", "deploy", JobState::Ended(JobStatus::Succeeded)),
+        ("test-1", "test", JobState::Waiting),
+        ("deploy-3", "deploy", JobState::Waiting),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut job = new_job(id);
+        job.rule = rule.into();
+        job.status = status;
+        job.created_at = i as u64 + 1;
+        j.create_job(job, events(1)).await.unwrap();
+    }
+    let ids = |rows: Vec<JobRow>| rows.into_iter().map(|r| r.id).collect::<Vec<_>>();
+    assert_eq!(
+        ids(j.jobs(&JobQuery::newest(10)).await.unwrap()),
+        ["deploy-3", "test-1", "deploy-2", "deploy-1"]
+    );
+    let waiting_deploys = JobQuery {
+        status: Some(JobState::Waiting),
+        rule: Some("deploy".into()),
+        offset: 0,
+        limit: 10,
+    };
+    assert_eq!(
+        ids(j.jobs(&waiting_deploys).await.unwrap()),
+        ["deploy-3", "deploy-1"]
+    );
+    let second_page = JobQuery {
+        offset: 1,
+        limit: 1,
+        ..waiting_deploys
+    };
+    assert_eq!(ids(j.jobs(&second_page).await.unwrap()), ["deploy-1"]);
+    assert_eq!(
+        j.job_counts().await.unwrap(),
+        [
+            (JobState::Ended(JobStatus::Succeeded), 1),
+            (JobState::Waiting, 3)
+        ]
+    );
+}
+
+/// A token is found by the hash of its secret until it is revoked; a hash is stored once;
+/// listing shows revoked tokens too.
+pub async fn tokens_are_found_by_hash_until_revoked(j: Arc<dyn Journal>) {
+    let token = |id: &str, user: &str| TokenRow {
+        id: id.into(),
+        user: user.into(),
+        groups: vec!["ops".into(), "qa".into()],
+        created_at: 5,
+        created_by: "root".into(),
+        revoked_at: None,
+    };
+    j.add_token("h1", token("tok_1", "ann")).await.unwrap();
+    j.add_token("h2", token("tok_2", "bob")).await.unwrap();
+    assert!(
+        j.add_token("h1", token("tok_3", "eve")).await.is_err(),
+        "one secret, one token"
+    );
+    assert_eq!(
+        j.token_by_hash("h1").await.unwrap(),
+        Some(token("tok_1", "ann"))
+    );
+    assert_eq!(j.token_by_hash("nope").await.unwrap(), None);
+    assert!(j.revoke_token("tok_1", 9).await.unwrap());
+    assert!(!j.revoke_token("tok_1", 10).await.unwrap(), "revoked once");
+    assert!(!j.revoke_token("tok_9", 10).await.unwrap());
+    assert_eq!(j.token_by_hash("h1").await.unwrap(), None);
+    let all = j.tokens().await.unwrap();
+    assert_eq!(all.len(), 2);
+    assert_eq!(all[0].revoked_at, Some(9));
+    assert_eq!(all[1], token("tok_2", "bob"));
+}
+
+/// A job created with a lease is held by its creator from its first row: a worker looking at
+/// it in between cannot take it.
+pub async fn a_job_created_under_a_lease_is_held_by_its_creator(j: Arc<dyn Journal>) {
+    let mut job = new_job("deploy-1");
+    job.lease = Some(("a:1:1".into(), 1_000));
+    j.create_job(job, events(1)).await.unwrap();
+    assert_eq!(
+        j.lease_holder("deploy-1", 500).await.unwrap().as_deref(),
+        Some("a:1:1")
+    );
+    assert_eq!(
+        j.lease("deploy-1", lease("w:2:2", 500, 1_500, None))
+            .await
+            .unwrap(),
+        Lease::HeldBy("a:1:1".into())
+    );
 }

@@ -142,6 +142,48 @@ pub struct JobRow {
     pub last_seq: u64,
 }
 
+/// Which jobs to list: by status and rule, newest first, a page at a time.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct JobQuery {
+    /// Only jobs in this status.
+    pub status: Option<JobState>,
+    /// Only jobs of this rule.
+    pub rule: Option<String>,
+    /// Skip this many of the newest matching jobs.
+    pub offset: usize,
+    /// At most this many.
+    pub limit: usize,
+}
+
+impl JobQuery {
+    /// The newest `limit` jobs, whatever their status and rule.
+    pub fn newest(limit: usize) -> Self {
+        JobQuery {
+            status: None,
+            rule: None,
+            offset: 0,
+            limit,
+        }
+    }
+}
+
+/// An API token as stored: never its secret, only a hash of it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TokenRow {
+    /// Its public id (`tok_...`), for listing and revoking.
+    pub id: String,
+    /// The user it authenticates.
+    pub user: String,
+    /// Groups it adds to the user's groups in the permissions file.
+    pub groups: Vec<String>,
+    /// When it was made.
+    pub created_at: Millis,
+    /// Who made it.
+    pub created_by: String,
+    /// When it was revoked; a revoked token authenticates nobody.
+    pub revoked_at: Option<Millis>,
+}
+
 /// One stored log line of a step attempt.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct LogRow {
@@ -197,6 +239,9 @@ pub struct NewJob {
     pub started_by: String,
     /// When it was created.
     pub created_at: Millis,
+    /// The lease its creator drives it under (holder, until), taken in the same transaction,
+    /// so no worker picks up a job whose creator is about to drive it.
+    pub lease: Option<(String, Millis)>,
 }
 
 /// A request for the right to drive a job.
@@ -284,8 +329,10 @@ pub trait Journal: Send + Sync {
     async fn events(&self, job: &str, after: u64) -> Result<Vec<StoredEvent>, StoreError>;
     /// The job's row.
     async fn job(&self, job: &str) -> Result<Option<JobRow>, StoreError>;
-    /// The newest jobs first, at most `limit`.
-    async fn jobs(&self, limit: usize) -> Result<Vec<JobRow>, StoreError>;
+    /// Jobs matching `query`, newest first.
+    async fn jobs(&self, query: &JobQuery) -> Result<Vec<JobRow>, StoreError>;
+    /// How many jobs are in each status.
+    async fn job_counts(&self) -> Result<Vec<(JobState, u64)>, StoreError>;
     /// Stores log lines of a step attempt.
     async fn add_logs(&self, job: &str, at: Millis, logs: StepLogs) -> Result<(), StoreError>;
     /// Log lines of a job after log id `after`.
@@ -348,6 +395,14 @@ pub trait Journal: Send + Sync {
     /// Workers that said they run and are not overdue at `now` (three of their intervals
     /// and a second).
     async fn workers(&self, now: Millis) -> Result<Vec<String>, StoreError>;
+    /// Stores a new token under the hash of its secret; fails if the id or hash exists.
+    async fn add_token(&self, hash: &str, token: TokenRow) -> Result<(), StoreError>;
+    /// The token whose secret hashes to `hash`, unless it was revoked.
+    async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRow>, StoreError>;
+    /// Every token, revoked ones included, oldest first.
+    async fn tokens(&self) -> Result<Vec<TokenRow>, StoreError>;
+    /// Revokes token `id` at `at`; `false` when there is no such token not yet revoked.
+    async fn revoke_token(&self, id: &str, at: Millis) -> Result<bool, StoreError>;
 }
 
 /// How deeply `json` nests arrays and objects (text inside strings does not count).

@@ -14,7 +14,7 @@ use crate::locks::{self, Plan};
 use crate::*;
 
 /// The schema this code reads and writes.
-const SCHEMA_VERSION: u32 = 3;
+const SCHEMA_VERSION: u32 = 4;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS counters (rule TEXT PRIMARY KEY, next INTEGER NOT NULL);
@@ -76,6 +76,16 @@ CREATE TABLE IF NOT EXISTS workers (
     seen INTEGER NOT NULL,
     every_ms INTEGER NOT NULL
 );
+CREATE TABLE IF NOT EXISTS tokens (
+    id TEXT PRIMARY KEY,
+    hash TEXT NOT NULL UNIQUE,
+    user TEXT NOT NULL,
+    groups TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    created_by TEXT NOT NULL,
+    revoked_at INTEGER
+);
+CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (status, created_at);
 CREATE TABLE IF NOT EXISTS lock_line (
     ticket INTEGER PRIMARY KEY AUTOINCREMENT,
     job_id TEXT NOT NULL UNIQUE
@@ -255,7 +265,7 @@ fn migrate(conn: &mut Connection) -> Res<()> {
     }
     if found < SCHEMA_VERSION {
         tx.execute_batch(SCHEMA)?;
-        // Every table is created if missing (2 added `children`, 3 `workers`). Version 1 (no
+        // Every table is created if missing (2 added `children`, 3 `workers`, 4 `tokens`). Version 1 (no
         // user_version yet) had events without a format version: they are format 1.
         let has_version = tx
             .prepare("SELECT 1 FROM pragma_table_info('events') WHERE name = 'version'")?
@@ -427,14 +437,16 @@ impl Journal for SqliteJournal {
                 return Err(StoreError::Exists(job.id.clone()).into());
             }
             tx.execute(
-                "INSERT INTO jobs (id, rule, status, message, started_by, created_at, updated_at, last_seq) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, 0)",
+                "INSERT INTO jobs (id, rule, status, message, started_by, created_at, updated_at, last_seq, lease_holder, lease_until) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, 0, ?7, ?8)",
                 params![
                     job.id,
                     job.rule,
                     job.status.as_str(),
                     job.message,
                     job.started_by,
-                    job.created_at as i64
+                    job.created_at as i64,
+                    job.lease.as_ref().map(|(h, _)| h.clone()),
+                    job.lease.as_ref().map(|(_, u)| *u as i64)
                 ],
             )?;
             let last = insert_events(&tx, &job.id, 0, &events)?;
@@ -528,13 +540,49 @@ impl Journal for SqliteJournal {
         .await
     }
 
-    async fn jobs(&self, limit: usize) -> Result<Vec<JobRow>, StoreError> {
+    async fn jobs(&self, query: &JobQuery) -> Result<Vec<JobRow>, StoreError> {
+        let q = query.clone();
         self.with(move |conn| {
-            let mut st = conn.prepare(&format!(
-                "SELECT {JOB_COLUMNS} FROM jobs ORDER BY created_at DESC, rowid DESC LIMIT ?1"
+            let mut st = conn.prepare_cached(&format!(
+                "SELECT {JOB_COLUMNS} FROM jobs WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR rule = ?2) ORDER BY created_at DESC, rowid DESC LIMIT ?3 OFFSET ?4"
             ))?;
-            let rows = st.query_map([limit as i64], job_row)?;
+            let rows = st.query_map(
+                params![
+                    q.status.map(|s| s.as_str()),
+                    q.rule,
+                    q.limit.min(i64::MAX as usize) as i64,
+                    q.offset.min(i64::MAX as usize) as i64
+                ],
+                job_row,
+            )?;
             Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    async fn job_counts(&self) -> Result<Vec<(JobState, u64)>, StoreError> {
+        self.with(move |conn| {
+            let mut st = conn.prepare_cached(
+                "SELECT status, COUNT(*) FROM jobs GROUP BY status ORDER BY status",
+            )?;
+            let rows = st.query_map([], |r| {
+                let status: String = r.get(0)?;
+                let n: i64 = r.get(1)?;
+                Ok((status, n as u64))
+            })?;
+            let mut out = vec![];
+            for row in rows {
+                let (status, n) = row?;
+                let status = status.parse().map_err(|e: String| {
+                    Fail::Sql(rusqlite::Error::FromSqlConversionFailure(
+                        0,
+                        rusqlite::types::Type::Text,
+                        e.into(),
+                    ))
+                })?;
+                out.push((status, n));
+            }
+            Ok(out)
         })
         .await
     }
@@ -917,6 +965,78 @@ impl Journal for SqliteJournal {
         })
         .await
     }
+
+    async fn add_token(&self, hash: &str, token: TokenRow) -> Result<(), StoreError> {
+        let hash = hash.to_string();
+        self.with(move |conn| {
+            conn.execute(
+                "INSERT INTO tokens (id, hash, user, groups, created_at, created_by) VALUES (?1, ?2, ?3, ?4, ?5, ?6)",
+                params![
+                    token.id,
+                    hash,
+                    token.user,
+                    token.groups.join(","),
+                    token.created_at as i64,
+                    token.created_by
+                ],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRow>, StoreError> {
+        let hash = hash.to_string();
+        self.with(move |conn| {
+            Ok(conn
+                .prepare_cached(&format!(
+                    "SELECT {TOKEN_COLUMNS} FROM tokens WHERE hash = ?1 AND revoked_at IS NULL"
+                ))?
+                .query_row([hash], token_row)
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn tokens(&self) -> Result<Vec<TokenRow>, StoreError> {
+        self.with(move |conn| {
+            let mut st = conn.prepare_cached(&format!(
+                "SELECT {TOKEN_COLUMNS} FROM tokens ORDER BY created_at, rowid"
+            ))?;
+            let rows = st.query_map([], token_row)?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    async fn revoke_token(&self, id: &str, at: Millis) -> Result<bool, StoreError> {
+        let id = id.to_string();
+        self.with(move |conn| {
+            Ok(conn.execute(
+                "UPDATE tokens SET revoked_at = ?2 WHERE id = ?1 AND revoked_at IS NULL",
+                params![id, at as i64],
+            )? == 1)
+        })
+        .await
+    }
+}
+
+const TOKEN_COLUMNS: &str = "id, user, groups, created_at, created_by, revoked_at";
+
+fn token_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TokenRow> {
+    let groups: String = r.get(2)?;
+    Ok(TokenRow {
+        id: r.get(0)?,
+        user: r.get(1)?,
+        groups: groups
+            .split(',')
+            .filter(|g| !g.is_empty())
+            .map(str::to_string)
+            .collect(),
+        created_at: r.get::<_, i64>(3)? as u64,
+        created_by: r.get(4)?,
+        revoked_at: r.get::<_, Option<i64>>(5)?.map(|t| t as u64),
+    })
 }
 
 #[cfg(test)]
@@ -936,13 +1056,13 @@ mod tests {
             .unwrap();
         drop(j);
         let r = SqliteJournal::open_read_only(&d.path().join("sluice.db")).unwrap();
-        assert_eq!(r.jobs(10).await.unwrap().len(), 1);
+        assert_eq!(r.jobs(&JobQuery::newest(10)).await.unwrap().len(), 1);
         assert!(matches!(
             r.append("deploy-1", 1, Append::default()).await,
             Err(StoreError::ReadOnly(_))
         ));
         let none = SqliteJournal::open_read_only(&d.path().join("nothing.db")).unwrap();
-        assert!(none.jobs(10).await.unwrap().is_empty());
+        assert!(none.jobs(&JobQuery::newest(10)).await.unwrap().is_empty());
         assert!(!d.path().join("nothing.db").exists(), "nothing created");
         // One another process is creating right now (the file, not yet its tables).
         std::fs::write(d.path().join("new.db"), b"").unwrap();

@@ -1,0 +1,612 @@
+//! `/api/v1`: rules, jobs, decisions, annotations, logs (paged and live), locks and workers.
+//! Every handler is one call of the service layer with the authenticated actor.
+
+use std::collections::VecDeque;
+use std::convert::Infallible;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Extension, Json, Router};
+use futures_util::Stream;
+use serde::Deserialize;
+use serde_json::{Map, Value, json};
+use sluice_app::{Actor, AppError, Decision, DecisionKind, JobQuery, JobState, Note};
+
+use crate::Server;
+use crate::live::StartWatch;
+use crate::problem::Problem;
+
+type Answer = Result<Response, Problem>;
+
+pub(crate) fn routes() -> Router<Arc<Server>> {
+    Router::new()
+        .route("/whoami", get(whoami))
+        .route("/rules", get(rules))
+        .route("/rules/validate", post(validate))
+        .route("/jobs", get(jobs).post(start))
+        .route("/jobs/{job}", get(job))
+        .route("/jobs/{job}/decisions", post(decide))
+        .route("/jobs/{job}/cancel", post(cancel))
+        .route("/jobs/{job}/logs", get(logs))
+        .route("/jobs/{job}/logs/stream", get(stream_logs))
+        .route(
+            "/jobs/{job}/annotations",
+            get(annotations).post(annotate).layer(DefaultBodyLimit::max(
+                sluice_app::MAX_ANNOTATION_BYTES as usize + (1 << 20),
+            )),
+        )
+        .route("/jobs/{job}/annotations/{id}", get(annotation))
+        .route("/locks", get(locks))
+        .route("/workers", get(workers))
+}
+
+fn ok(status: StatusCode, body: Value) -> Answer {
+    Ok((status, Json(body)).into_response())
+}
+
+async fn whoami(Extension(actor): Extension<Actor>) -> Answer {
+    ok(StatusCode::OK, json!(actor))
+}
+
+/// The directory jobs are started from, or a 404 saying how to give one.
+fn rules_dir(server: &Server) -> Result<&std::path::Path, Problem> {
+    server.config.rules.as_deref().ok_or_else(|| {
+        Problem::new(
+            StatusCode::NOT_FOUND,
+            "this server knows no rules: start it with `sluice server --rules DIR`",
+        )
+    })
+}
+
+async fn rules(State(server): State<Arc<Server>>) -> Answer {
+    let dir = rules_dir(&server)?;
+    let files = server.app.rule_files(dir).await?;
+    ok(StatusCode::OK, json!(files))
+}
+
+async fn validate(State(server): State<Arc<Server>>, body: String) -> Answer {
+    let dir = server
+        .config
+        .rules
+        .clone()
+        .unwrap_or_else(|| server.app.home().to_path_buf());
+    match server
+        .app
+        .validate_text(&body, &dir.join("posted.yaml"))
+        .await
+    {
+        Ok(v) => ok(
+            StatusCode::OK,
+            json!({ "valid": true, "rule": v.rule.name }),
+        ),
+        Err(AppError::Invalid(d)) => ok(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            json!({ "valid": false, "problems": d.to_string() }),
+        ),
+        Err(e) => Err(e.into()),
+    }
+}
+
+#[derive(Deserialize)]
+struct JobsQuery {
+    status: Option<String>,
+    rule: Option<String>,
+    #[serde(default)]
+    offset: usize,
+    limit: Option<usize>,
+}
+
+async fn jobs(State(server): State<Arc<Server>>, Query(q): Query<JobsQuery>) -> Answer {
+    let status = match q.status.as_deref() {
+        None => None,
+        Some(s) => Some(
+            s.parse::<JobState>()
+                .map_err(|e| Problem::new(StatusCode::BAD_REQUEST, format!("status: {e}")))?,
+        ),
+    };
+    let query = JobQuery {
+        status,
+        rule: q.rule,
+        offset: q.offset,
+        limit: q.limit.unwrap_or(50).min(500),
+    };
+    let rows = server.app.jobs_matching(&query).await?;
+    ok(
+        StatusCode::OK,
+        json!({ "jobs": rows, "offset": query.offset, "limit": query.limit }),
+    )
+}
+
+async fn job(State(server): State<Arc<Server>>, Path(job): Path<String>) -> Answer {
+    let view = server.app.job(&job).await?;
+    ok(StatusCode::OK, view.to_json())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct StartBody {
+    rule: String,
+    #[serde(default)]
+    params: Map<String, Value>,
+}
+
+/// Starts a job: answers 201 once it is in the journal (its check passed) and drives it on in
+/// this process; a check or start that fails answers with why, and leaves no job.
+async fn start(
+    State(server): State<Arc<Server>>,
+    Extension(actor): Extension<Actor>,
+    Json(body): Json<StartBody>,
+) -> Answer {
+    let dir = rules_dir(&server)?;
+    let path = server.app.rule_path(dir, &body.rule).await?;
+    let params: Vec<String> = body
+        .params
+        .iter()
+        .map(|(k, v)| match v {
+            Value::String(s) => format!("{k}={s}"),
+            other => format!("{k}={other}"),
+        })
+        .collect();
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let watch = Arc::new(StartWatch {
+        created: Mutex::new(Some(tx)),
+        live: server.live.clone(),
+    });
+    let app = server.app.clone();
+    let driven = server
+        .tasks
+        .spawn(async move { app.start(&path, &params, actor, watch).await });
+    let id = match rx.await {
+        Ok(id) => id,
+        // Nothing was written: the start failed, or its check did.
+        Err(_) => match driven.await {
+            Ok(Ok((id, standing))) => {
+                return ok(
+                    StatusCode::UNPROCESSABLE_ENTITY,
+                    json!({ "job": id, "standing": standing_json(&standing) }),
+                );
+            }
+            Ok(Err(e)) => return Err(e.into()),
+            Err(e) => {
+                return Err(Problem::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    format!("starting the job failed: {e}"),
+                ));
+            }
+        },
+    };
+    let row = server.app.row(&id).await?;
+    let mut r = (StatusCode::CREATED, Json(json!(row))).into_response();
+    if let Ok(v) = format!("/api/v1/jobs/{id}").parse() {
+        r.headers_mut().insert(header::LOCATION, v);
+    }
+    Ok(r)
+}
+
+fn standing_json(s: &sluice_app::Standing) -> Value {
+    use sluice_app::Standing as S;
+    match s {
+        S::Finished { status, message } => {
+            json!({ "standing": "finished", "status": status.as_str(), "message": message })
+        }
+        S::Queued { behind } => json!({ "standing": "queued", "behind": behind }),
+        S::CheckFailed { message } => json!({ "standing": "check-failed", "message": message }),
+        S::ElsewhereRunning => json!({ "standing": "running-elsewhere" }),
+        S::Waiting { gates } => json!({ "standing": "waiting", "gates": gates }),
+        S::Handed => json!({ "standing": "handed" }),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DecideBody {
+    decision: DecisionKind,
+    step: Option<String>,
+    #[serde(default)]
+    comment: String,
+    #[serde(default)]
+    inputs: Map<String, Value>,
+}
+
+/// Records a decision (checked like the command line's) and drives the job on in this process;
+/// answers 202 once the decision is in the journal.
+async fn decide(
+    State(server): State<Arc<Server>>,
+    Extension(actor): Extension<Actor>,
+    Path(job): Path<String>,
+    Json(body): Json<DecideBody>,
+) -> Answer {
+    let decision = Decision {
+        kind: body.decision,
+        step: body.step,
+        comment: body.comment,
+        inputs: body.inputs,
+        detach: true,
+    };
+    server
+        .app
+        .decide(&job, decision, actor, server.live.clone())
+        .await?;
+    drive_on(&server, &job);
+    let row = server.app.row(&job).await?;
+    ok(StatusCode::ACCEPTED, json!(row))
+}
+
+/// Drives `job` in a task of this process (a lease keeps the worker from doing it too).
+fn drive_on(server: &Arc<Server>, job: &str) {
+    let app = server.app.clone();
+    let live = server.live.clone();
+    let job = job.to_string();
+    server.tasks.spawn(async move {
+        if let Err(e) = app.drive(&job, live).await {
+            tracing::warn!(job, error = %e, "driving after a decision failed; the worker retries");
+        }
+    });
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct CancelBody {
+    #[serde(default)]
+    reason: String,
+}
+
+async fn cancel(
+    State(server): State<Arc<Server>>,
+    Extension(actor): Extension<Actor>,
+    Path(job): Path<String>,
+    body: Option<Json<CancelBody>>,
+) -> Answer {
+    let reason = body.map(|Json(b)| b.reason).unwrap_or_default();
+    let app = server.app.clone();
+    let live = server.live.clone();
+    let id = job.clone();
+    // The cancel itself is checked and recorded at once; post steps then run in this task.
+    server
+        .tasks
+        .spawn(async move { app.cancel(&id, &reason, actor, live).await })
+        .await
+        .map_err(|e| {
+            Problem::new(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("cancel failed: {e}"),
+            )
+        })??;
+    let row = server.app.row(&job).await?;
+    ok(StatusCode::OK, json!(row))
+}
+
+#[derive(Deserialize)]
+struct After {
+    #[serde(default)]
+    after: i64,
+}
+
+async fn logs(
+    State(server): State<Arc<Server>>,
+    Path(job): Path<String>,
+    Query(q): Query<After>,
+) -> Answer {
+    server.app.row(&job).await?;
+    let rows = server.app.logs(&job, q.after).await?;
+    ok(StatusCode::OK, json!({ "logs": rows }))
+}
+
+/// Log lines as Server-Sent Events (`log`, then `end` with the job's status once it ended and
+/// every line was sent). `Last-Event-ID` (or `?after=`) continues after a log id.
+async fn stream_logs(
+    State(server): State<Arc<Server>>,
+    Path(job): Path<String>,
+    Query(q): Query<After>,
+    headers: HeaderMap,
+) -> Result<Sse<impl Stream<Item = Result<SseEvent, Infallible>>>, Problem> {
+    server.app.row(&job).await?;
+    let after = headers
+        .get("last-event-id")
+        .and_then(|v| v.to_str().ok()?.parse().ok())
+        .unwrap_or(q.after);
+    let state = Tail {
+        changed: server.live.subscribe(),
+        server,
+        job,
+        after,
+        queue: VecDeque::new(),
+        done: false,
+    };
+    let stream = futures_util::stream::unfold(state, |mut t| async move {
+        let next = t.next().await?;
+        Some((Ok(next), t))
+    });
+    Ok(Sse::new(stream).keep_alive(KeepAlive::default()))
+}
+
+/// A log stream's place.
+struct Tail {
+    server: Arc<Server>,
+    changed: tokio::sync::broadcast::Receiver<String>,
+    job: String,
+    after: i64,
+    queue: VecDeque<SseEvent>,
+    done: bool,
+}
+
+impl Tail {
+    async fn next(&mut self) -> Option<SseEvent> {
+        loop {
+            if let Some(e) = self.queue.pop_front() {
+                return Some(e);
+            }
+            if self.done {
+                return None;
+            }
+            // The status is read before the lines: lines are written no later than the event
+            // that ends the job, so an ended job with no new lines has none left.
+            let row = match self.server.app.row(&self.job).await {
+                Ok(r) => r,
+                Err(e) => return self.fail(e),
+            };
+            let rows = match self.server.app.logs(&self.job, self.after).await {
+                Ok(r) => r,
+                Err(e) => return self.fail(e),
+            };
+            for r in rows {
+                self.after = r.id;
+                self.queue.push_back(
+                    SseEvent::default()
+                        .event("log")
+                        .id(r.id.to_string())
+                        .data(json!(r).to_string()),
+                );
+            }
+            if !self.queue.is_empty() {
+                continue;
+            }
+            if row.status.is_ended() {
+                self.done = true;
+                self.queue.push_back(
+                    SseEvent::default()
+                        .event("end")
+                        .data(json!({ "status": row.status, "message": row.message }).to_string()),
+                );
+                continue;
+            }
+            // Woken by this process's drivers; other processes' changes are read within a
+            // second.
+            let job = self.job.clone();
+            let changed = &mut self.changed;
+            let woken = async {
+                loop {
+                    match changed.recv().await {
+                        Ok(j) if j == job => return,
+                        Ok(_) => {}
+                        Err(tokio::sync::broadcast::error::RecvError::Lagged(_)) => return,
+                        Err(tokio::sync::broadcast::error::RecvError::Closed) => {
+                            std::future::pending::<()>().await
+                        }
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(1), woken).await;
+        }
+    }
+
+    fn fail(&mut self, e: AppError) -> Option<SseEvent> {
+        self.done = true;
+        Some(
+            SseEvent::default()
+                .event("error")
+                .data(json!({ "detail": e.to_string() }).to_string()),
+        )
+    }
+}
+
+async fn annotations(State(server): State<Arc<Server>>, Path(job): Path<String>) -> Answer {
+    server.app.row(&job).await?;
+    let rows = server.app.annotations(&job).await?;
+    ok(StatusCode::OK, json!({ "annotations": rows }))
+}
+
+/// A comment (`{"comment": "..."}`), or files as `multipart/form-data` (a `comment` field and
+/// `file` fields), each streamed to disk and refused past the annotation size limit.
+async fn annotate(
+    State(server): State<Arc<Server>>,
+    Extension(actor): Extension<Actor>,
+    Path(job): Path<String>,
+    headers: HeaderMap,
+    request: axum::extract::Request,
+) -> Answer {
+    let content_type = headers
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
+    if content_type.starts_with("multipart/form-data") {
+        use axum::extract::FromRequest as _;
+        let multipart = Multipart::from_request(request, &())
+            .await
+            .map_err(|e| Problem::new(StatusCode::BAD_REQUEST, e.body_text()))?;
+        return upload(&server, &job, actor, multipart).await;
+    }
+    use axum::extract::FromRequest as _;
+    #[derive(Deserialize)]
+    #[serde(deny_unknown_fields)]
+    struct Comment {
+        comment: String,
+    }
+    let Json(c) = Json::<Comment>::from_request(request, &())
+        .await
+        .map_err(|e| {
+            Problem::new(
+                e.status(),
+                format!(
+                    "{}: send {{\"comment\": \"...\"}} as JSON, or files as multipart/form-data",
+                    e.body_text()
+                ),
+            )
+        })?;
+    let id = server
+        .app
+        .annotate(&job, Note::Comment(c.comment), actor)
+        .await?;
+    ok(StatusCode::CREATED, json!({ "id": id }))
+}
+
+async fn upload(server: &Server, job: &str, actor: Actor, mut multipart: Multipart) -> Answer {
+    use std::io::Write as _;
+    server.app.row(job).await?;
+    let mut ids = vec![];
+    while let Some(mut field) = multipart
+        .next_field()
+        .await
+        .map_err(|e| Problem::new(StatusCode::BAD_REQUEST, e.body_text()))?
+    {
+        match field.name() {
+            Some("comment") => {
+                let text = field
+                    .text()
+                    .await
+                    .map_err(|e| Problem::new(StatusCode::BAD_REQUEST, e.body_text()))?;
+                ids.push(
+                    server
+                        .app
+                        .annotate(job, Note::Comment(text), actor.clone())
+                        .await?,
+                );
+            }
+            Some("file") => {
+                let name = upload_name(field.file_name());
+                let dir = tempfile::tempdir_in(server.app.home()).map_err(|e| {
+                    Problem::from(AppError::Storage(format!(
+                        "cannot stage the upload in {}: {e}",
+                        server.app.home().display()
+                    )))
+                })?;
+                let path = dir.path().join(&name);
+                let mut file = std::fs::File::create(&path).map_err(|e| {
+                    Problem::from(AppError::Storage(format!("cannot stage the upload: {e}")))
+                })?;
+                let mut len: u64 = 0;
+                while let Some(chunk) = field
+                    .chunk()
+                    .await
+                    .map_err(|e| Problem::new(StatusCode::BAD_REQUEST, e.body_text()))?
+                {
+                    len += chunk.len() as u64;
+                    if len > sluice_app::MAX_ANNOTATION_BYTES {
+                        return Err(Problem::new(
+                            StatusCode::PAYLOAD_TOO_LARGE,
+                            format!(
+                                "{name} is larger than {} MiB, the most an annotation holds: attach an excerpt, or keep the file elsewhere and annotate its location",
+                                sluice_app::MAX_ANNOTATION_BYTES >> 20
+                            ),
+                        ));
+                    }
+                    file.write_all(&chunk).map_err(|e| {
+                        Problem::from(AppError::Storage(format!("cannot stage the upload: {e}")))
+                    })?;
+                }
+                drop(file);
+                ids.push(
+                    server
+                        .app
+                        .annotate(job, Note::File(path), actor.clone())
+                        .await?,
+                );
+            }
+            other => {
+                return Err(Problem::new(
+                    StatusCode::BAD_REQUEST,
+                    format!(
+                        "unknown form field `{}`: send `comment` and `file` fields",
+                        other.unwrap_or("")
+                    ),
+                ));
+            }
+        }
+    }
+    if ids.is_empty() {
+        return Err(Problem::new(
+            StatusCode::BAD_REQUEST,
+            "the form had no `comment` or `file` field",
+        ));
+    }
+    ok(StatusCode::CREATED, json!({ "ids": ids }))
+}
+
+/// The last component of an uploaded file's name, without control characters, at most 200
+/// bytes; `upload` when nothing is left.
+fn upload_name(given: Option<&str>) -> String {
+    let base = given.unwrap_or("").rsplit(['/', '\\']).next().unwrap_or("");
+    let mut name: String = base.chars().filter(|c| !c.is_control()).collect();
+    while name.len() > 200 {
+        name.pop();
+    }
+    if name.is_empty() || name == "." || name == ".." {
+        "upload".into()
+    } else {
+        name
+    }
+}
+
+async fn annotation(
+    State(server): State<Arc<Server>>,
+    Path((job, id)): Path<(String, i64)>,
+) -> Answer {
+    let row = server.app.annotation(&job, id).await?;
+    let body = server.app.annotation_bytes(&row).await?;
+    let kind = if row.kind == "comment" {
+        "text/plain; charset=utf-8"
+    } else {
+        "application/octet-stream"
+    };
+    let disposition = format!(
+        "attachment; filename=\"{}\"",
+        row.title.replace(['"', '\\', '\r', '\n'], "_")
+    );
+    let mut r = (StatusCode::OK, body).into_response();
+    let h = r.headers_mut();
+    h.insert(header::CONTENT_TYPE, header::HeaderValue::from_static(kind));
+    if row.kind != "comment"
+        && let Ok(v) = header::HeaderValue::from_str(&disposition)
+    {
+        h.insert(header::CONTENT_DISPOSITION, v);
+    }
+    h.insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        header::HeaderValue::from_static("nosniff"),
+    );
+    Ok(r)
+}
+
+async fn locks(State(server): State<Arc<Server>>) -> Answer {
+    ok(
+        StatusCode::OK,
+        json!({ "locks": server.app.locks().await? }),
+    )
+}
+
+async fn workers(State(server): State<Arc<Server>>) -> Answer {
+    ok(
+        StatusCode::OK,
+        json!({ "workers": server.app.workers().await? }),
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::upload_name;
+
+    #[test]
+    fn upload_names_keep_only_their_last_component() {
+        assert_eq!(upload_name(Some("../../etc/passwd")), "passwd");
+        assert_eq!(upload_name(Some("C:\\x\\report.txt")), "report.txt");
+        assert_eq!(upload_name(Some("..")), "upload");
+        assert_eq!(upload_name(None), "upload");
+        assert_eq!(upload_name(Some("a\u{0}b\nc")), "abc");
+        assert_eq!(upload_name(Some(&"x".repeat(500))).len(), 200);
+    }
+}
