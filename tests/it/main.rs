@@ -3,6 +3,7 @@
 //! `runtime` drives `sluice-runtime` with the test ops from `plugins/test/`; `cli` runs the
 //! built `sluice` binary as a user would.
 
+mod browser;
 mod chaos;
 mod cli;
 mod exprs;

@@ -17,14 +17,14 @@ use crate::races::{KILLED, pids_with_arg, unique_seconds, wait_for};
 const PERMISSIONS: &str = "groups:\n  release-managers: [bob, carol]\n  ops: [dave]\nallow:\n  approve: [group:release-managers]\n  resume: [group:ops]\n  trap: [group:ops]\n  cancel: [group:ops]\n  annotate: ['*']\n";
 
 /// A `sluice server` process; killed when dropped.
-struct Server {
+pub(crate) struct Server {
     child: Child,
-    url: String,
+    pub(crate) url: String,
 }
 
 impl Server {
     /// A server of the examples' rules.
-    fn start(home: &Path) -> Server {
+    pub(crate) fn start(home: &Path) -> Server {
         Server::with_rules(home, Path::new("examples"))
     }
 
@@ -81,7 +81,7 @@ impl Server {
         }
     }
 
-    fn get(&self, path: &str, token: &str) -> (StatusCode, Value) {
+    pub(crate) fn get(&self, path: &str, token: &str) -> (StatusCode, Value) {
         answer(self.req(reqwest::Method::GET, path, Some(token)))
     }
 
@@ -94,7 +94,7 @@ impl Server {
 
     /// Reads the job until `done` holds (a server drives it in the background), for at most
     /// a minute.
-    fn until(&self, job: &str, token: &str, done: impl Fn(&Value) -> bool) -> Value {
+    pub(crate) fn until(&self, job: &str, token: &str, done: impl Fn(&Value) -> bool) -> Value {
         let deadline = Instant::now() + Duration::from_secs(60);
         loop {
             let (s, v) = self.get(&format!("/api/v1/jobs/{job}"), token);
@@ -127,7 +127,7 @@ fn answer(r: RequestBuilder) -> (StatusCode, Value) {
 }
 
 /// `sluice token create --user USER`: the token is the one line on stdout.
-fn token(home: &Path, user: &str) -> String {
+pub(crate) fn token(home: &Path, user: &str) -> String {
     let o = sluice(home, &["token", "create", "--user", user]);
     assert_eq!(o.status.code(), Some(0), "{}", err(&o));
     let t = out(&o).trim().to_string();
@@ -136,7 +136,7 @@ fn token(home: &Path, user: &str) -> String {
     t
 }
 
-fn start_release(server: &Server, token: &str, home: &Path, version: &str) -> String {
+pub(crate) fn start_release(server: &Server, token: &str, home: &Path, version: &str) -> String {
     let (s, v) = server.post(
         "/api/v1/jobs",
         token,

@@ -112,6 +112,50 @@ impl App {
             .map_err(|e| self.run_error(e))
     }
 
+    /// The decisions `actor` may take at each gate `view` waits at: allowed by the permissions
+    /// file and by the gate (its approvers, four eyes, one approval each). What inputs to give
+    /// is not judged here. For front ends that show only the buttons a person may press.
+    pub fn decisions_for(
+        &self,
+        view: &JobView,
+        actor: &Actor,
+    ) -> Result<Vec<(String, Vec<DecisionKind>)>, AppError> {
+        let perms = identity::load(&self.permissions)?;
+        let mut out = vec![];
+        for gate in view.job.waiting_gates() {
+            let mut kinds = vec![];
+            for kind in gate.choices.iter().copied() {
+                let decision = Decision {
+                    kind,
+                    step: Some(gate.step.clone()),
+                    comment: String::new(),
+                    inputs: Map::new(),
+                    detach: true,
+                };
+                let mut who = actor.clone();
+                if identity::allow(&perms, &mut who, permission_for(view, &decision)).is_err() {
+                    continue;
+                }
+                let req = DecisionRequest {
+                    step: Some(&gate.step),
+                    kind,
+                    actor: who,
+                    comment: "",
+                    inputs: Map::new(),
+                };
+                let may = match view.job.check_decision(&req) {
+                    Ok(_) => true,
+                    Err(r) => r.class() == sluice_engine::RefusalClass::Invalid,
+                };
+                if may {
+                    kinds.push(kind);
+                }
+            }
+            out.push((gate.step.clone(), kinds));
+        }
+        Ok(out)
+    }
+
     /// Cancels `job`: checked against `cancel:` in the permissions file; refused when it
     /// already ended.
     pub async fn cancel(

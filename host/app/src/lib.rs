@@ -32,13 +32,14 @@ pub use jobs::{Decision, JobView, Note, parse_inputs};
 pub use ops::{LoadedOp, OpRun};
 pub use packages::{Inspected, Pushed};
 pub use rules::{RuleFile, Validated, std_op_names};
-pub use tokens::NewToken;
+pub use tokens::{NewToken, random_hex};
 
 pub use sluice_engine::{
     DecisionKind, Event, GateKind, GateView, Job, JobStatus, Millis, SimLine, StepState, StepStatus,
 };
 pub use sluice_model::{
-    Actor, AuthMethod, JobState, LogLevel, LogLine, LogSource, OpInfo, Outcome, utc_parts,
+    Actor, AuthMethod, InputKind, JobState, LogLevel, LogLine, LogSource, OpInfo, Outcome,
+    utc_parts,
 };
 /// The JSON Schema of rule files, for editors (`sluice schema`).
 pub const RULE_SCHEMA: &str = sluice_rule::JSON_SCHEMA;
@@ -47,6 +48,12 @@ pub use sluice_rule::{Diagnostic, Diagnostics, Rule, Step, StepKind};
 pub use sluice_runner::{Observer, Quiet, Standing, now, status_of};
 pub use sluice_runtime::{Fault, LoadSource, OpReport};
 pub use sluice_store::{AnnotationRow, JobQuery, JobRow, LockRow, LogRow, TokenRow};
+
+/// A time as UTC `YYYY-MM-DD HH:MM:SS`.
+pub fn format_time(ms: Millis) -> String {
+    let [y, mo, d, h, mi, s] = utc_parts(ms / 1000);
+    format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}")
+}
 
 /// The most a file or log annotation may hold; larger ones are refused before anything is read.
 pub const MAX_ANNOTATION_BYTES: u64 = 64 << 20;

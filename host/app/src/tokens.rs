@@ -24,7 +24,8 @@ fn hash(secret: &str) -> String {
     hex::encode(Sha256::digest(secret.as_bytes()))
 }
 
-fn random_hex(bytes: usize) -> Result<String, AppError> {
+/// `bytes` random bytes from the OS, in hex: for secrets (tokens, sessions, CSRF tokens).
+pub fn random_hex(bytes: usize) -> Result<String, AppError> {
     use ring::rand::SecureRandom as _;
     let mut buf = vec![0u8; bytes];
     ring::rand::SystemRandom::new()

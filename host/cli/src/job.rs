@@ -454,8 +454,7 @@ pub(crate) async fn show(global: &Global, args: ShowArgs) -> CmdResult {
 
 /// A time as UTC `YYYY-MM-DD HH:MM:SS`.
 pub(crate) fn time(ms: Millis) -> String {
-    let [y, mo, d, h, mi, s] = sluice_app::utc_parts(ms / 1000);
-    format!("{y:04}-{mo:02}-{d:02} {h:02}:{mi:02}:{s:02}")
+    sluice_app::format_time(ms)
 }
 
 /// The human form of `sluice show`: header, then every step of the rule in order.

@@ -238,7 +238,7 @@ async fn decide(
 }
 
 /// Drives `job` in a task of this process (a lease keeps the worker from doing it too).
-fn drive_on(server: &Arc<Server>, job: &str) {
+pub(crate) fn drive_on(server: &Arc<Server>, job: &str) {
     let app = server.app.clone();
     let live = server.live.clone();
     let job = job.to_string();
@@ -455,7 +455,12 @@ async fn annotate(
     ok(StatusCode::CREATED, json!({ "id": id }))
 }
 
-async fn upload(server: &Server, job: &str, actor: Actor, mut multipart: Multipart) -> Answer {
+pub(crate) async fn upload(
+    server: &Server,
+    job: &str,
+    actor: Actor,
+    mut multipart: Multipart,
+) -> Answer {
     use std::io::Write as _;
     server.app.row(job).await?;
     let mut ids = vec![];

@@ -26,6 +26,7 @@ mod auth;
 mod live;
 mod metrics;
 mod problem;
+mod ui;
 
 /// How a server runs.
 #[derive(Debug, Clone)]
@@ -72,6 +73,8 @@ pub(crate) struct Server {
     pub(crate) metrics: metrics::Metrics,
     /// The worker loop runs.
     pub(crate) worker_up: std::sync::atomic::AtomicBool,
+    /// Signed-in people of the job monitor.
+    pub(crate) sessions: ui::Sessions,
 }
 
 /// Failed authentications a client address may make per minute before it is refused with 429.
@@ -123,6 +126,7 @@ pub async fn serve(
         failures: Mutex::new(HashMap::new()),
         metrics: metrics::Metrics::default(),
         worker_up: std::sync::atomic::AtomicBool::new(false),
+        sessions: ui::Sessions::default(),
     });
 
     let stop = CancellationToken::new();
@@ -198,6 +202,7 @@ fn router(server: Arc<Server>) -> Router {
         .route("/readyz", get(metrics::ready))
         .route("/metrics", get(metrics::render))
         .nest("/api/v1", api)
+        .merge(ui::routes(server.clone()))
         .fallback(|| async {
             problem::Problem::new(
                 axum::http::StatusCode::NOT_FOUND,
