@@ -158,9 +158,14 @@ async fn start(
         live: server.live.clone(),
     });
     let app = server.app.clone();
-    let driven = server
-        .tasks
-        .spawn(async move { app.start(&path, &params, actor, watch).await });
+    let driven = server.tasks.spawn(async move {
+        let r = app.start(&path, &params, actor, watch).await;
+        if let Err(e) = &r {
+            // After the answer went out, the log is where this is seen.
+            tracing::warn!(error = %e, "driving a job started over HTTP stopped; the worker carries it on");
+        }
+        r
+    });
     let id = match rx.await {
         Ok(id) => id,
         // Nothing was written: the start failed, or its check did.

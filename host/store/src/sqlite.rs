@@ -86,6 +86,8 @@ CREATE TABLE IF NOT EXISTS tokens (
     revoked_at INTEGER
 );
 CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (status, created_at);
+CREATE INDEX IF NOT EXISTS jobs_by_created ON jobs (created_at);
+CREATE INDEX IF NOT EXISTS jobs_by_rule ON jobs (rule, created_at);
 CREATE TABLE IF NOT EXISTS lock_line (
     ticket INTEGER PRIMARY KEY AUTOINCREMENT,
     job_id TEXT NOT NULL UNIQUE
@@ -140,6 +142,9 @@ type Res<T> = Result<T, Fail>;
 /// The embedded journal: one SQLite file.
 pub struct SqliteJournal {
     conn: Arc<Mutex<Connection>>,
+    /// Connections that only read (a journal opened to write; WAL lets them read while the
+    /// writer writes), so queries do not wait in line behind appends and each other.
+    readers: Option<Arc<Readers>>,
     /// Where events are read from: `events`, or a view giving an older file's events their
     /// format version when it is read without migrating.
     events_from: &'static str,
@@ -165,6 +170,10 @@ impl SqliteJournal {
         };
         Ok(SqliteJournal {
             conn: Arc::new(Mutex::new(open()?)),
+            readers: Some(Arc::new(Readers {
+                path: path.to_path_buf(),
+                idle: Mutex::new(Vec::new()),
+            })),
             events_from: "events",
         })
     }
@@ -228,6 +237,7 @@ impl SqliteJournal {
         let (conn, events_from) = open()?;
         Ok(SqliteJournal {
             conn: Arc::new(Mutex::new(conn)),
+            readers: None,
             events_from,
         })
     }
@@ -242,6 +252,53 @@ impl SqliteJournal {
         tokio::task::spawn_blocking(move || {
             let mut c = conn.lock().unwrap_or_else(|p| p.into_inner());
             f(&mut c).map_err(StoreError::from)
+        })
+        .await
+        .map_err(|e| StoreError::Backend(format!("journal call did not finish: {e}")))?
+    }
+}
+
+/// Read-only connections to a journal, opened as needed; at most [`IDLE_READERS`] kept.
+struct Readers {
+    path: std::path::PathBuf,
+    idle: Mutex<Vec<Connection>>,
+}
+
+const IDLE_READERS: usize = 4;
+
+impl SqliteJournal {
+    /// Runs `f`, which only reads, on a reader connection on the blocking pool (on the one
+    /// connection when the journal was opened read-only).
+    async fn read<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> Res<T> + Send + 'static,
+    {
+        let Some(readers) = self.readers.clone() else {
+            return self.with(f).await;
+        };
+        tokio::task::spawn_blocking(move || {
+            let idle = readers.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
+            let mut conn = match idle {
+                Some(c) => c,
+                None => {
+                    let c = Connection::open_with_flags(
+                        &readers.path,
+                        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
+                            | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+                    )
+                    .map_err(|e| StoreError::from(Fail::from(e)))?;
+                    c.busy_timeout(std::time::Duration::from_secs(10))
+                        .map_err(|e| StoreError::from(Fail::from(e)))?;
+                    c
+                }
+            };
+            let r = f(&mut conn).map_err(StoreError::from);
+            let mut idle = readers.idle.lock().unwrap_or_else(|p| p.into_inner());
+            if idle.len() < IDLE_READERS {
+                idle.push(conn);
+            }
+            r
         })
         .await
         .map_err(|e| StoreError::Backend(format!("journal call did not finish: {e}")))?
@@ -509,7 +566,7 @@ impl Journal for SqliteJournal {
     async fn events(&self, job: &str, after: u64) -> Result<Vec<StoredEvent>, StoreError> {
         let job = job.to_string();
         let table = self.events_from;
-        self.with(move |conn| {
+        self.read(move |conn| {
             let mut st = conn.prepare_cached(&format!(
                 "SELECT seq, at, body, version FROM {table} WHERE job_id = ?1 AND seq > ?2 ORDER BY seq"
             ))?;
@@ -528,7 +585,7 @@ impl Journal for SqliteJournal {
 
     async fn job(&self, job: &str) -> Result<Option<JobRow>, StoreError> {
         let job = job.to_string();
-        self.with(move |conn| {
+        self.read(move |conn| {
             Ok(conn
                 .query_row(
                     &format!("SELECT {JOB_COLUMNS} FROM jobs WHERE id = ?1"),
@@ -542,7 +599,7 @@ impl Journal for SqliteJournal {
 
     async fn jobs(&self, query: &JobQuery) -> Result<Vec<JobRow>, StoreError> {
         let q = query.clone();
-        self.with(move |conn| {
+        self.read(move |conn| {
             let mut st = conn.prepare_cached(&format!(
                 "SELECT {JOB_COLUMNS} FROM jobs WHERE (?1 IS NULL OR status = ?1) AND (?2 IS NULL OR rule = ?2) ORDER BY created_at DESC, rowid DESC LIMIT ?3 OFFSET ?4"
             ))?;
@@ -561,7 +618,7 @@ impl Journal for SqliteJournal {
     }
 
     async fn job_counts(&self) -> Result<Vec<(JobState, u64)>, StoreError> {
-        self.with(move |conn| {
+        self.read(move |conn| {
             let mut st = conn.prepare_cached(
                 "SELECT status, COUNT(*) FROM jobs GROUP BY status ORDER BY status",
             )?;
@@ -600,7 +657,7 @@ impl Journal for SqliteJournal {
 
     async fn logs(&self, job: &str, after: i64) -> Result<Vec<LogRow>, StoreError> {
         let job = job.to_string();
-        self.with(move |conn| {
+        self.read(move |conn| {
             let mut st = conn.prepare_cached(
                 "SELECT id, step, attempt, at, level, source, message FROM logs WHERE job_id = ?1 AND id > ?2 ORDER BY id",
             )?;
@@ -987,7 +1044,7 @@ impl Journal for SqliteJournal {
 
     async fn token_by_hash(&self, hash: &str) -> Result<Option<TokenRow>, StoreError> {
         let hash = hash.to_string();
-        self.with(move |conn| {
+        self.read(move |conn| {
             Ok(conn
                 .prepare_cached(&format!(
                     "SELECT {TOKEN_COLUMNS} FROM tokens WHERE hash = ?1 AND revoked_at IS NULL"
