@@ -196,6 +196,9 @@ impl Browser {
         assert!(self.url().ends_with("/login"), "{}", self.url());
         self.type_into("#token", token);
         self.click("form[action='/login'] button");
+        self.until("the page after signing in", |b| {
+            !b.url().ends_with("/login") || !b.all(".error").is_empty()
+        });
     }
 
     /// Waits until `ready` holds on the current page, for at most a minute.
@@ -250,7 +253,8 @@ fn a_person_approves_in_the_browser_and_watches_the_job_finish() {
         "{}",
         browser.text("main")
     );
-    browser.click(&format!("a[href='/jobs/{job}']"));
+    browser.one(&format!("a[href='/jobs/{job}']"));
+    browser.go(&format!("{}/jobs/{job}", server.url));
     assert!(
         browser
             .text(".gate")
@@ -282,6 +286,7 @@ fn a_person_approves_in_the_browser_and_watches_the_job_finish() {
     let second = start_release(&server, &ann, home.path(), "6.1");
     server.until(&second, &ann, |v| v["status"] == "waiting");
     browser.click("form[action='/logout'] button");
+    browser.until("the sign-in page", |b| b.url().ends_with("/login"));
     browser.sign_in(&server, &dave);
     browser.go(&format!("{}/jobs/{second}", server.url));
     assert!(browser.all("button[value='approve']").is_empty());
