@@ -521,7 +521,7 @@ fn step_lines(job: &Job, steps: &[Step], depth: usize, out: &mut String) {
                 let status = job
                     .steps
                     .get(&s.id)
-                    .map(|st| status_word(st.status))
+                    .map(|st| st.status.described())
                     .unwrap_or("");
                 out.push_str(&format!(
                     "{}{} (parallel{}) {status}\n",
@@ -538,25 +538,12 @@ fn step_lines(job: &Job, steps: &[Step], depth: usize, out: &mut String) {
     }
 }
 
-fn status_word(s: StepStatus) -> &'static str {
-    match s {
-        StepStatus::Running => "running",
-        StepStatus::RetryWait => "waiting to retry",
-        StepStatus::Succeeded => "succeeded",
-        StepStatus::Warning => "warning",
-        StepStatus::Failed => "failed",
-        StepStatus::Skipped => "skipped",
-        StepStatus::Waiting => "waiting",
-        StepStatus::Cancelled => "cancelled",
-    }
-}
-
 fn step_line(job: &Job, key: &str, depth: usize) -> String {
     let pad = "  ".repeat(depth);
     let Some(s) = job.steps.get(key) else {
         return format!("{pad}{key:<20} not run\n");
     };
-    let mut line = format!("{pad}{key:<20} {}", status_word(s.status));
+    let mut line = format!("{pad}{key:<20} {}", s.status.described());
     if s.attempt > 1 {
         line.push_str(&format!(" after {} attempts", s.attempt));
     }

@@ -7,7 +7,6 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use clap::{Args, Subcommand};
-use serde_json::json;
 
 use crate::job::app;
 use crate::output::{self, print_json};
@@ -121,7 +120,7 @@ pub(crate) async fn token(global: &Global, cmd: TokenCommand) -> CmdResult {
         TokenCommand::List(a) => {
             let rows = app(global)?.tokens().await?;
             if a.json {
-                print_json(&json!(rows))?;
+                print_json(&rows)?;
                 return Ok(0);
             }
             let mut out = format!(

@@ -272,6 +272,22 @@ pub enum StepStatus {
     Cancelled,
 }
 
+impl StepStatus {
+    /// Where the step is, in words (`waiting to retry` for a retry's wait).
+    pub fn described(self) -> &'static str {
+        match self {
+            StepStatus::Running => "running",
+            StepStatus::RetryWait => "waiting to retry",
+            StepStatus::Succeeded => "succeeded",
+            StepStatus::Warning => "warning",
+            StepStatus::Failed => "failed",
+            StepStatus::Skipped => "skipped",
+            StepStatus::Waiting => "waiting",
+            StepStatus::Cancelled => "cancelled",
+        }
+    }
+}
+
 /// What the journal says of one step.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct StepState {

@@ -183,6 +183,15 @@ impl std::fmt::Display for DecisionKind {
 }
 
 impl GateKind {
+    /// `approval`, `pause`, `trap`: the word stored and shown.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            GateKind::Approval => "approval",
+            GateKind::Pause => "pause",
+            GateKind::Trap => "trap",
+        }
+    }
+
     /// `an approval`, `a pause`, `a trap`: the gate in a sentence.
     pub fn described(self) -> &'static str {
         match self {

@@ -20,16 +20,6 @@ pub(crate) async fn authenticate(
     mut req: Request,
     next: Next,
 ) -> Response {
-    let ip = peer.ip();
-    if server.limited(ip) {
-        return Problem::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            format!(
-                "too many failed authentications from {ip}: wait a minute, then send a valid token"
-            ),
-        )
-        .into_response();
-    }
     let token = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -55,17 +45,11 @@ pub(crate) async fn authenticate(
         )
         .into_response();
     };
-    match server.app.authenticate(&token).await {
+    match server.authenticate(peer.ip(), &token).await {
         Ok(actor) => {
             req.extensions_mut().insert(actor);
             next.run(req).await
         }
-        Err(e) => {
-            if e.http_status() == 401 {
-                server.failed(ip);
-                tracing::warn!(%ip, "failed authentication");
-            }
-            Problem::from(e).into_response()
-        }
+        Err((status, why)) => Problem::new(status, why).into_response(),
     }
 }

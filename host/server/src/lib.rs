@@ -81,8 +81,33 @@ pub(crate) struct Server {
 pub const FAILED_LOGINS_PER_MINUTE: u32 = 10;
 
 impl Server {
+    /// The actor `token` authenticates for a client at `ip`. Refused with 429 while `ip` has
+    /// failed [`FAILED_LOGINS_PER_MINUTE`] times this minute; a token that authenticates nobody
+    /// counts as a failure. The status and text to answer with come back on refusal.
+    pub(crate) async fn authenticate(
+        &self,
+        ip: IpAddr,
+        token: &str,
+    ) -> Result<sluice_app::Actor, (axum::http::StatusCode, String)> {
+        if self.limited(ip) {
+            return Err((
+                axum::http::StatusCode::TOO_MANY_REQUESTS,
+                format!("too many failed authentications from {ip}: wait a minute, then try again"),
+            ));
+        }
+        self.app.authenticate(token).await.map_err(|e| {
+            let status = axum::http::StatusCode::from_u16(e.http_status())
+                .unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR);
+            if status == axum::http::StatusCode::UNAUTHORIZED {
+                self.failed(ip);
+                tracing::warn!(%ip, "failed authentication");
+            }
+            (status, e.to_string())
+        })
+    }
+
     /// Whether `ip` failed to authenticate too often in the last minute.
-    pub(crate) fn limited(&self, ip: IpAddr) -> bool {
+    fn limited(&self, ip: IpAddr) -> bool {
         let failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         failures.get(&ip).is_some_and(|(since, n)| {
             since.elapsed() < Duration::from_secs(60) && *n >= FAILED_LOGINS_PER_MINUTE
@@ -90,7 +115,7 @@ impl Server {
     }
 
     /// Counts a failed authentication from `ip`.
-    pub(crate) fn failed(&self, ip: IpAddr) {
+    fn failed(&self, ip: IpAddr) {
         let mut failures = self.failures.lock().unwrap_or_else(|p| p.into_inner());
         if failures.len() > 10_000 {
             failures.retain(|_, (since, _)| since.elapsed() < Duration::from_secs(60));

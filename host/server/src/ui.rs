@@ -160,13 +160,10 @@ async fn require_session(
     next.run(req).await
 }
 
+/// The value of field `name` of a URL-encoded form.
 fn form_field(body: &[u8], name: &str) -> Option<String> {
-    let pairs: Vec<(String, String)> = serde_urlencoded_pairs(body);
+    let pairs: Vec<(String, String)> = serde_urlencoded::from_bytes(body).ok()?;
     pairs.into_iter().find(|(k, _)| k == name).map(|(_, v)| v)
-}
-
-fn serde_urlencoded_pairs(body: &[u8]) -> Vec<(String, String)> {
-    serde_urlencoded::from_bytes(body).unwrap_or_default()
 }
 
 /// A page saying why something was refused, with the status.
@@ -246,25 +243,14 @@ async fn login(
     headers: HeaderMap,
     Form(f): Form<LoginForm>,
 ) -> Response {
-    let ip = peer.ip();
-    if server.limited(ip) {
-        return refused(
-            StatusCode::TOO_MANY_REQUESTS,
-            &format!("too many failed sign-ins from {ip}: wait a minute, then try again"),
-        );
-    }
-    let actor = match server.app.authenticate(f.token.trim()).await {
+    let actor = match server.authenticate(peer.ip(), f.token.trim()).await {
         Ok(a) => a,
-        Err(e) => {
-            if e.http_status() == 401 {
-                server.failed(ip);
-                tracing::warn!(%ip, "failed sign-in");
-            }
+        Err((status, why)) => {
             let body = format!(
                 "<p class=\"error\" role=\"alert\">{}</p>{LOGIN_FORM}",
-                esc(&e.to_string())
+                esc(&why)
             );
-            return (StatusCode::UNAUTHORIZED, page("Sign in", None, &body)).into_response();
+            return (status, page("Sign in", None, &body)).into_response();
         }
     };
     let (Ok(id), Ok(csrf)) = (sluice_app::random_hex(32), sluice_app::random_hex(32)) else {
@@ -427,14 +413,6 @@ fn app_refused(e: AppError) -> Response {
     refused(status, &e.to_string())
 }
 
-fn word(v: &impl serde::Serialize) -> String {
-    match serde_json::to_value(v) {
-        Ok(Value::String(s)) => s,
-        Ok(other) => other.to_string(),
-        Err(_) => String::new(),
-    }
-}
-
 async fn job_page(
     State(server): State<Arc<Server>>,
     Extension(session): Extension<Session>,
@@ -490,7 +468,7 @@ async fn render_job(
             b,
             "<section class=\"gate card\" aria-labelledby=\"gate-{step}\"><h2 id=\"gate-{step}\">Waiting at <code>{step}</code> ({kind})</h2><p class=\"ask\">{msg}</p>",
             step = esc(&gate.step),
-            kind = esc(&word(&gate.kind)),
+            kind = gate.kind.as_str(),
             msg = esc(&gate.message)
         );
         if !gate.approvers.is_empty() || gate.quorum > 1 {
@@ -638,17 +616,17 @@ async fn render_job(
             continue;
         }
         let (st, attempt) = match j.steps.get(&key) {
-            Some(s) => (word(&s.status), s.attempt.to_string()),
+            Some(s) => (s.status.described(), s.attempt.to_string()),
             None if phase == "undo" => continue,
-            None if parallel => ("parallel".to_string(), String::new()),
-            None => ("not started".to_string(), String::new()),
+            None if parallel => ("parallel", String::new()),
+            None => ("not started", String::new()),
         };
         let _ = write!(
             b,
-            "<tr><td>{}</td><td><code>{}</code></td><td><span class=\"status s-{st}\">{st}</span></td><td>{attempt}</td></tr>",
+            "<tr><td>{}</td><td><code>{}</code></td><td><span class=\"status s-{class}\">{st}</span></td><td>{attempt}</td></tr>",
             esc(&phase),
             esc(&key),
-            st = esc(&st)
+            class = st.replace(' ', "-")
         );
     }
     b.push_str("</tbody></table></div></section>");

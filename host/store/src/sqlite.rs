@@ -266,6 +266,15 @@ struct Readers {
 
 const IDLE_READERS: usize = 4;
 
+fn open_reader(path: &Path) -> Res<Connection> {
+    let c = Connection::open_with_flags(
+        path,
+        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
+    )?;
+    c.busy_timeout(std::time::Duration::from_secs(10))?;
+    Ok(c)
+}
+
 impl SqliteJournal {
     /// Runs `f`, which only reads, on a reader connection on the blocking pool (on the one
     /// connection when the journal was opened read-only).
@@ -281,17 +290,7 @@ impl SqliteJournal {
             let idle = readers.idle.lock().unwrap_or_else(|p| p.into_inner()).pop();
             let mut conn = match idle {
                 Some(c) => c,
-                None => {
-                    let c = Connection::open_with_flags(
-                        &readers.path,
-                        rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY
-                            | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX,
-                    )
-                    .map_err(|e| StoreError::from(Fail::from(e)))?;
-                    c.busy_timeout(std::time::Duration::from_secs(10))
-                        .map_err(|e| StoreError::from(Fail::from(e)))?;
-                    c
-                }
+                None => open_reader(&readers.path)?,
             };
             let r = f(&mut conn).map_err(StoreError::from);
             let mut idle = readers.idle.lock().unwrap_or_else(|p| p.into_inner());
