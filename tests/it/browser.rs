@@ -195,7 +195,7 @@ impl Browser {
         self.go(&format!("{}/", server.url));
         assert!(self.url().ends_with("/login"), "{}", self.url());
         self.type_into("#token", token);
-        self.click("form[action='/login'] button");
+        self.click("#token-form button");
         self.until("the page after signing in", |b| {
             !b.url().ends_with("/login") || !b.all(".error").is_empty()
         });

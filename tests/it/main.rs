@@ -16,6 +16,7 @@ mod rules;
 mod runtime;
 mod sandbox;
 mod server;
+mod server_auth;
 mod stdops;
 mod tidy;
 mod upgrade;

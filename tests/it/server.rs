@@ -14,12 +14,14 @@ use serde_json::{Value, json};
 use crate::jobs::{command, err, out, sluice, write_rule};
 use crate::races::{KILLED, pids_with_arg, unique_seconds, wait_for};
 
-const PERMISSIONS: &str = "groups:\n  release-managers: [bob, carol]\n  ops: [dave]\nallow:\n  approve: [group:release-managers]\n  resume: [group:ops]\n  trap: [group:ops]\n  cancel: [group:ops]\n  annotate: ['*']\n";
+pub(crate) const PERMISSIONS: &str = "groups:\n  release-managers: [bob, carol]\n  ops: [dave]\nallow:\n  approve: [group:release-managers]\n  resume: [group:ops]\n  trap: [group:ops]\n  cancel: [group:ops]\n  annotate: ['*']\n";
 
 /// A `sluice server` process; killed when dropped.
 pub(crate) struct Server {
     child: Child,
     pub(crate) url: String,
+    /// A client that trusts the server's certificate when it serves HTTPS.
+    pub(crate) client: Client,
 }
 
 impl Server {
@@ -30,27 +32,31 @@ impl Server {
 
     /// A server of the rules in `rules`; its log goes to `server.log` in `home`.
     fn with_rules(home: &Path, rules: &Path) -> Server {
+        Server::with_args(home, rules, &[], Client::new())
+    }
+
+    /// A server of the rules in `rules` with more arguments, read with `client`.
+    pub(crate) fn with_args(home: &Path, rules: &Path, more: &[&str], client: Client) -> Server {
+        let mut args = vec![
+            "server",
+            "--listen",
+            "127.0.0.1:0",
+            "--rules",
+            rules.to_str().unwrap(),
+            "--worker-interval-ms",
+            "200",
+        ];
+        args.extend_from_slice(more);
         let log = std::fs::OpenOptions::new()
             .create(true)
             .append(true)
             .open(home.join("server.log"))
             .unwrap();
-        let mut child = command(
-            home,
-            &[
-                "server",
-                "--listen",
-                "127.0.0.1:0",
-                "--rules",
-                rules.to_str().unwrap(),
-                "--worker-interval-ms",
-                "200",
-            ],
-        )
-        .stdout(Stdio::piped())
-        .stderr(log)
-        .spawn()
-        .expect("starting sluice server");
+        let mut child = command(home, &args)
+            .stdout(Stdio::piped())
+            .stderr(log)
+            .spawn()
+            .expect("starting sluice server");
         let mut first = String::new();
         BufReader::new(child.stdout.take().unwrap())
             .read_line(&mut first)
@@ -60,11 +66,11 @@ impl Server {
             .strip_prefix("sluice server listening on ")
             .unwrap_or_else(|| panic!("unexpected first line: {first:?}"))
             .to_string();
-        Server { child, url }
+        Server { child, url, client }
     }
 
     /// Stops the server as systemd does (SIGTERM) and waits for it to exit.
-    fn stop(mut self) -> std::process::ExitStatus {
+    pub(crate) fn stop(mut self) -> std::process::ExitStatus {
         rustix::process::kill_process(
             rustix::process::Pid::from_child(&self.child),
             rustix::process::Signal::TERM,
@@ -73,8 +79,13 @@ impl Server {
         self.child.wait().unwrap()
     }
 
-    fn req(&self, method: reqwest::Method, path: &str, token: Option<&str>) -> RequestBuilder {
-        let r = Client::new().request(method, format!("{}{path}", self.url));
+    pub(crate) fn req(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        token: Option<&str>,
+    ) -> RequestBuilder {
+        let r = self.client.request(method, format!("{}{path}", self.url));
         match token {
             Some(t) => r.bearer_auth(t),
             None => r,
@@ -85,7 +96,7 @@ impl Server {
         answer(self.req(reqwest::Method::GET, path, Some(token)))
     }
 
-    fn post(&self, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
+    pub(crate) fn post(&self, path: &str, token: &str, body: Value) -> (StatusCode, Value) {
         answer(
             self.req(reqwest::Method::POST, path, Some(token))
                 .json(&body),
@@ -118,7 +129,7 @@ impl Drop for Server {
     }
 }
 
-fn answer(r: RequestBuilder) -> (StatusCode, Value) {
+pub(crate) fn answer(r: RequestBuilder) -> (StatusCode, Value) {
     let r = r.send().expect("the server answers");
     let status = r.status();
     let text = r.text().unwrap();
@@ -148,7 +159,7 @@ pub(crate) fn start_release(server: &Server, token: &str, home: &Path, version: 
     v["id"].as_str().unwrap().to_string()
 }
 
-fn waiting(v: &Value) -> bool {
+pub(crate) fn waiting(v: &Value) -> bool {
     v["status"] == "waiting"
 }
 

@@ -21,6 +21,7 @@ use sluice_store::{Journal, SqliteJournal};
 mod error;
 mod identity;
 mod jobs;
+mod notify;
 mod ops;
 mod packages;
 mod rules;
@@ -29,10 +30,11 @@ mod tokens;
 pub use error::AppError;
 pub use identity::{Permission, command_line_actor};
 pub use jobs::{Decision, JobView, Note, parse_inputs};
+pub use notify::{DELIVERY_ATTEMPTS, Delivered};
 pub use ops::{LoadedOp, OpRun};
 pub use packages::{Inspected, Pushed};
 pub use rules::{RuleFile, Validated, std_op_names};
-pub use tokens::{NewToken, random_hex};
+pub use tokens::{MIN_PASSWORD_CHARS, NewToken, random_hex};
 
 pub use sluice_engine::{
     DecisionKind, Event, GateKind, GateView, Job, JobStatus, Millis, SimLine, StepState, StepStatus,
@@ -47,7 +49,7 @@ pub use sluice_packages::CachedPackage;
 pub use sluice_rule::{Diagnostic, Diagnostics, Rule, Step, StepKind};
 pub use sluice_runner::{Observer, Quiet, Standing, now, status_of};
 pub use sluice_runtime::{Fault, LoadSource, OpReport};
-pub use sluice_store::{AnnotationRow, JobQuery, JobRow, LockRow, LogRow, TokenRow};
+pub use sluice_store::{AnnotationRow, JobQuery, JobRow, LockRow, LogRow, MessageRow, TokenRow};
 
 /// A time as UTC `YYYY-MM-DD HH:MM:SS`.
 pub fn format_time(ms: Millis) -> String {
@@ -63,6 +65,7 @@ pub struct App {
     home: PathBuf,
     journal: Arc<dyn Journal>,
     permissions: PathBuf,
+    notifications: PathBuf,
     runtime: std::sync::OnceLock<Arc<Runtime>>,
 }
 
@@ -91,10 +94,14 @@ impl App {
         let permissions = std::env::var_os("SLUICE_PERMISSIONS")
             .map(PathBuf::from)
             .unwrap_or_else(|| home.join("permissions.yaml"));
+        let notifications = std::env::var_os("SLUICE_NOTIFICATIONS")
+            .map(PathBuf::from)
+            .unwrap_or_else(|| home.join("notifications.yaml"));
         App {
             home: home.to_path_buf(),
             journal,
             permissions,
+            notifications,
             runtime: std::sync::OnceLock::new(),
         }
     }
@@ -117,11 +124,11 @@ impl App {
     }
 
     fn runner(&self, observer: Arc<dyn Observer>) -> Result<sluice_runner::Runner, AppError> {
-        Ok(sluice_runner::Runner::new(
-            self.runtime()?,
-            self.journal.clone(),
-            observer,
-        ))
+        let runner = sluice_runner::Runner::new(self.runtime()?, self.journal.clone(), observer);
+        Ok(match self.notifications()? {
+            Some(n) if !n.webhooks.is_empty() => runner.with_outbox(Arc::new(notify::Notifier(n))),
+            _ => runner,
+        })
     }
 
     fn store_error(&self, e: sluice_store::StoreError) -> AppError {

@@ -124,3 +124,131 @@ impl App {
         })
     }
 }
+
+/// The shortest password sign-in accepts.
+pub const MIN_PASSWORD_CHARS: usize = 12;
+/// The longest (hashing a megabyte for every attempt would be a way to slow the server).
+const MAX_PASSWORD_BYTES: usize = 1024;
+
+/// An Argon2id hash of `password` as a PHC string, with a random salt (Argon2's default cost:
+/// 19 MiB, 2 passes).
+fn hash_password(password: &str) -> Result<String, AppError> {
+    use argon2::password_hash::{PasswordHasher as _, SaltString};
+    use ring::rand::SecureRandom as _;
+    let mut salt = [0u8; 16];
+    ring::rand::SystemRandom::new()
+        .fill(&mut salt)
+        .map_err(|_| AppError::Internal("the OS gave no random bytes for a salt".into()))?;
+    let salt = SaltString::encode_b64(&salt)
+        .map_err(|e| AppError::Internal(format!("cannot encode a salt: {e}")))?;
+    argon2::Argon2::default()
+        .hash_password(password.as_bytes(), &salt)
+        .map(|h| h.to_string())
+        .map_err(|e| AppError::Internal(format!("cannot hash the password: {e}")))
+}
+
+/// Whether `password` matches the PHC string `phc`.
+fn verify_password(password: &str, phc: &str) -> bool {
+    use argon2::password_hash::{PasswordHash, PasswordVerifier as _};
+    PasswordHash::new(phc).is_ok_and(|h| {
+        argon2::Argon2::default()
+            .verify_password(password.as_bytes(), &h)
+            .is_ok()
+    })
+}
+
+/// A hash nobody's password matches, checked for unknown users so that a wrong name takes as
+/// long as a wrong password.
+static DECOY: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+
+impl App {
+    /// Sets `user`'s password for signing in to the job monitor (Argon2id, salted).
+    pub async fn set_password(&self, user: &str, password: &str) -> Result<(), AppError> {
+        check_name("user", user)?;
+        if password.chars().count() < MIN_PASSWORD_CHARS || password.len() > MAX_PASSWORD_BYTES {
+            return Err(AppError::Usage(format!(
+                "a password has {MIN_PASSWORD_CHARS} to {MAX_PASSWORD_BYTES} characters: choose another"
+            )));
+        }
+        let password = password.to_string();
+        let phc = tokio::task::spawn_blocking(move || hash_password(&password))
+            .await
+            .map_err(|e| AppError::Internal(format!("hashing failed: {e}")))??;
+        self.journal
+            .set_password(user, &phc, sluice_runner::now())
+            .await
+            .map_err(|e| self.store_error(e))
+    }
+
+    /// Removes `user`'s password: they sign in with a token only.
+    pub async fn remove_password(&self, user: &str) -> Result<(), AppError> {
+        if self
+            .journal
+            .remove_password(user)
+            .await
+            .map_err(|e| self.store_error(e))?
+        {
+            return Ok(());
+        }
+        Err(AppError::NotFound(format!(
+            "`{user}` has no password: `sluice password set --user {user}` gives them one"
+        )))
+    }
+
+    /// The actor a user name and password authenticate. A wrong name and a wrong password
+    /// are refused alike, in the same time.
+    pub async fn sign_in(&self, user: &str, password: &str) -> Result<Actor, AppError> {
+        let refused =
+            || AppError::Unauthenticated("the user name or password is wrong".to_string());
+        if user.is_empty() || user.len() > 128 || password.len() > MAX_PASSWORD_BYTES {
+            return Err(refused());
+        }
+        let stored = self
+            .journal
+            .password(user)
+            .await
+            .map_err(|e| self.store_error(e))?;
+        let known = stored.is_some();
+        let password = password.to_string();
+        let ok = tokio::task::spawn_blocking(move || {
+            let phc = match stored {
+                Some(p) => p,
+                None => match DECOY.get() {
+                    Some(d) => d.clone(),
+                    None => {
+                        let d = hash_password("not anybody's password")?;
+                        DECOY.get_or_init(|| d).clone()
+                    }
+                },
+            };
+            Ok::<_, AppError>(verify_password(&password, &phc))
+        })
+        .await
+        .map_err(|e| AppError::Internal(format!("checking the password failed: {e}")))??;
+        if !(ok && known) {
+            return Err(refused());
+        }
+        Ok(Actor {
+            name: user.to_string(),
+            groups: Vec::new(),
+            via: AuthMethod::Password,
+            os_user: String::new(),
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn passwords_verify_against_their_own_hash_only() {
+        let a = hash_password("correct horse battery").unwrap();
+        let b = hash_password("correct horse battery").unwrap();
+        assert!(a.starts_with("$argon2id$"), "{a}");
+        assert_ne!(a, b, "salted");
+        assert!(verify_password("correct horse battery", &a));
+        assert!(!verify_password("correct horse batterz", &a));
+        assert!(!verify_password("correct horse battery", "not a hash"));
+    }
+}

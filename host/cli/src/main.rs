@@ -101,6 +101,9 @@ enum Command {
     /// Make, list and revoke the API's tokens.
     #[command(subcommand)]
     Token(server::TokenCommand),
+    /// Set or remove the password a user signs in to the job monitor with.
+    #[command(subcommand)]
+    Password(server::PasswordCommand),
 }
 
 /// A failure with the exit code it maps to.
@@ -220,6 +223,7 @@ fn run(cli: Cli) -> CmdResult {
             Command::Lock(args) => package::lock(&cli.global, args).await,
             Command::Server(args) => server::server(&cli.global, args).await,
             Command::Token(cmd) => server::token(&cli.global, cmd).await,
+            Command::Password(cmd) => server::password(&cli.global, cmd).await,
         }
     })
 }

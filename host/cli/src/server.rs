@@ -27,6 +27,19 @@ pub(crate) struct ServerArgs {
     /// running then is recovered by the next sluice process.
     #[arg(long, default_value_t = 30)]
     grace_s: u64,
+    /// Serve HTTPS with this certificate chain (PEM, the server's certificate first).
+    #[arg(long, requires = "tls_key")]
+    tls_cert: Option<PathBuf>,
+    /// The certificate's private key (PEM).
+    #[arg(long, requires = "tls_cert")]
+    tls_key: Option<PathBuf>,
+    /// Take the user from this header (for example `X-Forwarded-User`) when a request comes
+    /// from a --trusted-proxy: for teams behind a single sign-on proxy.
+    #[arg(long, requires = "trusted_proxy")]
+    auth_header: Option<sluice_server::HeaderName>,
+    /// The address of a reverse proxy whose --auth-header is believed (repeat for several).
+    #[arg(long, requires = "auth_header")]
+    trusted_proxy: Vec<std::net::IpAddr>,
 }
 
 pub(crate) async fn server(global: &Global, args: ServerArgs) -> CmdResult {
@@ -47,24 +60,34 @@ pub(crate) async fn server(global: &Global, args: ServerArgs) -> CmdResult {
             dir.display()
         )));
     }
+    let tls = match (args.tls_cert, args.tls_key) {
+        (Some(cert), Some(key)) => Some(sluice_server::Tls { cert, key }),
+        _ => None,
+    };
+    let scheme = if tls.is_some() { "https" } else { "http" };
     let config = sluice_server::Config {
-        listen: args.listen,
         rules: args.rules,
         worker_every: Duration::from_millis(args.worker_interval_ms.max(1)),
         grace: Duration::from_secs(args.grace_s),
+        tls,
+        auth_header: args.auth_header,
+        trusted_proxies: args.trusted_proxy,
+        ..sluice_server::Config::new(args.listen)
     };
     sluice_server::serve(
         Arc::new(app(global)?),
         config,
         |addr| {
             // The first line, for people and for scripts that started it on port 0.
-            println!("sluice server listening on http://{addr}");
+            println!("sluice server listening on {scheme}://{addr}");
         },
         stop,
     )
     .await
     .map_err(|e| match e {
-        sluice_server::ServerError::Bind { .. } => Failed::usage(e),
+        sluice_server::ServerError::Bind { .. } | sluice_server::ServerError::Tls(_) => {
+            Failed::usage(e)
+        }
         sluice_server::ServerError::Worker(e) => e.into(),
         e => Failed::internal(e),
     })?;
@@ -143,6 +166,42 @@ pub(crate) async fn token(global: &Global, cmd: TokenCommand) -> CmdResult {
         TokenCommand::Revoke(a) => {
             app(global)?.revoke_token(&a.id).await?;
             eprintln!("token {} revoked", a.id);
+            Ok(0)
+        }
+    }
+}
+
+#[derive(Debug, Subcommand)]
+pub(crate) enum PasswordCommand {
+    /// Set a user's password for signing in to the job monitor; it is read from the first
+    /// line of stdin (for example `read -rs P && echo "$P" | sluice password set --user ann`).
+    Set(PasswordArgs),
+    /// Remove a user's password: they sign in with a token only.
+    Remove(PasswordArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct PasswordArgs {
+    /// The user (the name in the permissions file and in approvers).
+    #[arg(long)]
+    user: String,
+}
+
+pub(crate) async fn password(global: &Global, cmd: PasswordCommand) -> CmdResult {
+    match cmd {
+        PasswordCommand::Set(a) => {
+            let mut line = String::new();
+            std::io::stdin().read_line(&mut line).map_err(|e| {
+                Failed::usage(anyhow::anyhow!("cannot read the password from stdin: {e}"))
+            })?;
+            let password = line.trim_end_matches(['\n', '\r']);
+            app(global)?.set_password(&a.user, password).await?;
+            eprintln!("password of {} set", a.user);
+            Ok(0)
+        }
+        PasswordCommand::Remove(a) => {
+            app(global)?.remove_password(&a.user).await?;
+            eprintln!("password of {} removed", a.user);
             Ok(0)
         }
     }

@@ -153,6 +153,10 @@ pub enum AuthMethod {
     Claimed,
     /// An API token.
     Token,
+    /// A user name and password (the job monitor's sign-in).
+    Password,
+    /// A header set by a trusted reverse proxy (single sign-on in front of the server).
+    Proxy,
     /// A chat account mapped to a user.
     Chat,
     /// sluice itself: a timeout, a concurrency group.

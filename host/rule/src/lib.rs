@@ -18,6 +18,7 @@ pub use sluice_model::Phase;
 mod diag;
 pub mod expr;
 pub mod inputs;
+pub mod notifications;
 mod parse;
 pub mod permissions;
 mod yaml;

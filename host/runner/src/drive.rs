@@ -27,6 +27,7 @@ pub(crate) struct Driving {
     persisted: bool,
     pending: Vec<(Millis, Event)>,
     pending_logs: Vec<StepLogs>,
+    pending_outbox: Vec<sluice_store::NewMessage>,
 }
 
 type CallDone = (StepCall, OpReport);
@@ -53,6 +54,7 @@ impl Runner {
             persisted: false,
             pending: vec![(at, created)],
             pending_logs: vec![],
+            pending_outbox: vec![],
         };
         let standing = match self.run(&mut d).await {
             Ok(standing) if d.persisted => {
@@ -174,6 +176,7 @@ impl Runner {
             persisted: true,
             pending: vec![],
             pending_logs: vec![],
+            pending_outbox: vec![],
         })
     }
 
@@ -194,14 +197,17 @@ impl Runner {
         if !d.persisted {
             for e in events {
                 d.job.apply(&e, at);
+                d.pending_outbox.extend(self.messages(&d.job, &e));
                 self.observer.event(&d.job, &e, at);
                 d.pending.push((at, e));
             }
             return Ok(true);
         }
         let mut next = d.job.clone();
+        let mut outbox = Vec::new();
         for e in &events {
             next.apply(e, at);
+            outbox.extend(self.messages(&next, e));
         }
         // Events, status, next timer and logs: one transaction, one fsync.
         let append = Append {
@@ -209,6 +215,7 @@ impl Runner {
             status: Some(status_of(&next)),
             wake_at: Some(next.next_timer()),
             logs,
+            outbox,
         };
         match self.journal.append(&d.job.id, d.last_seq, append).await {
             Ok(seq) => {
@@ -257,6 +264,7 @@ impl Runner {
             started_by: d.job.started_by.clone(),
             created_at: d.job.created_at,
             lease: Some((self.holder.clone(), now() + LEASE_MS)),
+            outbox: std::mem::take(&mut d.pending_outbox),
         };
         let events = d.pending.drain(..).map(|(at, e)| stored(at, &e)).collect();
         d.last_seq = self.journal.create_job(row, events).await?;

@@ -132,6 +132,13 @@ pub trait Observer: Send + Sync {
     fn created(&self, _job: &str) {}
 }
 
+/// Messages recorded events cause (gate notifications, and later CloudEvents), written in the
+/// same transaction as the events: a crash never records one without the other.
+pub trait Outbox: Send + Sync {
+    /// The messages `event` causes; `job` is the job once `event` applied.
+    fn messages(&self, job: &Job, event: &Event) -> Vec<sluice_store::NewMessage>;
+}
+
 /// An observer that says nothing.
 pub struct Quiet;
 
@@ -160,6 +167,8 @@ pub struct Runner {
     worker: bool,
     /// Each loaded op's input schema, by sha256 (`None`: it declares none this host can use).
     schemas: ops::Schemas,
+    /// What recorded events put in the outbox.
+    outbox: Option<Arc<dyn Outbox>>,
 }
 
 impl Runner {
@@ -176,7 +185,22 @@ impl Runner {
             holder: lease::this_holder(),
             worker: false,
             schemas: Default::default(),
+            outbox: None,
         }
+    }
+
+    /// Recorded events put what `outbox` makes of them in the journal's outbox.
+    pub fn with_outbox(mut self, outbox: Arc<dyn Outbox>) -> Self {
+        self.outbox = Some(outbox);
+        self
+    }
+
+    /// The messages `event` causes for `job` (once applied).
+    pub(crate) fn messages(&self, job: &Job, event: &Event) -> Vec<sluice_store::NewMessage> {
+        self.outbox
+            .as_ref()
+            .map(|o| o.messages(job, event))
+            .unwrap_or_default()
     }
 
     /// This runner is a worker's: it says so in the journal on every [`Runner::work_once`]
@@ -294,6 +318,7 @@ impl Runner {
                 status: Some(status),
                 wake_at: Some(next.next_timer()),
                 logs: None,
+                outbox: self.messages(&next, &e),
             };
             match self.journal.append(job_id, d.last_seq, append).await {
                 Ok(_) => {
@@ -333,8 +358,11 @@ impl Runner {
                 by: by.clone(),
                 reason: reason.to_string(),
             };
+            let mut next = d.job.clone();
+            next.apply(&e, now());
             let append = Append {
                 events: vec![drive::stored(now(), &e)],
+                outbox: self.messages(&next, &e),
                 ..Append::default()
             };
             match self.journal.append(job_id, d.last_seq, append).await {

@@ -41,6 +41,7 @@ pub(crate) fn routes() -> Router<Arc<Server>> {
             )),
         )
         .route("/jobs/{job}/annotations/{id}", get(annotation))
+        .route("/jobs/{job}/notifications", get(notifications))
         .route("/locks", get(locks))
         .route("/workers", get(workers))
 }
@@ -120,6 +121,30 @@ async fn jobs(State(server): State<Arc<Server>>, Query(q): Query<JobsQuery>) -> 
         StatusCode::OK,
         json!({ "jobs": rows, "offset": query.offset, "limit": query.limit }),
     )
+}
+
+/// The gate notifications a job's events caused and how their delivery went (not their
+/// bodies: they may carry the job's params to a channel the reader cannot see).
+async fn notifications(State(server): State<Arc<Server>>, Path(job): Path<String>) -> Answer {
+    server.app.job(&job).await?;
+    let rows: Vec<Value> = server
+        .app
+        .messages(&job)
+        .await?
+        .into_iter()
+        .map(|m| {
+            json!({
+                "id": m.id,
+                "sink": m.sink,
+                "created_at": m.created_at,
+                "attempts": m.attempts,
+                "delivered_at": m.delivered_at,
+                "last_error": m.last_error,
+                "gave_up": m.gave_up,
+            })
+        })
+        .collect();
+    ok(StatusCode::OK, json!({ "notifications": rows }))
 }
 
 async fn job(State(server): State<Arc<Server>>, Path(job): Path<String>) -> Answer {

@@ -26,7 +26,11 @@ mod auth;
 mod live;
 mod metrics;
 mod problem;
+mod tls;
 mod ui;
+
+pub use axum::http::HeaderName;
+pub use tls::{Tls, TlsError};
 
 /// How a server runs.
 #[derive(Debug, Clone)]
@@ -39,6 +43,28 @@ pub struct Config {
     pub worker_every: Duration,
     /// How long running steps may take to finish on shutdown.
     pub grace: Duration,
+    /// Serve HTTPS with this certificate and key (`--tls-cert`, `--tls-key`).
+    pub tls: Option<Tls>,
+    /// Take the user from this header (`--auth-header X-Forwarded-User`), when the request
+    /// comes from one of `trusted_proxies`: for teams behind a single sign-on proxy.
+    pub auth_header: Option<HeaderName>,
+    /// The addresses of the reverse proxies whose `auth_header` is believed.
+    pub trusted_proxies: Vec<IpAddr>,
+}
+
+impl Config {
+    /// A configuration listening on `listen`, with the defaults of `sluice server`.
+    pub fn new(listen: SocketAddr) -> Self {
+        Config {
+            listen,
+            rules: None,
+            worker_every: Duration::from_secs(1),
+            grace: Duration::from_secs(30),
+            tls: None,
+            auth_header: None,
+            trusted_proxies: Vec::new(),
+        }
+    }
 }
 
 /// Why the server could not run.
@@ -52,6 +78,9 @@ pub enum ServerError {
         /// Why.
         source: std::io::Error,
     },
+    /// The certificate or key could not be used.
+    #[error("{0}: fix --tls-cert and --tls-key")]
+    Tls(#[from] TlsError),
     /// Serving failed.
     #[error("serving HTTP failed: {0}")]
     Serve(std::io::Error),
@@ -70,7 +99,7 @@ pub(crate) struct Server {
     pub(crate) tasks: TaskTracker,
     /// Failed authentications per client address, in the current minute.
     failures: Mutex<HashMap<IpAddr, (Instant, u32)>>,
-    pub(crate) metrics: metrics::Metrics,
+    pub(crate) metrics: Arc<metrics::Metrics>,
     /// The worker loop runs.
     pub(crate) worker_up: std::sync::atomic::AtomicBool,
     /// Signed-in people of the job monitor.
@@ -80,14 +109,23 @@ pub(crate) struct Server {
 /// Failed authentications a client address may make per minute before it is refused with 429.
 pub const FAILED_LOGINS_PER_MINUTE: u32 = 10;
 
+/// What a person shows to sign in.
+pub(crate) enum Credential<'a> {
+    /// An API token.
+    Token(&'a str),
+    /// A user name and password.
+    Password(&'a str, &'a str),
+}
+
 impl Server {
-    /// The actor `token` authenticates for a client at `ip`. Refused with 429 while `ip` has
-    /// failed [`FAILED_LOGINS_PER_MINUTE`] times this minute; a token that authenticates nobody
-    /// counts as a failure. The status and text to answer with come back on refusal.
+    /// The actor `credential` authenticates for a client at `ip`. Refused with 429 while `ip`
+    /// has failed [`FAILED_LOGINS_PER_MINUTE`] times this minute; a credential that
+    /// authenticates nobody counts as a failure. The status and text to answer with come back
+    /// on refusal.
     pub(crate) async fn authenticate(
         &self,
         ip: IpAddr,
-        token: &str,
+        credential: Credential<'_>,
     ) -> Result<sluice_app::Actor, (axum::http::StatusCode, String)> {
         if self.limited(ip) {
             return Err((
@@ -95,7 +133,11 @@ impl Server {
                 format!("too many failed authentications from {ip}: wait a minute, then try again"),
             ));
         }
-        self.app.authenticate(token).await.map_err(|e| {
+        let answer = match credential {
+            Credential::Token(token) => self.app.authenticate(token).await,
+            Credential::Password(user, password) => self.app.sign_in(user, password).await,
+        };
+        answer.map_err(|e| {
             let status = axum::http::StatusCode::from_u16(e.http_status())
                 .unwrap_or(axum::http::StatusCode::INTERNAL_SERVER_ERROR);
             if status == axum::http::StatusCode::UNAUTHORIZED {
@@ -103,6 +145,38 @@ impl Server {
                 tracing::warn!(%ip, "failed authentication");
             }
             (status, e.to_string())
+        })
+    }
+
+    /// The person a trusted reverse proxy says sent the request: the configured header, from
+    /// one of the configured proxy addresses. The header from anywhere else is ignored (and
+    /// logged: someone may be trying to claim a name).
+    pub(crate) fn proxy_actor(
+        &self,
+        peer: IpAddr,
+        headers: &axum::http::HeaderMap,
+    ) -> Option<sluice_app::Actor> {
+        let name = self.config.auth_header.as_ref()?;
+        let value = headers.get(name)?;
+        if !self.config.trusted_proxies.contains(&peer) {
+            tracing::warn!(%peer, header = %name, "an identity header from an address that is not a trusted proxy was ignored");
+            return None;
+        }
+        let user = value.to_str().ok()?.trim();
+        if user.is_empty()
+            || user.len() > 128
+            || user
+                .chars()
+                .any(|c| c.is_whitespace() || c.is_control() || c == ',')
+        {
+            tracing::warn!(%peer, header = %name, "the proxy's identity header holds no user name");
+            return None;
+        }
+        Some(sluice_app::Actor {
+            name: user.to_string(),
+            groups: Vec::new(),
+            via: sluice_app::AuthMethod::Proxy,
+            os_user: String::new(),
         })
     }
 
@@ -142,14 +216,16 @@ pub async fn serve(
             addr: config.listen,
             source,
         })?;
+    let acceptor = config.tls.as_ref().map(Tls::acceptor).transpose()?;
     let addr = listener.local_addr().map_err(ServerError::Serve)?;
+    let metrics = Arc::new(metrics::Metrics::default());
     let server = Arc::new(Server {
         app: app.clone(),
         config: config.clone(),
-        live: Arc::new(live::Live::new()),
+        live: Arc::new(live::Live::new(metrics.clone())),
         tasks: TaskTracker::new(),
         failures: Mutex::new(HashMap::new()),
-        metrics: metrics::Metrics::default(),
+        metrics,
         worker_up: std::sync::atomic::AtomicBool::new(false),
         sessions: ui::Sessions::default(),
     });
@@ -178,22 +254,36 @@ pub async fn serve(
         })
     };
 
-    let router = router(server.clone());
+    let courier = tokio::spawn(deliver(server.clone(), stop.clone()));
+
+    let router = router(server.clone()).into_make_service_with_connect_info::<SocketAddr>();
     listening(addr);
-    tracing::info!(%addr, "listening");
+    tracing::info!(%addr, tls = acceptor.is_some(), "listening");
     let stopping = stop.clone();
-    let served = axum::serve(
-        listener,
-        router.into_make_service_with_connect_info::<SocketAddr>(),
-    )
-    .with_graceful_shutdown(async move {
+    let shutdown = async move {
         tokio::select! {
             () = shutdown => {}
             () = stopping.cancelled() => {}
         }
-    })
-    .await;
+    };
+    use axum::serve::ListenerExt as _;
+    let served = match acceptor {
+        None => {
+            axum::serve(listener, router)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+        Some(acceptor) => {
+            let tls = tls::TlsListener::new(listener, acceptor)
+                .map_err(ServerError::Serve)?
+                .tap_io(|_| {});
+            axum::serve(tls, router)
+                .with_graceful_shutdown(shutdown)
+                .await
+        }
+    };
     stop.cancel();
+    let _ = courier.await;
     // The worker finishes its round; jobs driven for requests get `grace` to reach a gate or
     // their end. Whatever still runs after that is recovered by the next process.
     let worker = worker.await;
@@ -214,6 +304,56 @@ pub async fn serve(
         Err(e) => Err(ServerError::Worker(sluice_app::AppError::Internal(
             format!("the worker task failed: {e}"),
         ))),
+    }
+}
+
+/// Delivers the notifications of the outbox until `stop`: every worker interval, and again
+/// at once while a round found work.
+async fn deliver(server: Arc<Server>, stop: CancellationToken) {
+    let client = match reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+    {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::error!(error = %e, "no HTTP client: notifications are not delivered");
+            return;
+        }
+    };
+    let holder = format!(
+        "{}:{}",
+        std::process::id(),
+        sluice_app::random_hex(4).unwrap_or_default()
+    );
+    loop {
+        let round = tokio::select! {
+            r = server.app.deliver_messages(&client, &holder) => r,
+            () = stop.cancelled() => return,
+        };
+        let busy = match round {
+            Ok(done) => {
+                use std::sync::atomic::Ordering::Relaxed;
+                server
+                    .metrics
+                    .delivered
+                    .fetch_add(done.delivered as u64, Relaxed);
+                server
+                    .metrics
+                    .undelivered
+                    .fetch_add(done.failed as u64, Relaxed);
+                done.delivered + done.failed > 0
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot deliver notifications");
+                false
+            }
+        };
+        if !busy {
+            tokio::select! {
+                () = tokio::time::sleep(server.config.worker_every) => {}
+                () = stop.cancelled() => return,
+            }
+        }
     }
 }
 

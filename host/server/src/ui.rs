@@ -120,11 +120,35 @@ pub(crate) fn routes(server: Arc<Server>) -> Router<Arc<Server>> {
 /// `csrf` query parameter for file uploads).
 async fn require_session(
     State(server): State<Arc<Server>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
     mut req: Request,
     next: Next,
 ) -> Response {
-    let Some(session) = session_of(&server, req.headers()) else {
-        return Redirect::to("/login").into_response();
+    let mut new_cookie = None;
+    let session = match (
+        session_of(&server, req.headers()),
+        server.proxy_actor(peer.ip(), req.headers()),
+    ) {
+        // Behind a trusted proxy, the proxy says who it is; the session only carries the
+        // CSRF token, and must be that person's.
+        (Some(s), Some(p)) if s.actor.name == p.name => s,
+        (_, Some(p)) => {
+            if req.method() == axum::http::Method::POST {
+                return refused(
+                    StatusCode::FORBIDDEN,
+                    "this form did not come from a sluice page you have open (no session): reload the page and try again",
+                );
+            }
+            match new_session(&server, p, req.headers()) {
+                Some((s, cookie)) => {
+                    new_cookie = Some(cookie);
+                    s
+                }
+                None => return no_session(),
+            }
+        }
+        (Some(s), None) => s,
+        (None, None) => return Redirect::to("/login").into_response(),
     };
     if req.method() == axum::http::Method::POST {
         let query_token = req.uri().query().and_then(|q| {
@@ -157,7 +181,11 @@ async fn require_session(
         req = Request::from_parts(parts, body);
     }
     req.extensions_mut().insert(session);
-    next.run(req).await
+    let mut response = next.run(req).await;
+    if let Some(c) = new_cookie {
+        response.headers_mut().insert(header::SET_COOKIE, c);
+    }
+    response
 }
 
 /// The value of field `name` of a URL-encoded form.
@@ -230,11 +258,13 @@ async fn login_page(State(server): State<Arc<Server>>, headers: HeaderMap) -> Re
     page("Sign in", None, LOGIN_FORM).into_response()
 }
 
-const LOGIN_FORM: &str = "<h1>Sign in</h1><form method=\"post\" action=\"/login\" class=\"card\"><label for=\"token\">API token</label><input id=\"token\" name=\"token\" type=\"password\" autocomplete=\"off\" required><p class=\"hint\">An administrator makes one with <code>sluice token create --user NAME</code>.</p><button type=\"submit\">Sign in</button></form>";
+const LOGIN_FORM: &str = "<h1>Sign in</h1><form id=\"password-form\" method=\"post\" action=\"/login\" class=\"card\"><label for=\"user\">User name</label><input id=\"user\" name=\"user\" autocomplete=\"username\" required><label for=\"password\">Password</label><input id=\"password\" name=\"password\" type=\"password\" autocomplete=\"current-password\" required><button type=\"submit\">Sign in</button></form><form id=\"token-form\" method=\"post\" action=\"/login\" class=\"card\"><label for=\"token\">Or an API token</label><input id=\"token\" name=\"token\" type=\"password\" autocomplete=\"off\" required><p class=\"hint\">An administrator makes one with <code>sluice token create --user NAME</code>, or sets a password with <code>sluice password set --user NAME</code>.</p><button type=\"submit\">Sign in with the token</button></form>";
 
 #[derive(Deserialize)]
 struct LoginForm {
-    token: String,
+    token: Option<String>,
+    user: Option<String>,
+    password: Option<String>,
 }
 
 async fn login(
@@ -243,7 +273,12 @@ async fn login(
     headers: HeaderMap,
     Form(f): Form<LoginForm>,
 ) -> Response {
-    let actor = match server.authenticate(peer.ip(), f.token.trim()).await {
+    let credential = match (&f.token, &f.user, &f.password) {
+        (Some(t), _, _) => crate::Credential::Token(t.trim()),
+        (None, Some(u), Some(p)) => crate::Credential::Password(u.trim(), p),
+        _ => crate::Credential::Password("", ""),
+    };
+    let actor = match server.authenticate(peer.ip(), credential).await {
         Ok(a) => a,
         Err((status, why)) => {
             let body = format!(
@@ -253,21 +288,41 @@ async fn login(
             return (status, page("Sign in", None, &body)).into_response();
         }
     };
+    match new_session(&server, actor, &headers) {
+        Some((_, cookie)) => {
+            let mut r = Redirect::to("/").into_response();
+            r.headers_mut().insert(header::SET_COOKIE, cookie);
+            r
+        }
+        None => no_session(),
+    }
+}
+
+fn no_session() -> Response {
+    refused(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "no session could be made (no random bytes): try again",
+    )
+}
+
+/// A new session for `actor`, and the cookie that names it (`Secure` unless the page was
+/// addressed to this machine over plain HTTP); `None` when the OS gave no random bytes.
+fn new_session(
+    server: &Server,
+    actor: Actor,
+    headers: &HeaderMap,
+) -> Option<(Session, HeaderValue)> {
     let (Ok(id), Ok(csrf)) = (sluice_app::random_hex(32), sluice_app::random_hex(32)) else {
-        return refused(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "no random bytes for a session",
-        );
+        tracing::error!("no random bytes for a session");
+        return None;
     };
-    server.sessions.add(
-        id.clone(),
-        Session {
-            actor,
-            csrf,
-            expires: Instant::now() + SESSION_TTL,
-        },
-    );
-    let secure = if loopback_host(&headers) {
+    let session = Session {
+        actor,
+        csrf,
+        expires: Instant::now() + SESSION_TTL,
+    };
+    server.sessions.add(id.clone(), session.clone());
+    let secure = if server.config.tls.is_none() && loopback_host(headers) {
         ""
     } else {
         "; Secure"
@@ -276,11 +331,7 @@ async fn login(
         "{COOKIE}={id}; Path=/; HttpOnly; SameSite=Strict; Max-Age={}{secure}",
         SESSION_TTL.as_secs()
     );
-    let mut r = Redirect::to("/").into_response();
-    if let Ok(v) = HeaderValue::from_str(&cookie) {
-        r.headers_mut().insert(header::SET_COOKIE, v);
-    }
-    r
+    HeaderValue::from_str(&cookie).ok().map(|c| (session, c))
 }
 
 /// Whether the request was addressed to a loopback host (plain HTTP on this machine), where a

@@ -35,6 +35,8 @@ macro_rules! conformance_tests {
             jobs_are_listed_by_status_and_rule_a_page_at_a_time,
             tokens_are_found_by_hash_until_revoked,
             a_job_created_under_a_lease_is_held_by_its_creator,
+            passwords_are_set_replaced_and_removed,
+            messages_are_written_with_their_events_and_claimed_once_until_delivered,
         );
     };
     (@each $make:expr; $($name:ident),* $(,)?) => {
@@ -53,6 +55,7 @@ macro_rules! conformance_tests {
 /// A job row for the checks.
 pub fn new_job(id: &str) -> NewJob {
     NewJob {
+        outbox: Vec::new(),
         id: id.into(),
         rule: "deploy".into(),
         status: JobState::Running,
@@ -644,4 +647,102 @@ pub async fn a_job_created_under_a_lease_is_held_by_its_creator(j: Arc<dyn Journ
             .unwrap(),
         Lease::HeldBy("a:1:1".into())
     );
+}
+
+/// A user has at most one password hash; setting it again replaces it.
+pub async fn passwords_are_set_replaced_and_removed(j: Arc<dyn Journal>) {
+    assert_eq!(j.password("ann").await.unwrap(), None);
+    j.set_password("ann", "$argon2id$one", 1).await.unwrap();
+    j.set_password("bob", "$argon2id$bob", 1).await.unwrap();
+    j.set_password("ann", "$argon2id$two", 2).await.unwrap();
+    assert_eq!(
+        j.password("ann").await.unwrap().as_deref(),
+        Some("$argon2id$two")
+    );
+    assert!(j.remove_password("ann").await.unwrap());
+    assert!(!j.remove_password("ann").await.unwrap());
+    assert_eq!(j.password("ann").await.unwrap(), None);
+    assert_eq!(
+        j.password("bob").await.unwrap().as_deref(),
+        Some("$argon2id$bob")
+    );
+}
+
+/// Messages land with the events that cause them (and not when the append is refused); a
+/// claimed message is not claimed again until its claim runs out or it failed; a delivered or
+/// given-up one never again; a failed one comes back when its retry is due.
+pub async fn messages_are_written_with_their_events_and_claimed_once_until_delivered(
+    j: Arc<dyn Journal>,
+) {
+    let message = |sink: &str| NewMessage {
+        sink: sink.into(),
+        body: format!("{{\"to\":\"{sink}\"}}"),
+    };
+    let mut job = new_job("deploy-1");
+    job.outbox = vec![message("first")];
+    j.create_job(job, events(1)).await.unwrap();
+    let stale = Append {
+        events: events(1),
+        outbox: vec![message("stale")],
+        ..Append::default()
+    };
+    assert!(j.append("deploy-1", 0, stale).await.is_err());
+    let gate = Append {
+        events: events(1),
+        outbox: vec![message("slack"), message("hook")],
+        ..Append::default()
+    };
+    j.append("deploy-1", 1, gate).await.unwrap();
+    let all = j.messages("deploy-1").await.unwrap();
+    assert_eq!(
+        all.iter().map(|m| m.sink.as_str()).collect::<Vec<_>>(),
+        ["first", "slack", "hook"],
+        "written with their events, in order; none for the refused append"
+    );
+    assert_eq!(j.outbox_backlog().await.unwrap(), 3);
+
+    let now = 1_000_000;
+    let a = j.claim_messages(now, "a", now + 100, 2).await.unwrap();
+    assert_eq!(a.len(), 2);
+    let b = j.claim_messages(now, "b", now + 100, 10).await.unwrap();
+    assert_eq!(b.len(), 1, "what a holds is not claimed again");
+    assert_eq!(b[0].sink, "hook");
+    j.message_delivered(a[0].id, now + 1).await.unwrap();
+    j.message_failed(a[1].id, "502 Bad Gateway", Some(now + 50))
+        .await
+        .unwrap();
+    j.message_failed(b[0].id, "410 Gone", None).await.unwrap();
+    assert!(
+        j.claim_messages(now + 10, "c", now + 200, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "the failed one waits for its retry"
+    );
+    let again = j
+        .claim_messages(now + 50, "c", now + 200, 10)
+        .await
+        .unwrap();
+    assert_eq!(again.len(), 1);
+    assert_eq!(again[0].sink, "slack");
+    assert_eq!(again[0].attempts, 1);
+    assert_eq!(again[0].last_error.as_deref(), Some("502 Bad Gateway"));
+    // c dies holding it: after its claim runs out, d gets it.
+    assert!(
+        j.claim_messages(now + 199, "d", now + 300, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let d = j
+        .claim_messages(now + 200, "d", now + 300, 10)
+        .await
+        .unwrap();
+    assert_eq!(d.len(), 1);
+    j.message_delivered(d[0].id, now + 201).await.unwrap();
+    assert_eq!(j.outbox_backlog().await.unwrap(), 0);
+    let all = j.messages("deploy-1").await.unwrap();
+    assert_eq!(all[0].delivered_at, Some(now + 1));
+    assert!(all[2].gave_up);
+    assert_eq!(all[1].attempts, 2);
 }

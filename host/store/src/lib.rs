@@ -222,6 +222,41 @@ pub struct Append {
     pub wake_at: Option<Option<Millis>>,
     /// Log lines of a step attempt.
     pub logs: Option<StepLogs>,
+    /// Messages the events cause (gate notifications), put in the outbox in the same
+    /// transaction: an event is never recorded without its messages, nor a message without it.
+    pub outbox: Vec<NewMessage>,
+}
+
+/// A message for a sink (a webhook), delivered at least once from the outbox.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NewMessage {
+    /// The sink's name in the server's configuration.
+    pub sink: String,
+    /// What is posted (JSON).
+    pub body: String,
+}
+
+/// A message in the outbox.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct MessageRow {
+    /// Its id, increasing.
+    pub id: i64,
+    /// The job whose event caused it.
+    pub job: String,
+    /// The sink's name.
+    pub sink: String,
+    /// What is posted.
+    pub body: String,
+    /// Delivery attempts so far.
+    pub attempts: u32,
+    /// When it was written.
+    pub created_at: Millis,
+    /// When it was delivered.
+    pub delivered_at: Option<Millis>,
+    /// Why the last attempt failed.
+    pub last_error: Option<String>,
+    /// Set when sluice stopped trying.
+    pub gave_up: bool,
 }
 
 /// A new job's row.
@@ -242,6 +277,8 @@ pub struct NewJob {
     /// The lease its creator drives it under (holder, until), taken in the same transaction,
     /// so no worker picks up a job whose creator is about to drive it.
     pub lease: Option<(String, Millis)>,
+    /// Messages its first events cause, written in the same transaction.
+    pub outbox: Vec<NewMessage>,
 }
 
 /// A request for the right to drive a job.
@@ -403,6 +440,35 @@ pub trait Journal: Send + Sync {
     async fn tokens(&self) -> Result<Vec<TokenRow>, StoreError>;
     /// Revokes token `id` at `at`; `false` when there is no such token not yet revoked.
     async fn revoke_token(&self, id: &str, at: Millis) -> Result<bool, StoreError>;
+    /// Sets `user`'s password hash (a PHC string), replacing theirs if any.
+    async fn set_password(&self, user: &str, phc: &str, at: Millis) -> Result<(), StoreError>;
+    /// `user`'s password hash.
+    async fn password(&self, user: &str) -> Result<Option<String>, StoreError>;
+    /// Removes `user`'s password; `false` when they had none.
+    async fn remove_password(&self, user: &str) -> Result<bool, StoreError>;
+    /// Claims up to `limit` undelivered messages due at `now` for `holder` until `until`
+    /// (another claimer skips them meanwhile), oldest first.
+    async fn claim_messages(
+        &self,
+        now: Millis,
+        holder: &str,
+        until: Millis,
+        limit: usize,
+    ) -> Result<Vec<MessageRow>, StoreError>;
+    /// Records a delivery of message `id`.
+    async fn message_delivered(&self, id: i64, at: Millis) -> Result<(), StoreError>;
+    /// Records a failed attempt of message `id`: tried again from `retry_at`, or never again
+    /// with `None`.
+    async fn message_failed(
+        &self,
+        id: i64,
+        error: &str,
+        retry_at: Option<Millis>,
+    ) -> Result<(), StoreError>;
+    /// The messages `job`'s events caused, oldest first.
+    async fn messages(&self, job: &str) -> Result<Vec<MessageRow>, StoreError>;
+    /// How many messages wait for delivery (not delivered, not given up).
+    async fn outbox_backlog(&self) -> Result<u64, StoreError>;
 }
 
 /// How deeply `json` nests arrays and objects (text inside strings does not count).

@@ -14,7 +14,7 @@ use crate::locks::{self, Plan};
 use crate::*;
 
 /// The schema this code reads and writes.
-const SCHEMA_VERSION: u32 = 4;
+const SCHEMA_VERSION: u32 = 5;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS counters (rule TEXT PRIMARY KEY, next INTEGER NOT NULL);
@@ -88,6 +88,27 @@ CREATE TABLE IF NOT EXISTS tokens (
 CREATE INDEX IF NOT EXISTS jobs_by_status ON jobs (status, created_at);
 CREATE INDEX IF NOT EXISTS jobs_by_created ON jobs (created_at);
 CREATE INDEX IF NOT EXISTS jobs_by_rule ON jobs (rule, created_at);
+CREATE TABLE IF NOT EXISTS passwords (
+    user TEXT PRIMARY KEY,
+    hash TEXT NOT NULL,
+    set_at INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS outbox (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    job_id TEXT NOT NULL,
+    sink TEXT NOT NULL,
+    body TEXT NOT NULL,
+    created_at INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    next_at INTEGER NOT NULL,
+    claimed_by TEXT,
+    claimed_until INTEGER,
+    delivered_at INTEGER,
+    last_error TEXT,
+    gave_up INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS outbox_due ON outbox (next_at) WHERE delivered_at IS NULL AND gave_up = 0;
+CREATE INDEX IF NOT EXISTS outbox_by_job ON outbox (job_id, id);
 CREATE TABLE IF NOT EXISTS lock_line (
     ticket INTEGER PRIMARY KEY AUTOINCREMENT,
     job_id TEXT NOT NULL UNIQUE
@@ -321,7 +342,8 @@ fn migrate(conn: &mut Connection) -> Res<()> {
     }
     if found < SCHEMA_VERSION {
         tx.execute_batch(SCHEMA)?;
-        // Every table is created if missing (2 added `children`, 3 `workers`, 4 `tokens`). Version 1 (no
+        // Every table is created if missing (2 added `children`, 3 `workers`, 4 `tokens`, 5
+        // `passwords` and `outbox`). Version 1 (no
         // user_version yet) had events without a format version: they are format 1.
         let has_version = tx
             .prepare("SELECT 1 FROM pragma_table_info('events') WHERE name = 'version'")?
@@ -438,6 +460,21 @@ fn insert_logs(
     Ok(())
 }
 
+fn insert_messages(
+    tx: &rusqlite::Transaction<'_>,
+    job: &str,
+    at: Millis,
+    messages: &[NewMessage],
+) -> rusqlite::Result<()> {
+    let mut st = tx.prepare_cached(
+        "INSERT INTO outbox (job_id, sink, body, created_at, next_at) VALUES (?1, ?2, ?3, ?4, ?4)",
+    )?;
+    for m in messages {
+        st.execute(params![job, m.sink, m.body, at as i64])?;
+    }
+    Ok(())
+}
+
 fn lock_table(tx: &rusqlite::Transaction<'_>) -> rusqlite::Result<Vec<LockRow>> {
     let mut st = tx.prepare_cached(
         "SELECT a.name, a.job_id, a.exclusive, a.held, l.ticket FROM lock_asks a JOIN lock_line l ON l.job_id = a.job_id",
@@ -506,6 +543,7 @@ impl Journal for SqliteJournal {
                 ],
             )?;
             let last = insert_events(&tx, &job.id, 0, &events)?;
+            insert_messages(&tx, &job.id, job.created_at, &job.outbox)?;
             tx.execute(
                 "UPDATE jobs SET last_seq = ?2 WHERE id = ?1",
                 params![job.id, last as i64],
@@ -556,6 +594,7 @@ impl Journal for SqliteJournal {
             if let Some(logs) = &append.logs {
                 insert_logs(&tx, &job, now as u64, logs)?;
             }
+            insert_messages(&tx, &job, now as u64, &append.outbox)?;
             tx.commit()?;
             Ok(last)
         })
@@ -1075,6 +1114,136 @@ impl Journal for SqliteJournal {
         })
         .await
     }
+
+    async fn set_password(&self, user: &str, phc: &str, at: Millis) -> Result<(), StoreError> {
+        let (user, phc) = (user.to_string(), phc.to_string());
+        self.with(move |conn| {
+            conn.execute(
+                "INSERT INTO passwords (user, hash, set_at) VALUES (?1, ?2, ?3) ON CONFLICT(user) DO UPDATE SET hash = ?2, set_at = ?3",
+                params![user, phc, at as i64],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn password(&self, user: &str) -> Result<Option<String>, StoreError> {
+        let user = user.to_string();
+        self.read(move |conn| {
+            Ok(conn
+                .prepare_cached("SELECT hash FROM passwords WHERE user = ?1")?
+                .query_row([user], |r| r.get(0))
+                .optional()?)
+        })
+        .await
+    }
+
+    async fn remove_password(&self, user: &str) -> Result<bool, StoreError> {
+        let user = user.to_string();
+        self.with(move |conn| {
+            Ok(conn.execute("DELETE FROM passwords WHERE user = ?1", [user])? == 1)
+        })
+        .await
+    }
+
+    async fn claim_messages(
+        &self,
+        now: Millis,
+        holder: &str,
+        until: Millis,
+        limit: usize,
+    ) -> Result<Vec<MessageRow>, StoreError> {
+        let holder = holder.to_string();
+        self.with(move |conn| {
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let rows = {
+                let mut st = tx.prepare_cached(&format!(
+                    "SELECT {MESSAGE_COLUMNS} FROM outbox WHERE delivered_at IS NULL AND gave_up = 0 AND next_at <= ?1 AND (claimed_until IS NULL OR claimed_until <= ?1) ORDER BY id LIMIT ?2"
+                ))?;
+                let rows = st.query_map(params![now as i64, limit as i64], message_row)?;
+                rows.collect::<Result<Vec<_>, _>>()?
+            };
+            {
+                let mut claim = tx.prepare_cached(
+                    "UPDATE outbox SET claimed_by = ?2, claimed_until = ?3 WHERE id = ?1",
+                )?;
+                for r in &rows {
+                    claim.execute(params![r.id, holder, until as i64])?;
+                }
+            }
+            tx.commit()?;
+            Ok(rows)
+        })
+        .await
+    }
+
+    async fn message_delivered(&self, id: i64, at: Millis) -> Result<(), StoreError> {
+        self.with(move |conn| {
+            conn.execute(
+                "UPDATE outbox SET delivered_at = ?2, attempts = attempts + 1, claimed_until = NULL, last_error = NULL WHERE id = ?1",
+                params![id, at as i64],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn message_failed(
+        &self,
+        id: i64,
+        error: &str,
+        retry_at: Option<Millis>,
+    ) -> Result<(), StoreError> {
+        let error = error.to_string();
+        self.with(move |conn| {
+            conn.execute(
+                "UPDATE outbox SET attempts = attempts + 1, claimed_until = NULL, last_error = ?2, next_at = COALESCE(?3, next_at), gave_up = ?4 WHERE id = ?1 AND delivered_at IS NULL",
+                params![id, error, retry_at.map(|t| t as i64), retry_at.is_none() as i64],
+            )?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn messages(&self, job: &str) -> Result<Vec<MessageRow>, StoreError> {
+        let job = job.to_string();
+        self.read(move |conn| {
+            let mut st = conn.prepare_cached(&format!(
+                "SELECT {MESSAGE_COLUMNS} FROM outbox WHERE job_id = ?1 ORDER BY id"
+            ))?;
+            let rows = st.query_map([job], message_row)?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    async fn outbox_backlog(&self) -> Result<u64, StoreError> {
+        self.read(move |conn| {
+            Ok(conn.query_row(
+                "SELECT COUNT(*) FROM outbox WHERE delivered_at IS NULL AND gave_up = 0",
+                [],
+                |r| r.get::<_, i64>(0),
+            )? as u64)
+        })
+        .await
+    }
+}
+
+const MESSAGE_COLUMNS: &str =
+    "id, job_id, sink, body, attempts, created_at, delivered_at, last_error, gave_up";
+
+fn message_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<MessageRow> {
+    Ok(MessageRow {
+        id: r.get(0)?,
+        job: r.get(1)?,
+        sink: r.get(2)?,
+        body: r.get(3)?,
+        attempts: r.get(4)?,
+        created_at: r.get::<_, i64>(5)? as u64,
+        delivered_at: r.get::<_, Option<i64>>(6)?.map(|t| t as u64),
+        last_error: r.get(7)?,
+        gave_up: r.get::<_, i64>(8)? != 0,
+    })
 }
 
 const TOKEN_COLUMNS: &str = "id, user, groups, created_at, created_by, revoked_at";
