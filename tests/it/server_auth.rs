@@ -1,6 +1,7 @@
 //! The server's other ways in and out: passwords for the job monitor, a trusted single sign-on
 //! proxy, HTTPS, webhook notifications of gates from the durable outbox, and the op-call and
-//! gate-wait metrics. Real server processes on 127.0.0.1, a real webhook receiver.
+//! gate-wait metrics, and a retry with edited inputs from the monitor's page. Real server
+//! processes on 127.0.0.1, a real webhook receiver.
 
 use std::io::Write as _;
 use std::path::Path;
@@ -527,4 +528,105 @@ fn op_calls_and_gate_waits_are_measured() {
     assert!(steps >= 5, "{steps}");
     assert_eq!(count("sluice_op_call_duration_seconds"), steps, "{metrics}");
     assert_eq!(count("sluice_gate_wait_seconds"), 1, "{metrics}");
+}
+
+/// The `csrf` field of a page's forms.
+fn csrf_of(page: &str) -> String {
+    page.split("name=\"csrf\" value=\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').next())
+        .expect("a form with its CSRF token")
+        .to_string()
+}
+
+#[test]
+fn a_trapped_step_is_retried_from_the_page_with_edited_inputs() {
+    let home = crate::home();
+    let rules = home.path().join("rules");
+    std::fs::create_dir(&rules).unwrap();
+    std::fs::write(
+        rules.join("smoke.yaml"),
+        "rule: smoke\nphases:\n  run:\n    - { id: check, op: assert, on-error: trap, with: { that: false, message: not yet } }\n",
+    )
+    .unwrap();
+    let ann = token(home.path(), "ann");
+    let server = Server::with_args(home.path(), &rules, &[], browser());
+    let (s, v) = server.post("/api/v1/jobs", &ann, json!({ "rule": "smoke" }));
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    server.until("smoke-1", &ann, waiting);
+
+    let r = server
+        .client
+        .post(format!("{}/login", server.url))
+        .form(&[("token", ann.as_str())])
+        .send()
+        .unwrap();
+    let cookie = session_cookie(&r).expect("a session");
+    let page = |cookie: &str| {
+        server
+            .client
+            .get(format!("{}/jobs/smoke-1", server.url))
+            .header("cookie", cookie)
+            .send()
+            .unwrap()
+            .text()
+            .unwrap()
+    };
+    let html = page(&cookie);
+    assert!(html.contains("Edit the input for a retry"), "{html}");
+    assert!(html.contains("name=\"editjson.that\""), "{html}");
+    assert!(
+        html.contains("name=\"edit.message\" value=\"not yet\""),
+        "{html}"
+    );
+    let csrf = csrf_of(&html);
+    let retry = |that: &str| {
+        server
+            .client
+            .post(format!("{}/jobs/smoke-1/decide", server.url))
+            .header("cookie", &cookie)
+            .form(&[
+                ("csrf", csrf.as_str()),
+                ("step", "check"),
+                ("decision", "retry"),
+                ("editjson.that", that),
+                ("edit.message", "not yet"),
+                ("comment", "the check was wrong"),
+            ])
+            .send()
+            .unwrap()
+    };
+    let r = retry("tru");
+    assert_eq!(r.status(), StatusCode::BAD_REQUEST);
+    assert!(
+        r.text()
+            .unwrap()
+            .contains("the edited input `that` is not JSON")
+    );
+    assert_eq!(
+        server.get("/api/v1/jobs/smoke-1", &ann).1["steps"]["check"]["attempt"],
+        1,
+        "nothing recorded"
+    );
+
+    let r = retry("true");
+    assert_eq!(r.status(), StatusCode::SEE_OTHER);
+    let v = server.until("smoke-1", &ann, |v| v["status"] == "succeeded");
+    assert_eq!(v["steps"]["check"]["attempt"], 2);
+    assert_eq!(v["steps"]["check"]["input"]["that"], true);
+    let retried: Vec<&Value> = v["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| &h["event"])
+        .filter(|e| e["type"] == "decided")
+        .collect();
+    assert_eq!(retried.len(), 1, "{retried:?}");
+    assert_eq!(retried[0]["kind"], "retry");
+    assert_eq!(
+        retried[0]["inputs"],
+        json!({ "that": true }),
+        "only what was changed"
+    );
+    assert_eq!(retried[0]["by"]["name"], "ann");
 }

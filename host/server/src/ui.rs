@@ -623,6 +623,43 @@ async fn render_job(
                     }
                 }
             }
+            if kinds.contains(&DecisionKind::Retry)
+                && let Some(Value::Object(current)) = j.steps.get(&gate.step).map(|s| &s.input)
+                && !current.is_empty()
+            {
+                // Retry with edited inputs: each top-level field of the step's input, as it
+                // ran; what is changed replaces that field when (and only when) Retry is
+                // pressed. Text is sent as text, anything else as JSON.
+                let _ = write!(
+                    b,
+                    "<details class=\"edit\"><summary>Edit the input for a retry</summary>"
+                );
+                for (key, value) in current {
+                    let field = format!("edit-{}-{key}", gate.step);
+                    let _ = write!(b, "<label for=\"{}\">{}</label>", esc(&field), esc(key));
+                    match value {
+                        Value::String(text) => {
+                            let _ = write!(
+                                b,
+                                "<input id=\"{}\" name=\"edit.{}\" value=\"{}\">",
+                                esc(&field),
+                                esc(key),
+                                esc(text)
+                            );
+                        }
+                        other => {
+                            let _ = write!(
+                                b,
+                                "<textarea id=\"{}\" name=\"editjson.{}\" rows=\"2\" class=\"json\">{}</textarea>",
+                                esc(&field),
+                                esc(key),
+                                esc(&serde_json::to_string_pretty(other).unwrap_or_default())
+                            );
+                        }
+                    }
+                }
+                b.push_str("</details>");
+            }
             let _ = write!(
                 b,
                 "<label for=\"comment-{s}\">Comment</label><textarea id=\"comment-{s}\" name=\"comment\" rows=\"2\"></textarea><div class=\"buttons\">",
@@ -784,15 +821,19 @@ async fn decide(
             "the form named no decision",
         ));
     };
+    let step = field("step").filter(|s| !s.is_empty());
     let mut inputs = Map::new();
     for (k, v) in &fields {
         if let Some(name) = k.strip_prefix("input.") {
             inputs.insert(name.to_string(), Value::String(v.clone()));
         }
     }
+    if kind == DecisionKind::Retry {
+        inputs = edited_inputs(&server, &session, &job, step.as_deref(), &fields).await?;
+    }
     let decision = Decision {
         kind,
-        step: field("step").filter(|s| !s.is_empty()),
+        step,
         comment: field("comment").unwrap_or_default(),
         inputs,
         detach: true,
@@ -813,6 +854,45 @@ async fn decide(
             Ok((status, page).into_response())
         }
     }
+}
+
+/// The fields of a retry form that differ from the step's input as it last ran: `edit.KEY`
+/// as text, `editjson.KEY` as JSON (refused with the page and why when it is not JSON).
+async fn edited_inputs(
+    server: &Arc<Server>,
+    session: &Session,
+    job: &str,
+    step: Option<&str>,
+    fields: &[(String, String)],
+) -> Result<Map<String, Value>, Response> {
+    let view = server.app.job(job).await.map_err(app_refused)?;
+    let current = step
+        .and_then(|s| view.job.steps.get(s))
+        .and_then(|s| s.input.as_object().cloned())
+        .unwrap_or_default();
+    let mut edited = Map::new();
+    for (k, v) in fields {
+        let (key, value) = if let Some(key) = k.strip_prefix("edit.") {
+            (key, Value::String(v.clone()))
+        } else if let Some(key) = k.strip_prefix("editjson.") {
+            match serde_json::from_str::<Value>(v) {
+                Ok(value) => (key, value),
+                Err(e) => {
+                    let e = AppError::BadDecision(format!(
+                        "the edited input `{key}` is not JSON ({e}): write it as JSON, for example `true`, `3` or `[\"a\"]`"
+                    ));
+                    let page = render_job(server, session, job, Some(&e)).await?;
+                    return Err((StatusCode::BAD_REQUEST, page).into_response());
+                }
+            }
+        } else {
+            continue;
+        };
+        if current.get(key) != Some(&value) {
+            edited.insert(key.to_string(), value);
+        }
+    }
+    Ok(edited)
 }
 
 async fn annotate(
