@@ -6,6 +6,7 @@
 mod browser;
 mod chaos;
 mod cli;
+mod client;
 mod exprs;
 mod gates;
 mod jobs;

@@ -630,3 +630,77 @@ fn a_trapped_step_is_retried_from_the_page_with_edited_inputs() {
     );
     assert_eq!(retried[0]["by"]["name"], "ann");
 }
+
+#[test]
+fn the_openapi_document_describes_every_route_the_api_serves() {
+    let home = crate::home();
+    let ann = token(home.path(), "ann");
+    let server = Server::start(home.path());
+    let r = server
+        .client
+        .get(format!("{}/api/v1/openapi.json", server.url))
+        .send()
+        .unwrap();
+    assert_eq!(r.status(), StatusCode::OK, "no token needed");
+    let doc: Value = r.json().unwrap();
+    assert!(
+        doc["openapi"].as_str().unwrap().starts_with("3.1"),
+        "{}",
+        doc["openapi"]
+    );
+    assert_eq!(doc["servers"][0]["url"], "/api/v1");
+    assert_eq!(
+        doc["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+    let paths = doc["paths"].as_object().unwrap();
+    let mut operations = Vec::new();
+    for (path, item) in paths {
+        for (method, op) in item.as_object().unwrap() {
+            assert!(
+                op["responses"]["401"].is_object(),
+                "{method} {path} documents 401"
+            );
+            operations.push(format!("{} {path}", method.to_uppercase()));
+        }
+    }
+    operations.sort();
+    assert_eq!(
+        operations,
+        [
+            "GET /jobs",
+            "GET /jobs/{job}",
+            "GET /jobs/{job}/annotations",
+            "GET /jobs/{job}/annotations/{id}",
+            "GET /jobs/{job}/logs",
+            "GET /jobs/{job}/logs/stream",
+            "GET /jobs/{job}/notifications",
+            "GET /locks",
+            "GET /rules",
+            "GET /whoami",
+            "GET /workers",
+            "POST /jobs",
+            "POST /jobs/{job}/annotations",
+            "POST /jobs/{job}/cancel",
+            "POST /jobs/{job}/decisions",
+            "POST /rules/validate",
+        ]
+    );
+    assert_eq!(
+        paths["/jobs/{job}/decisions"]["post"]["requestBody"]["content"]["application/json"]["schema"]
+            ["$ref"],
+        "#/components/schemas/DecideBody"
+    );
+    // Every documented GET is served there (none falls through to "no such endpoint").
+    for op in operations.iter().filter_map(|o| o.strip_prefix("GET ")) {
+        if op.ends_with("/stream") {
+            continue;
+        }
+        let path = op.replace("{job}", "nope-1").replace("{id}", "1");
+        let (s, v) = server.get(&format!("/api/v1{path}"), &ann);
+        let fell_through = v["detail"]
+            .as_str()
+            .is_some_and(|d| d.starts_with("no such endpoint"));
+        assert!(!fell_through, "{op}: {s} {v}");
+    }
+}

@@ -24,6 +24,7 @@ mod jobs;
 mod notify;
 mod ops;
 mod packages;
+mod remote;
 mod rules;
 mod tokens;
 
@@ -33,6 +34,7 @@ pub use jobs::{Decision, JobView, Note, parse_inputs};
 pub use notify::{DELIVERY_ATTEMPTS, Delivered};
 pub use ops::{LoadedOp, OpRun};
 pub use packages::{Inspected, Pushed};
+pub use remote::{Remote, login_file};
 pub use rules::{RuleFile, Validated, std_op_names};
 pub use tokens::{MIN_PASSWORD_CHARS, NewToken, random_hex};
 

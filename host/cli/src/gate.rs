@@ -87,6 +87,19 @@ pub(crate) struct WorkerArgs {
 }
 
 pub(crate) async fn decide(global: &Global, kind: DecisionKind, args: DecideArgs) -> CmdResult {
+    if let Some(server) = crate::remote::configured()? {
+        crate::remote::refuse_as(args.as_user.as_deref(), &server)?;
+        return crate::remote::decide(
+            &server,
+            &args.job,
+            kind,
+            args.step.as_deref(),
+            &args.comment,
+            &args.inputs,
+            args.detach,
+        )
+        .await;
+    }
     let actor = sluice_app::command_line_actor(args.as_user.as_deref())?;
     let decision = sluice_app::Decision {
         kind,
@@ -110,7 +123,10 @@ pub(crate) async fn decide(global: &Global, kind: DecisionKind, args: DecideArgs
 }
 
 pub(crate) async fn annotate(global: &Global, args: AnnotateArgs) -> CmdResult {
-    let actor = sluice_app::command_line_actor(args.as_user.as_deref())?;
+    let server = crate::remote::configured()?;
+    if let Some(server) = &server {
+        crate::remote::refuse_as(args.as_user.as_deref(), server)?;
+    }
     let note = match (args.comment, args.file, args.log) {
         (Some(c), _, _) => Note::Comment(c),
         (_, Some(f), _) => Note::File(f),
@@ -121,6 +137,16 @@ pub(crate) async fn annotate(global: &Global, args: AnnotateArgs) -> CmdResult {
             )));
         }
     };
+    if let Some(server) = server {
+        let id = server.annotate(&args.job, note).await?;
+        crate::output::print(&format!(
+            "annotation {id} added to {} on {}\n",
+            args.job,
+            server.base()
+        ))?;
+        return Ok(0);
+    }
+    let actor = sluice_app::command_line_actor(args.as_user.as_deref())?;
     let who = actor.name.clone();
     let id = app(global)?.annotate(&args.job, note, actor).await?;
     crate::output::print(&format!("annotation {id} added to {} by {who}\n", args.job))?;
@@ -129,6 +155,9 @@ pub(crate) async fn annotate(global: &Global, args: AnnotateArgs) -> CmdResult {
 
 /// `sluice annotations JOB`: what is attached to a job.
 pub(crate) async fn annotations(global: &Global, args: AnnotationsArgs) -> CmdResult {
+    if let Some(server) = crate::remote::configured()? {
+        return Err(crate::remote::not_remote("annotations", &server));
+    }
     let app = app_read(global)?;
     app.row(&args.job).await?;
     let rows = app.annotations(&args.job).await?;
@@ -157,6 +186,9 @@ pub(crate) async fn annotations(global: &Global, args: AnnotationsArgs) -> CmdRe
 
 /// `sluice annotation get JOB ID`: a stored body, streamed out.
 pub(crate) async fn annotation(global: &Global, cmd: AnnotationCommand) -> CmdResult {
+    if let Some(server) = crate::remote::configured()? {
+        return Err(crate::remote::not_remote("annotation get", &server));
+    }
     let AnnotationCommand::Get(args) = cmd;
     let app = app_read(global)?;
     let row = app.annotation(&args.job, args.id).await?;

@@ -298,6 +298,9 @@ pub(crate) fn standing_code(standing: &Standing) -> u8 {
 }
 
 pub(crate) async fn run(global: &Global, args: RunArgs) -> CmdResult {
+    if let Some(server) = crate::remote::configured()? {
+        return crate::remote::run(&server, &args.rule, &args.params, args.json).await;
+    }
     let app = app(global)?;
     let actor = sluice_app::command_line_actor(None)?;
     let printer = Arc::new(Printer::new(args.json));
@@ -344,11 +347,20 @@ pub(crate) fn report_standing(printer: &Printer, id: &str, standing: &Standing) 
 }
 
 pub(crate) async fn jobs(global: &Global, args: JobsArgs) -> CmdResult {
+    if let Some(server) = crate::remote::configured()? {
+        return crate::remote::jobs(&server, args.limit, args.json).await;
+    }
     let rows = app_read(global)?.jobs(args.limit).await?;
     if args.json {
         print_json(&rows)?;
         return Ok(0);
     }
+    output::print(&jobs_table(&rows))?;
+    Ok(0)
+}
+
+/// The job list as `sluice jobs` prints it.
+pub(crate) fn jobs_table(rows: &[sluice_app::JobRow]) -> String {
     let mut out = format!(
         "{:<24} {:<16} {:<16} {:<12} {}\n",
         "JOB", "RULE", "STATUS", "STARTED BY", "MESSAGE"
@@ -359,11 +371,25 @@ pub(crate) async fn jobs(global: &Global, args: JobsArgs) -> CmdResult {
             r.id, r.rule, r.status, r.started_by, r.message
         ));
     }
-    output::print(&out)?;
-    Ok(0)
+    out
+}
+
+/// A log line as `sluice logs` prints it.
+pub(crate) fn log_line(r: &sluice_app::LogRow) -> String {
+    format!(
+        "{}#{} [{} {}] {}\n",
+        r.step,
+        r.attempt,
+        r.line.source.as_str(),
+        r.line.level.as_str(),
+        r.line.message
+    )
 }
 
 pub(crate) async fn show(global: &Global, args: ShowArgs) -> CmdResult {
+    if let Some(server) = crate::remote::configured()? {
+        return crate::remote::show(&server, &args.job, args.json).await;
+    }
     let view = app_read(global)?.job(&args.job).await?;
     let job = &view.job;
     if args.json {
@@ -563,6 +589,9 @@ fn step_line(job: &Job, key: &str, depth: usize) -> String {
 }
 
 pub(crate) async fn logs(global: &Global, args: LogsArgs) -> CmdResult {
+    if let Some(server) = crate::remote::configured()? {
+        return crate::remote::logs(&server, &args.job, args.step.as_deref(), args.follow).await;
+    }
     let app = app_read(global)?;
     let mut after = 0;
     app.row(&args.job).await?;
@@ -574,14 +603,7 @@ pub(crate) async fn logs(global: &Global, args: LogsArgs) -> CmdResult {
             if args.step.as_ref().is_some_and(|s| s != &r.step) {
                 continue;
             }
-            out.push_str(&format!(
-                "{}#{} [{} {}] {}\n",
-                r.step,
-                r.attempt,
-                r.line.source.as_str(),
-                r.line.level.as_str(),
-                r.line.message
-            ));
+            out.push_str(&log_line(r));
         }
         output::print(&out)?;
         if !args.follow {
@@ -598,6 +620,12 @@ pub(crate) async fn logs(global: &Global, args: LogsArgs) -> CmdResult {
 }
 
 pub(crate) async fn cancel(global: &Global, args: CancelArgs) -> CmdResult {
+    if let Some(server) = crate::remote::configured()? {
+        crate::remote::refuse_as(args.as_user.as_deref(), &server)?;
+        server.cancel(&args.job, &args.reason).await?;
+        eprintln!("job {} is being cancelled on {}", args.job, server.base());
+        return Ok(0);
+    }
     let actor = sluice_app::command_line_actor(args.as_user.as_deref())?;
     let app = app(global)?;
     let printer = Arc::new(Printer::new(false));
@@ -616,6 +644,9 @@ pub(crate) async fn cancel(global: &Global, args: CancelArgs) -> CmdResult {
 }
 
 pub(crate) async fn locks(global: &Global, args: LocksArgs) -> CmdResult {
+    if let Some(server) = crate::remote::configured()? {
+        return Err(crate::remote::not_remote("locks", &server));
+    }
     let rows = app_read(global)?.locks().await?;
     if args.json {
         print_json(&rows)?;
@@ -639,6 +670,9 @@ pub(crate) async fn locks(global: &Global, args: LocksArgs) -> CmdResult {
 }
 
 pub(crate) async fn workers(global: &Global, args: LocksArgs) -> CmdResult {
+    if let Some(server) = crate::remote::configured()? {
+        return Err(crate::remote::not_remote("workers", &server));
+    }
     let workers = app_read(global)?.workers().await?;
     if args.json {
         print_json(&workers)?;

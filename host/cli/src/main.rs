@@ -19,6 +19,7 @@ mod new_op;
 mod op;
 mod output;
 mod package;
+mod remote;
 mod rule;
 mod server;
 
@@ -104,6 +105,17 @@ enum Command {
     /// Set or remove the password a user signs in to the job monitor with.
     #[command(subcommand)]
     Password(server::PasswordCommand),
+    /// Use a sluice server from now on: checks a token (read from stdin) and saves it;
+    /// `run`, `jobs`, `show`, `logs`, `cancel`, decisions and `annotate` then go through it.
+    Login(LoginArgs),
+    /// Forget the server `sluice login` saved: commands use the local home again.
+    Logout,
+}
+
+#[derive(Debug, Args)]
+struct LoginArgs {
+    /// The server's address, such as `https://sluice.example.com`.
+    url: String,
 }
 
 /// A failure with the exit code it maps to.
@@ -224,6 +236,8 @@ fn run(cli: Cli) -> CmdResult {
             Command::Server(args) => server::server(&cli.global, args).await,
             Command::Token(cmd) => server::token(&cli.global, cmd).await,
             Command::Password(cmd) => server::password(&cli.global, cmd).await,
+            Command::Login(a) => remote::login(&a.url).await,
+            Command::Logout => remote::logout(),
         }
     })
 }

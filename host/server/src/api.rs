@@ -10,12 +10,14 @@ use axum::extract::{DefaultBodyLimit, Multipart, Path, Query, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::sse::{Event as SseEvent, KeepAlive, Sse};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
 use axum::{Extension, Json, Router};
 use futures_util::Stream;
 use serde::Deserialize;
 use serde_json::{Map, Value, json};
 use sluice_app::{Actor, AppError, Decision, DecisionKind, JobQuery, JobState, Note};
+use utoipa::{IntoParams, OpenApi, ToSchema};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::Server;
 use crate::live::StartWatch;
@@ -23,33 +25,124 @@ use crate::problem::Problem;
 
 type Answer = Result<Response, Problem>;
 
-pub(crate) fn routes() -> Router<Arc<Server>> {
-    Router::new()
-        .route("/whoami", get(whoami))
-        .route("/rules", get(rules))
-        .route("/rules/validate", post(validate))
-        .route("/jobs", get(jobs).post(start))
-        .route("/jobs/{job}", get(job))
-        .route("/jobs/{job}/decisions", post(decide))
-        .route("/jobs/{job}/cancel", post(cancel))
-        .route("/jobs/{job}/logs", get(logs))
-        .route("/jobs/{job}/logs/stream", get(stream_logs))
-        .route(
-            "/jobs/{job}/annotations",
-            get(annotations).post(annotate).layer(DefaultBodyLimit::max(
-                sluice_app::MAX_ANNOTATION_BYTES as usize + (1 << 20),
-            )),
-        )
-        .route("/jobs/{job}/annotations/{id}", get(annotation))
-        .route("/jobs/{job}/notifications", get(notifications))
-        .route("/locks", get(locks))
-        .route("/workers", get(workers))
+/// The API's routes and its OpenAPI document, both from the handlers' `#[utoipa::path]`
+/// attributes: a route cannot be served without being documented, nor documented at another
+/// path than it is served at.
+pub(crate) fn routes() -> (Router<Arc<Server>>, utoipa::openapi::OpenApi) {
+    let uploads = OpenApiRouter::new()
+        .routes(routes!(annotations, annotate))
+        .layer(DefaultBodyLimit::max(
+            sluice_app::MAX_ANNOTATION_BYTES as usize + (1 << 20),
+        ));
+    let api = OpenApiRouter::with_openapi(ApiDoc::openapi())
+        .routes(routes!(whoami))
+        .routes(routes!(rules))
+        .routes(routes!(validate))
+        .routes(routes!(jobs, start))
+        .routes(routes!(job))
+        .routes(routes!(decide))
+        .routes(routes!(cancel))
+        .routes(routes!(logs))
+        .routes(routes!(stream_logs))
+        .merge(uploads)
+        .routes(routes!(annotation))
+        .routes(routes!(notifications))
+        .routes(routes!(locks))
+        .routes(routes!(workers));
+    let (router, mut api) = api.split_for_parts();
+    // After the paths are in: the answers every operation may give go on each of them.
+    utoipa::Modify::modify(&Common, &mut api);
+    (router, api)
+}
+
+/// What the document says besides the paths: where the API lives, how to authenticate, and
+/// the errors every operation may answer.
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "sluice",
+        description = "The HTTP API of `sluice server`: rules, jobs, decisions at gates, annotations, logs, locks. Errors are RFC 9457 problem details with the words the command line prints (docs/server.md)."
+    ),
+    servers((url = "/api/v1")),
+    components(schemas(ProblemDoc)),
+    security(("bearer" = []))
+)]
+struct ApiDoc;
+
+/// An RFC 9457 problem detail, as every error is answered.
+#[derive(utoipa::ToSchema)]
+#[schema(as = Problem)]
+#[allow(dead_code)]
+struct ProblemDoc {
+    /// Always `about:blank`.
+    r#type: String,
+    /// The HTTP status's reason phrase.
+    title: String,
+    /// The HTTP status.
+    status: u16,
+    /// What is wrong and what to do, as the command line says it.
+    detail: String,
+}
+
+/// The bearer token scheme, and the answers any operation may give: 401, 429 and 500.
+struct Common;
+
+impl utoipa::Modify for Common {
+    fn modify(&self, api: &mut utoipa::openapi::OpenApi) {
+        use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
+        use utoipa::openapi::{ContentBuilder, Ref, ResponseBuilder};
+        let components = api.components.get_or_insert_with(Default::default);
+        components.add_security_scheme(
+            "bearer",
+            SecurityScheme::Http(
+                HttpBuilder::new()
+                    .scheme(HttpAuthScheme::Bearer)
+                    .description(Some("An API token from `sluice token create --user NAME`."))
+                    .build(),
+            ),
+        );
+        let problem = |why: &str| {
+            ResponseBuilder::new()
+                .description(why)
+                .content(
+                    "application/problem+json",
+                    ContentBuilder::new()
+                        .schema(Some(Ref::from_schema_name("Problem")))
+                        .build(),
+                )
+                .build()
+        };
+        for item in api.paths.paths.values_mut() {
+            for op in [
+                &mut item.get,
+                &mut item.post,
+                &mut item.put,
+                &mut item.delete,
+                &mut item.patch,
+            ]
+            .into_iter()
+            .flatten()
+            {
+                let r = &mut op.responses.responses;
+                r.entry("401".into()).or_insert_with(|| {
+                    problem("No token, or one that is unknown or revoked.").into()
+                });
+                r.entry("429".into()).or_insert_with(|| {
+                    problem("Too many failed authentications from this address this minute.").into()
+                });
+                r.entry("500".into())
+                    .or_insert_with(|| problem("The server failed; `detail` says how.").into());
+            }
+        }
+    }
 }
 
 fn ok(status: StatusCode, body: Value) -> Answer {
     Ok((status, Json(body)).into_response())
 }
 
+#[utoipa::path(get, path = "/whoami", tag = "identity",
+    responses((status = 200, description = "The authenticated user: `name`, `groups`, `via` (token, password, proxy).", content_type = "application/json")))]
 async fn whoami(Extension(actor): Extension<Actor>) -> Answer {
     ok(StatusCode::OK, json!(actor))
 }
@@ -64,12 +157,21 @@ fn rules_dir(server: &Server) -> Result<&std::path::Path, Problem> {
     })
 }
 
+#[utoipa::path(get, path = "/rules", tag = "rules",
+    responses(
+        (status = 200, description = "The rule files of `--rules DIR`: `file`, `rule` (its name) or `problem` (why it does not parse).", content_type = "application/json"),
+        (status = 404, description = "The server was started without `--rules`.", body = ProblemDoc, content_type = "application/problem+json")))]
 async fn rules(State(server): State<Arc<Server>>) -> Answer {
     let dir = rules_dir(&server)?;
     let files = server.app.rule_files(dir).await?;
     ok(StatusCode::OK, json!(files))
 }
 
+#[utoipa::path(post, path = "/rules/validate", tag = "rules",
+    request_body(content = String, description = "A rule, as YAML.", content_type = "application/yaml"),
+    responses(
+        (status = 200, description = "`{\"valid\": true, \"rule\": NAME}`", content_type = "application/json"),
+        (status = 422, description = "`{\"valid\": false, \"problems\": TEXT}`, each problem at line:column.", content_type = "application/json")))]
 async fn validate(State(server): State<Arc<Server>>, body: String) -> Answer {
     let dir = server
         .config
@@ -93,15 +195,24 @@ async fn validate(State(server): State<Arc<Server>>, body: String) -> Answer {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct JobsQuery {
+    /// Only jobs in this status (`waiting`, `running`, `succeeded`...).
     status: Option<String>,
+    /// Only jobs of this rule.
     rule: Option<String>,
+    /// Jobs to skip, for paging.
     #[serde(default)]
     offset: usize,
+    /// How many (50 by default, at most 500).
     limit: Option<usize>,
 }
 
+#[utoipa::path(get, path = "/jobs", tag = "jobs", params(JobsQuery),
+    responses(
+        (status = 200, description = "`{\"jobs\": [...], \"offset\", \"limit\"}`, newest first.", content_type = "application/json"),
+        (status = 400, description = "An unknown status.", body = ProblemDoc, content_type = "application/problem+json")))]
 async fn jobs(State(server): State<Arc<Server>>, Query(q): Query<JobsQuery>) -> Answer {
     let status = match q.status.as_deref() {
         None => None,
@@ -125,6 +236,10 @@ async fn jobs(State(server): State<Arc<Server>>, Query(q): Query<JobsQuery>) -> 
 
 /// The gate notifications a job's events caused and how their delivery went (not their
 /// bodies: they may carry the job's params to a channel the reader cannot see).
+#[utoipa::path(get, path = "/jobs/{job}/notifications", tag = "jobs", params(("job" = String, Path, description = "The job id, such as `web-release-42`.")),
+    responses(
+        (status = 200, description = "`{\"notifications\": [...]}`: webhook, attempts, when delivered, the last error, given up.", content_type = "application/json"),
+        (status = 404, description = "No such job.", body = ProblemDoc, content_type = "application/problem+json")))]
 async fn notifications(State(server): State<Arc<Server>>, Path(job): Path<String>) -> Answer {
     server.app.job(&job).await?;
     let rows: Vec<Value> = server
@@ -147,21 +262,34 @@ async fn notifications(State(server): State<Arc<Server>>, Path(job): Path<String
     ok(StatusCode::OK, json!({ "notifications": rows }))
 }
 
+#[utoipa::path(get, path = "/jobs/{job}", tag = "jobs", params(("job" = String, Path, description = "The job id, such as `web-release-42`.")),
+    responses(
+        (status = 200, description = "The job as `sluice show --json` prints it: status, steps, the gates it waits at, annotations, its whole history.", content_type = "application/json"),
+        (status = 404, description = "No such job.", body = ProblemDoc, content_type = "application/problem+json")))]
 async fn job(State(server): State<Arc<Server>>, Path(job): Path<String>) -> Answer {
     let view = server.app.job(&job).await?;
     ok(StatusCode::OK, view.to_json())
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct StartBody {
+    /// The rule's name, as `GET /rules` lists it.
     rule: String,
+    /// Its params, by name.
     #[serde(default)]
+    #[schema(value_type = Object)]
     params: Map<String, Value>,
 }
 
 /// Starts a job: answers 201 once it is in the journal (its check passed) and drives it on in
 /// this process; a check or start that fails answers with why, and leaves no job.
+#[utoipa::path(post, path = "/jobs", tag = "jobs", request_body = StartBody,
+    responses(
+        (status = 201, description = "The job's row, once it is in the journal; `Location` names it.", content_type = "application/json"),
+        (status = 400, description = "Params that do not fit the rule.", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "No such rule in `--rules`.", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 422, description = "Its check failed: no job was created.", content_type = "application/json")))]
 async fn start(
     State(server): State<Arc<Server>>,
     Extension(actor): Extension<Actor>,
@@ -232,19 +360,32 @@ fn standing_json(s: &sluice_app::Standing) -> Value {
     }
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct DecideBody {
+    /// `approve`, `reject`, `resume`, `retry`, `skip`, `rollback` or `abort`.
+    #[schema(value_type = String, example = "approve")]
     decision: DecisionKind,
+    /// The step whose gate this decides, when the job waits at more than one.
     step: Option<String>,
+    /// Recorded with the decision.
     #[serde(default)]
     comment: String,
+    /// Answers to the gate's inputs; for `retry`, fields of the step's input to replace.
     #[serde(default)]
+    #[schema(value_type = Object)]
     inputs: Map<String, Value>,
 }
 
 /// Records a decision (checked like the command line's) and drives the job on in this process;
 /// answers 202 once the decision is in the journal.
+#[utoipa::path(post, path = "/jobs/{job}/decisions", tag = "gates", params(("job" = String, Path, description = "The job id, such as `web-release-42`.")), request_body = DecideBody,
+    responses(
+        (status = 202, description = "Recorded; the server drives the job on.", content_type = "application/json"),
+        (status = 400, description = "A decision the gate does not take, an input it does not offer, or which gate.", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 403, description = "Not allowed: the permissions file, the gate's approvers, four eyes.", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "No such job.", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 409, description = "The gate was decided already (`detail` names who), or the job ended.", body = ProblemDoc, content_type = "application/problem+json")))]
 async fn decide(
     State(server): State<Arc<Server>>,
     Extension(actor): Extension<Actor>,
@@ -279,13 +420,19 @@ pub(crate) fn drive_on(server: &Arc<Server>, job: &str) {
     });
 }
 
-#[derive(Deserialize, Default)]
+#[derive(Deserialize, Default, ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CancelBody {
+    /// Why, recorded in the journal.
     #[serde(default)]
     reason: String,
 }
 
+#[utoipa::path(post, path = "/jobs/{job}/cancel", tag = "jobs", params(("job" = String, Path, description = "The job id, such as `web-release-42`.")), request_body(content = CancelBody, description = "Why (optional)."),
+    responses(
+        (status = 200, description = "The job's row: gates close, post runs.", content_type = "application/json"),
+        (status = 403, description = "Not allowed by the permissions file.", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 409, description = "The job ended already.", body = ProblemDoc, content_type = "application/problem+json")))]
 async fn cancel(
     State(server): State<Arc<Server>>,
     Extension(actor): Extension<Actor>,
@@ -311,12 +458,16 @@ async fn cancel(
     ok(StatusCode::OK, json!(row))
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, IntoParams)]
+#[into_params(parameter_in = Query)]
 struct After {
+    /// Only lines after this log id.
     #[serde(default)]
     after: i64,
 }
 
+#[utoipa::path(get, path = "/jobs/{job}/logs", tag = "logs", params(("job" = String, Path, description = "The job id, such as `web-release-42`."), After),
+    responses((status = 200, description = "`{\"logs\": [...]}`: step, attempt, level, source, message, id.", content_type = "application/json")))]
 async fn logs(
     State(server): State<Arc<Server>>,
     Path(job): Path<String>,
@@ -329,6 +480,8 @@ async fn logs(
 
 /// Log lines as Server-Sent Events (`log`, then `end` with the job's status once it ended and
 /// every line was sent). `Last-Event-ID` (or `?after=`) continues after a log id.
+#[utoipa::path(get, path = "/jobs/{job}/logs/stream", tag = "logs", params(("job" = String, Path, description = "The job id, such as `web-release-42`."), After),
+    responses((status = 200, description = "Server-Sent Events: `log` (id = the log id; `Last-Event-ID` resumes), then `end` with the job's status.", content_type = "text/event-stream")))]
 async fn stream_logs(
     State(server): State<Arc<Server>>,
     Path(job): Path<String>,
@@ -435,6 +588,8 @@ impl Tail {
     }
 }
 
+#[utoipa::path(get, path = "/jobs/{job}/annotations", tag = "annotations", params(("job" = String, Path, description = "The job id, such as `web-release-42`.")),
+    responses((status = 200, description = "`{\"annotations\": [...]}`, without their bodies.", content_type = "application/json")))]
 async fn annotations(State(server): State<Arc<Server>>, Path(job): Path<String>) -> Answer {
     server.app.row(&job).await?;
     let rows = server.app.annotations(&job).await?;
@@ -443,6 +598,11 @@ async fn annotations(State(server): State<Arc<Server>>, Path(job): Path<String>)
 
 /// A comment (`{"comment": "..."}`), or files as `multipart/form-data` (a `comment` field and
 /// `file` fields), each streamed to disk and refused past the annotation size limit.
+#[utoipa::path(post, path = "/jobs/{job}/annotations", tag = "annotations", params(("job" = String, Path, description = "The job id, such as `web-release-42`.")),
+    request_body(description = "`{\"comment\": TEXT}` as JSON, or `multipart/form-data` with `comment` and `file` fields (64 MiB each at most).", content = String, content_type = "multipart/form-data"),
+    responses(
+        (status = 201, description = "`{\"id\": N}` or `{\"ids\": [...]}`.", content_type = "application/json"),
+        (status = 413, description = "A file over the limit: nothing is attached.", body = ProblemDoc, content_type = "application/problem+json")))]
 async fn annotate(
     State(server): State<Arc<Server>>,
     Extension(actor): Extension<Actor>,
@@ -587,6 +747,10 @@ fn upload_name(given: Option<&str>) -> String {
     }
 }
 
+#[utoipa::path(get, path = "/jobs/{job}/annotations/{id}", tag = "annotations", params(("job" = String, Path, description = "The job id, such as `web-release-42`."), ("id" = i64, Path, description = "The annotation's number.")),
+    responses(
+        (status = 200, description = "The body: a comment as text, a file as an attachment.", content_type = "application/octet-stream"),
+        (status = 404, description = "No such annotation of this job.", body = ProblemDoc, content_type = "application/problem+json")))]
 async fn annotation(
     State(server): State<Arc<Server>>,
     Path((job, id)): Path<(String, i64)>,
@@ -617,6 +781,8 @@ async fn annotation(
     Ok(r)
 }
 
+#[utoipa::path(get, path = "/locks", tag = "locks",
+    responses((status = 200, description = "`{\"locks\": [...]}`: each lock and concurrency group, who holds it, who waits, in line order.", content_type = "application/json")))]
 async fn locks(State(server): State<Arc<Server>>) -> Answer {
     ok(
         StatusCode::OK,
@@ -624,6 +790,8 @@ async fn locks(State(server): State<Arc<Server>>) -> Answer {
     )
 }
 
+#[utoipa::path(get, path = "/workers", tag = "locks",
+    responses((status = 200, description = "`{\"workers\": [...]}`: the workers running now.", content_type = "application/json")))]
 async fn workers(State(server): State<Arc<Server>>) -> Answer {
     ok(
         StatusCode::OK,

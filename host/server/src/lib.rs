@@ -21,6 +21,8 @@ use sluice_app::App;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 
+// utoipa's `#[utoipa::path(params(...))]` expands to fully qualified paths.
+#[allow(unused_qualifications)]
 mod api;
 mod auth;
 mod live;
@@ -358,11 +360,20 @@ async fn deliver(server: Arc<Server>, stop: CancellationToken) {
 }
 
 fn router(server: Arc<Server>) -> Router {
-    let api = api::routes().layer(axum::middleware::from_fn_with_state(
+    let (api, openapi) = api::routes();
+    let api = api.layer(axum::middleware::from_fn_with_state(
         server.clone(),
         auth::authenticate,
     ));
+    let openapi = Arc::new(openapi);
     Router::new()
+        .route(
+            "/api/v1/openapi.json",
+            get(move || {
+                let openapi = openapi.clone();
+                async move { axum::Json(openapi.as_ref().clone()) }
+            }),
+        )
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(metrics::ready))
         .route("/metrics", get(metrics::render))

@@ -122,7 +122,7 @@ pub struct StoredEvent {
 }
 
 /// A job's row in the index.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct JobRow {
     /// Its id.
     pub id: String,
@@ -185,7 +185,7 @@ pub struct TokenRow {
 }
 
 /// One stored log line of a step attempt.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, serde::Deserialize)]
 pub struct LogRow {
     /// Increasing across the whole store: `logs --follow` continues after it.
     pub id: i64,
