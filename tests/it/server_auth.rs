@@ -704,3 +704,87 @@ fn the_openapi_document_describes_every_route_the_api_serves() {
         assert!(!fell_through, "{op}: {s} {v}");
     }
 }
+
+/// How many times the CloudEvents sink was called.
+static SINK: AtomicUsize = AtomicUsize::new(0);
+
+#[test]
+fn every_transition_goes_out_as_a_cloud_event_in_order_after_the_sink_comes_back() {
+    let home = crate::home();
+    let receiver = serve(|path| match path {
+        // Down for the first two requests.
+        "/ce" if SINK.fetch_add(1, Ordering::SeqCst) < 2 => (503, b"down".to_vec()),
+        _ => (202, Vec::new()),
+    });
+    std::fs::write(
+        home.path().join("notifications.yaml"),
+        format!(
+            "monitor: https://sluice.example.com\nwebhooks:\n  events:\n    url: http://127.0.0.1:{}/ce\n    format: cloudevents\n",
+            receiver.port
+        ),
+    )
+    .unwrap();
+    let rule = crate::jobs::write_rule(
+        home.path(),
+        "tiny.yaml",
+        "rule: tiny\nphases:\n  run:\n    - { id: hello, op: log, with: { message: hi } }\n    - { id: sure, op: assert, with: { that: true } }\n  post:\n    - { id: bye, op: log, with: { message: bye } }\n",
+    );
+    // The job runs and ends in a terminal; no server runs, so every event waits in the outbox.
+    let o = sluice(home.path(), &["run", rule.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", out(&o), err(&o));
+    let shown: Value =
+        serde_json::from_str(&out(&sluice(home.path(), &["show", "tiny-1", "--json"]))).unwrap();
+    let history = shown["history"].as_array().unwrap();
+    assert!(history.len() >= 8, "{history:?}");
+
+    let _server = Server::start(home.path());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let received = loop {
+        let got = bodies(&receiver.requests, "/ce");
+        if got.len() >= history.len() + 2 {
+            break got;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{} of {}",
+            got.len(),
+            history.len() + 2
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    let ids: Vec<&str> = received.iter().map(|e| e["id"].as_str().unwrap()).collect();
+    let mut expected = vec!["tiny-1:1", "tiny-1:1"];
+    let all: Vec<String> = (1..=history.len()).map(|n| format!("tiny-1:{n}")).collect();
+    expected.extend(all.iter().map(String::as_str));
+    assert_eq!(
+        ids, expected,
+        "the first one twice (the sink was down), then each once, in order"
+    );
+    for (e, h) in received[2..].iter().zip(history) {
+        assert_eq!(e["specversion"], "1.0");
+        assert_eq!(e["source"], "https://sluice.example.com");
+        assert_eq!(e["subject"], "tiny-1");
+        assert_eq!(e["datacontenttype"], "application/json");
+        assert_eq!(
+            e["data"]["event"], h["event"],
+            "data carries the journal entry"
+        );
+        assert_eq!(e["data"]["job"]["rule"], "tiny");
+        let ty = e["type"].as_str().unwrap();
+        assert!(ty.starts_with("dev.sluice."), "{ty}");
+    }
+    let types: Vec<&str> = received[2..]
+        .iter()
+        .map(|e| e["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types.first(), Some(&"dev.sluice.job.created"));
+    assert_eq!(types.last(), Some(&"dev.sluice.job.finished"));
+    assert!(types.contains(&"dev.sluice.step.finished"));
+    let last = received.last().unwrap();
+    assert_eq!(last["data"]["job"]["status"], "succeeded");
+    let step = received[2..]
+        .iter()
+        .find(|e| e["type"] == "dev.sluice.step.finished")
+        .unwrap();
+    assert!(step["data"]["step"]["status"].is_string(), "{step}");
+}

@@ -1,13 +1,15 @@
-//! Notifications of gates: when a job starts waiting, a message for each webhook of the
-//! notifications file (`$SLUICE_HOME/notifications.yaml`) goes into the journal's outbox with
-//! the event, and [`App::deliver_messages`] posts them, at least once, with retries and
-//! backoff. Any process that drives a job writes the messages; a server delivers them.
+//! Notifications of gates and CloudEvents of every transition: for each event a job records,
+//! a message for each webhook of the notifications file (`$SLUICE_HOME/notifications.yaml`)
+//! that wants it goes into the journal's outbox with the event (a gate opening for `slack`
+//! and `json` webhooks, everything for `cloudevents` ones), and [`App::deliver_messages`]
+//! posts them, at least once, in order per job and webhook, with retries and backoff. Any
+//! process that drives a job writes the messages; a server delivers them.
 
 use std::path::Path;
 use std::time::Duration;
 
 use serde_json::{Value, json};
-use sluice_engine::{Event, GateView, Job};
+use sluice_engine::{Event, GateView, Job, Millis};
 use sluice_rule::notifications::{self, Format, Notifications};
 use sluice_store::{MessageRow, NewMessage};
 
@@ -41,7 +43,97 @@ pub(crate) fn load(path: &Path) -> Result<Option<Notifications>, AppError> {
 pub(crate) struct Notifier(pub(crate) Notifications);
 
 impl sluice_runner::Outbox for Notifier {
-    fn messages(&self, job: &Job, event: &Event) -> Vec<NewMessage> {
+    fn messages(&self, job: &Job, event: &Event, seq: u64, at: Millis) -> Vec<NewMessage> {
+        let mut out: Vec<NewMessage> = self
+            .0
+            .webhooks
+            .iter()
+            .filter(|(_, w)| w.format == Format::CloudEvents && w.wants(&job.rule.name, ""))
+            .filter_map(|(name, _)| {
+                let body = cloud_event(job, event, seq, at, self.0.monitor.as_deref())?;
+                Some(NewMessage {
+                    sink: name.clone(),
+                    body,
+                })
+            })
+            .collect();
+        out.extend(self.gate_messages(job, event));
+        out
+    }
+}
+
+/// The CloudEvents `type` of a journal event.
+fn event_type(event: &Event) -> &'static str {
+    match event {
+        Event::Created { .. } => "dev.sluice.job.created",
+        Event::Queued { .. } => "dev.sluice.job.queued",
+        Event::Started { .. } => "dev.sluice.job.started",
+        Event::StepStarted { .. } => "dev.sluice.step.started",
+        Event::StepFinished { .. } => "dev.sluice.step.finished",
+        Event::StepSkipped { .. } => "dev.sluice.step.skipped",
+        Event::GateOpened { .. } => "dev.sluice.gate.waiting",
+        Event::Decided { .. } => "dev.sluice.gate.decided",
+        Event::Interrupted { .. } => "dev.sluice.step.interrupted",
+        Event::RollbackStarted { .. } => "dev.sluice.job.rolling-back",
+        Event::CancelRequested { .. } => "dev.sluice.job.cancelling",
+        Event::Finished { .. } => "dev.sluice.job.finished",
+    }
+}
+
+/// `event`, the `seq`th of `job`, as a CloudEvent 1.0 in structured mode: `id` is
+/// `JOB:SEQ` (the same on every delivery, so a receiver can drop repeats), `subject` the job,
+/// `data` the job's summary, the journal entry and, for a step's event, the step as
+/// `sluice show --json` shows them.
+fn cloud_event(
+    job: &Job,
+    event: &Event,
+    seq: u64,
+    at: Millis,
+    monitor: Option<&str>,
+) -> Option<String> {
+    use cloudevents::EventBuilder as _;
+    let entry = serde_json::to_value(event).ok()?;
+    let (status, message) = sluice_runner::status_of(job);
+    let step = entry["step"]
+        .as_str()
+        .and_then(|s| job.steps.get(s))
+        .map(|s| serde_json::to_value(s).unwrap_or_default());
+    let mut data = json!({
+        "job": {
+            "id": job.id,
+            "rule": job.rule.name,
+            "status": status,
+            "message": message,
+            "started_by": job.started_by,
+            "params": job.params,
+        },
+        "event": entry,
+    });
+    if let Some(step) = step {
+        data["step"] = step;
+    }
+    let built = cloudevents::EventBuilderV10::new()
+        .id(format!("{}:{seq}", job.id))
+        .source(monitor.map_or_else(|| "urn:sluice".to_string(), |m| m.to_string()))
+        .ty(event_type(event))
+        .subject(job.id.clone())
+        .time(chrono::DateTime::<chrono::Utc>::from_timestamp_millis(
+            at as i64,
+        )?)
+        .data("application/json", data)
+        .build();
+    match built {
+        Ok(e) => serde_json::to_string(&e).ok(),
+        Err(e) => {
+            tracing::error!(job = job.id, error = %e, "a CloudEvent could not be built");
+            None
+        }
+    }
+}
+
+impl Notifier {
+    /// The notifications of a gate opening, for the `slack` and `json` webhooks that want it.
+    fn gate_messages(&self, job: &Job, event: &Event) -> Vec<NewMessage> {
         let Event::GateOpened { step, .. } = event else {
             return Vec::new();
         };
@@ -57,13 +149,16 @@ impl sluice_runner::Outbox for Notifier {
             .webhooks
             .iter()
             .filter(|(_, w)| w.wants(&job.rule.name, gate.kind.as_str()))
-            .map(|(name, w)| NewMessage {
-                sink: name.clone(),
-                body: match w.format {
+            .filter_map(|(name, w)| {
+                let body = match w.format {
                     Format::Slack => slack_body(job, &gate, link.as_deref()),
                     Format::Json => json_body(job, &gate, link.as_deref()),
-                }
-                .to_string(),
+                    Format::CloudEvents => return None,
+                };
+                Some(NewMessage {
+                    sink: name.clone(),
+                    body: body.to_string(),
+                })
             })
             .collect()
     }
@@ -193,7 +288,13 @@ impl App {
                     format!("no webhook `{}` in the notifications file any more", m.sink),
                     false,
                 )),
-                Some(w) => post(client, &w.url, &m).await,
+                Some(w) => {
+                    let content_type = match w.format {
+                        Format::CloudEvents => "application/cloudevents+json",
+                        Format::Slack | Format::Json => "application/json",
+                    };
+                    post(client, &w.url, content_type, &m).await
+                }
             };
             let store = match outcome {
                 Ok(()) => {
@@ -239,10 +340,15 @@ impl App {
 }
 
 /// Posts one message; on failure, why and whether to try again.
-async fn post(client: &reqwest::Client, url: &str, m: &MessageRow) -> Result<(), (String, bool)> {
+async fn post(
+    client: &reqwest::Client,
+    url: &str,
+    content_type: &str,
+    m: &MessageRow,
+) -> Result<(), (String, bool)> {
     let answer = client
         .post(url)
-        .header("content-type", "application/json")
+        .header("content-type", content_type)
         .header("user-agent", concat!("sluice/", env!("CARGO_PKG_VERSION")))
         .header("x-sluice-delivery", m.id.to_string())
         .timeout(REQUEST_TIMEOUT)

@@ -1,4 +1,5 @@
-//! The notifications file: webhooks called when a job starts waiting at a gate.
+//! The notifications file: webhooks called when a job starts waiting at a gate, and sinks of
+//! CloudEvents that get every transition of every job.
 //!
 //! ```yaml
 //! monitor: https://sluice.example.com   # the job monitor's address, for links
@@ -8,6 +9,9 @@
 //!     format: slack                      # slack (Slack's incoming webhooks) or json
 //!     rules: [web-release]               # only jobs of these rules (default: all)
 //!     gates: [approval, trap]            # only these kinds (default: all)
+//!   events:
+//!     url: https://events.example.com/sluice
+//!     format: cloudevents                # every transition, CloudEvents 1.0 structured mode
 //! ```
 
 use std::collections::BTreeMap;
@@ -47,6 +51,8 @@ pub enum Format {
     Slack,
     /// sluice's own JSON: the job, the gate and the link.
     Json,
+    /// Every transition of a job (not only gates) as a CloudEvent 1.0, structured mode.
+    CloudEvents,
 }
 
 const FIELDS: &[&str] = &["url", "format", "rules", "gates"];
@@ -160,7 +166,12 @@ fn webhook(d: &mut Diagnostics, node: &Node) -> Option<Webhook> {
             "format" => match v.as_scalar().map(|s| s.as_str()) {
                 Some("slack") => w.format = Format::Slack,
                 Some("json") => w.format = Format::Json,
-                _ => d.error(Loc::of(v.span()), "`format` is `slack` or `json`", None),
+                Some("cloudevents") => w.format = Format::CloudEvents,
+                _ => d.error(
+                    Loc::of(v.span()),
+                    "`format` is `slack`, `json` or `cloudevents`",
+                    None,
+                ),
             },
             "rules" | "gates" => {
                 let Some(list) = strings(v) else {
@@ -195,6 +206,13 @@ fn webhook(d: &mut Diagnostics, node: &Node) -> Option<Webhook> {
                 );
             }
         }
+    }
+    if w.format == Format::CloudEvents && !w.gates.is_empty() {
+        d.error(
+            Loc::of(node.span()),
+            "`gates` chooses which gates are notified; a `cloudevents` webhook gets every transition",
+            Some("remove `gates`, or filter on the event `type` where the events arrive".into()),
+        );
     }
     if w.url.is_empty() && d.items.len() == before {
         d.error(
@@ -251,5 +269,11 @@ mod tests {
         assert!(text.contains("did you mean `format`?"), "{text}");
         assert!(text.contains("this webhook has no `url`"), "{text}");
         assert!(text.contains("unknown gate kind `aproval`"), "{text}");
+        let e = parse(
+            "webhooks:\n  e:\n    url: https://x\n    format: cloudevents\n    gates: [trap]\n",
+            "n.yaml",
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("gets every transition"), "{e}");
     }
 }

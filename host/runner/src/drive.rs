@@ -48,13 +48,14 @@ impl Runner {
         let at = now();
         let job = Job::new(&created, at).expect("a Created event makes a job");
         self.observer.event(&job, &created, at);
+        let pending_outbox = self.messages(&job, &created, 1, at);
         let mut d = Driving {
             job,
             last_seq: 0,
             persisted: false,
             pending: vec![(at, created)],
             pending_logs: vec![],
-            pending_outbox: vec![],
+            pending_outbox,
         };
         let standing = match self.run(&mut d).await {
             Ok(standing) if d.persisted => {
@@ -197,7 +198,8 @@ impl Runner {
         if !d.persisted {
             for e in events {
                 d.job.apply(&e, at);
-                d.pending_outbox.extend(self.messages(&d.job, &e));
+                let seq = d.pending.len() as u64 + 1;
+                d.pending_outbox.extend(self.messages(&d.job, &e, seq, at));
                 self.observer.event(&d.job, &e, at);
                 d.pending.push((at, e));
             }
@@ -205,9 +207,9 @@ impl Runner {
         }
         let mut next = d.job.clone();
         let mut outbox = Vec::new();
-        for e in &events {
+        for (i, e) in events.iter().enumerate() {
             next.apply(e, at);
-            outbox.extend(self.messages(&next, e));
+            outbox.extend(self.messages(&next, e, d.last_seq + i as u64 + 1, at));
         }
         // Events, status, next timer and logs: one transaction, one fsync.
         let append = Append {

@@ -135,8 +135,15 @@ pub trait Observer: Send + Sync {
 /// Messages recorded events cause (gate notifications, and later CloudEvents), written in the
 /// same transaction as the events: a crash never records one without the other.
 pub trait Outbox: Send + Sync {
-    /// The messages `event` causes; `job` is the job once `event` applied.
-    fn messages(&self, job: &Job, event: &Event) -> Vec<sluice_store::NewMessage>;
+    /// The messages `event`, the job's `seq`th, recorded at `at`, causes; `job` is the job once
+    /// `event` applied.
+    fn messages(
+        &self,
+        job: &Job,
+        event: &Event,
+        seq: u64,
+        at: Millis,
+    ) -> Vec<sluice_store::NewMessage>;
 }
 
 /// An observer that says nothing.
@@ -195,11 +202,17 @@ impl Runner {
         self
     }
 
-    /// The messages `event` causes for `job` (once applied).
-    pub(crate) fn messages(&self, job: &Job, event: &Event) -> Vec<sluice_store::NewMessage> {
+    /// The messages `event` (the job's `seq`th, at `at`) causes for `job` (once applied).
+    pub(crate) fn messages(
+        &self,
+        job: &Job,
+        event: &Event,
+        seq: u64,
+        at: Millis,
+    ) -> Vec<sluice_store::NewMessage> {
         self.outbox
             .as_ref()
-            .map(|o| o.messages(job, event))
+            .map(|o| o.messages(job, event, seq, at))
             .unwrap_or_default()
     }
 
@@ -318,7 +331,7 @@ impl Runner {
                 status: Some(status),
                 wake_at: Some(next.next_timer()),
                 logs: None,
-                outbox: self.messages(&next, &e),
+                outbox: self.messages(&next, &e, d.last_seq + 1, at),
             };
             match self.journal.append(job_id, d.last_seq, append).await {
                 Ok(_) => {
@@ -358,11 +371,12 @@ impl Runner {
                 by: by.clone(),
                 reason: reason.to_string(),
             };
+            let at = now();
             let mut next = d.job.clone();
-            next.apply(&e, now());
+            next.apply(&e, at);
             let append = Append {
-                events: vec![drive::stored(now(), &e)],
-                outbox: self.messages(&next, &e),
+                events: vec![drive::stored(at, &e)],
+                outbox: self.messages(&next, &e, d.last_seq + 1, at),
                 ..Append::default()
             };
             match self.journal.append(job_id, d.last_seq, append).await {

@@ -37,6 +37,7 @@ macro_rules! conformance_tests {
             a_job_created_under_a_lease_is_held_by_its_creator,
             passwords_are_set_replaced_and_removed,
             messages_are_written_with_their_events_and_claimed_once_until_delivered,
+            messages_of_one_job_to_one_sink_go_in_order,
         );
     };
     (@each $make:expr; $($name:ident),* $(,)?) => {
@@ -745,4 +746,52 @@ pub async fn messages_are_written_with_their_events_and_claimed_once_until_deliv
     assert_eq!(all[0].delivered_at, Some(now + 1));
     assert!(all[2].gave_up);
     assert_eq!(all[1].attempts, 2);
+}
+
+/// A message waits while an earlier one of the same job to the same sink is undelivered
+/// (failed and waiting for its retry, or claimed); other jobs and sinks go on.
+pub async fn messages_of_one_job_to_one_sink_go_in_order(j: Arc<dyn Journal>) {
+    let to = |sink: &str, n: u32| NewMessage {
+        sink: sink.into(),
+        body: format!("{{\"n\":{n}}}"),
+    };
+    for (id, outbox) in [
+        (
+            "deploy-1",
+            vec![to("events", 1), to("events", 2), to("chat", 3)],
+        ),
+        ("deploy-2", vec![to("events", 4)]),
+    ] {
+        let mut job = new_job(id);
+        job.outbox = outbox;
+        j.create_job(job, events(1)).await.unwrap();
+    }
+    let body = |rows: &[MessageRow]| rows.iter().map(|m| m.body.clone()).collect::<Vec<_>>();
+    let now = 1_000_000;
+    let first = j.claim_messages(now, "a", now + 100, 10).await.unwrap();
+    assert_eq!(body(&first), [r#"{"n":1}"#, r#"{"n":3}"#, r#"{"n":4}"#]);
+    j.message_failed(first[0].id, "503", Some(now + 50))
+        .await
+        .unwrap();
+    for m in &first[1..] {
+        j.message_delivered(m.id, now).await.unwrap();
+    }
+    assert!(
+        j.claim_messages(now + 10, "a", now + 100, 10)
+            .await
+            .unwrap()
+            .is_empty(),
+        "2 waits for 1, which waits for its retry"
+    );
+    let retry = j
+        .claim_messages(now + 50, "a", now + 150, 10)
+        .await
+        .unwrap();
+    assert_eq!(body(&retry), [r#"{"n":1}"#]);
+    j.message_delivered(retry[0].id, now + 51).await.unwrap();
+    let next = j
+        .claim_messages(now + 51, "a", now + 150, 10)
+        .await
+        .unwrap();
+    assert_eq!(body(&next), [r#"{"n":2}"#]);
 }

@@ -447,7 +447,9 @@ pub trait Journal: Send + Sync {
     /// Removes `user`'s password; `false` when they had none.
     async fn remove_password(&self, user: &str) -> Result<bool, StoreError>;
     /// Claims up to `limit` undelivered messages due at `now` for `holder` until `until`
-    /// (another claimer skips them meanwhile), oldest first.
+    /// (another claimer skips them meanwhile), oldest first. Messages of one job to one sink go
+    /// in order: one is claimable only when every earlier one of that job and sink was
+    /// delivered or given up.
     async fn claim_messages(
         &self,
         now: Millis,

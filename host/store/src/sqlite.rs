@@ -14,7 +14,7 @@ use crate::locks::{self, Plan};
 use crate::*;
 
 /// The schema this code reads and writes.
-const SCHEMA_VERSION: u32 = 5;
+const SCHEMA_VERSION: u32 = 6;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS counters (rule TEXT PRIMARY KEY, next INTEGER NOT NULL);
@@ -109,6 +109,7 @@ CREATE TABLE IF NOT EXISTS outbox (
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (next_at) WHERE delivered_at IS NULL AND gave_up = 0;
 CREATE INDEX IF NOT EXISTS outbox_by_job ON outbox (job_id, id);
+CREATE INDEX IF NOT EXISTS outbox_line ON outbox (sink, job_id, id) WHERE delivered_at IS NULL AND gave_up = 0;
 CREATE TABLE IF NOT EXISTS lock_line (
     ticket INTEGER PRIMARY KEY AUTOINCREMENT,
     job_id TEXT NOT NULL UNIQUE
@@ -343,7 +344,7 @@ fn migrate(conn: &mut Connection) -> Res<()> {
     if found < SCHEMA_VERSION {
         tx.execute_batch(SCHEMA)?;
         // Every table is created if missing (2 added `children`, 3 `workers`, 4 `tokens`, 5
-        // `passwords` and `outbox`). Version 1 (no
+        // `passwords` and `outbox`, 6 the outbox's per-line index). Version 1 (no
         // user_version yet) had events without a format version: they are format 1.
         let has_version = tx
             .prepare("SELECT 1 FROM pragma_table_info('events') WHERE name = 'version'")?
@@ -1158,7 +1159,7 @@ impl Journal for SqliteJournal {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let rows = {
                 let mut st = tx.prepare_cached(&format!(
-                    "SELECT {MESSAGE_COLUMNS} FROM outbox WHERE delivered_at IS NULL AND gave_up = 0 AND next_at <= ?1 AND (claimed_until IS NULL OR claimed_until <= ?1) ORDER BY id LIMIT ?2"
+                    "SELECT {MESSAGE_COLUMNS} FROM outbox m WHERE delivered_at IS NULL AND gave_up = 0 AND next_at <= ?1 AND (claimed_until IS NULL OR claimed_until <= ?1) AND NOT EXISTS (SELECT 1 FROM outbox e WHERE e.sink = m.sink AND e.job_id = m.job_id AND e.id < m.id AND e.delivered_at IS NULL AND e.gave_up = 0) ORDER BY id LIMIT ?2"
                 ))?;
                 let rows = st.query_map(params![now as i64, limit as i64], message_row)?;
                 rows.collect::<Result<Vec<_>, _>>()?
