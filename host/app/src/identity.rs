@@ -90,21 +90,29 @@ impl Permission {
 
 /// The permissions file, when there is one (without it everyone may do everything).
 pub(crate) fn load(path: &Path) -> Result<Option<Permissions>, AppError> {
+    read_settings(path, "permissions file", permissions::parse)
+}
+
+/// A settings file of `$SLUICE_HOME` (permissions, notifications) parsed by `parse`; `None`
+/// when there is none. A file that cannot be read or parsed says where and why.
+pub(crate) fn read_settings<T>(
+    path: &Path,
+    what: &str,
+    parse: fn(&str, &str) -> Result<T, sluice_rule::Diagnostics>,
+) -> Result<Option<T>, AppError> {
     let bytes = match std::fs::read(path) {
         Ok(b) => b,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
         Err(e) => {
             return Err(AppError::Usage(format!(
-                "cannot read permissions file {}: {e}",
+                "cannot read {what} {}: {e}",
                 path.display()
             )));
         }
     };
     let file = path.display().to_string();
     let text = sluice_rule::decode_utf8(bytes, &file).map_err(AppError::Invalid)?;
-    permissions::parse(&text, &file)
-        .map(Some)
-        .map_err(AppError::Invalid)
+    parse(&text, &file).map(Some).map_err(AppError::Invalid)
 }
 
 /// Checks `actor` may do `what` and fills in their groups (the permissions file's, and those

@@ -22,21 +22,7 @@ const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The notifications file, when there is one.
 pub(crate) fn load(path: &Path) -> Result<Option<Notifications>, AppError> {
-    let bytes = match std::fs::read(path) {
-        Ok(b) => b,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => {
-            return Err(AppError::Usage(format!(
-                "cannot read notifications file {}: {e}",
-                path.display()
-            )));
-        }
-    };
-    let file = path.display().to_string();
-    let text = sluice_rule::decode_utf8(bytes, &file).map_err(AppError::Invalid)?;
-    notifications::parse(&text, &file)
-        .map(Some)
-        .map_err(AppError::Invalid)
+    crate::identity::read_settings(path, "notifications file", notifications::parse)
 }
 
 /// Turns a gate opening into a message per webhook that wants it.

@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use marked_yaml::Node;
 
 use crate::diag::{Diagnostics, Loc, did_you_mean};
-use crate::yaml::{self, LoadFailure};
+use crate::yaml;
 
 /// Parsed notifications.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -80,26 +80,14 @@ fn is_http_url(url: &str) -> bool {
 /// Parses a notifications file, reporting every problem at its place.
 pub fn parse(text: &str, file: &str) -> Result<Notifications, Diagnostics> {
     let mut d = Diagnostics::new(file, text);
-    let root = match yaml::load(text, marked_yaml::LoaderOptions::default()) {
-        Ok(r) => r,
-        Err(LoadFailure::Located(at, msg, hint)) => {
-            d.error(at, msg, hint);
-            return Err(d);
-        }
-        Err(LoadFailure::Loader(e)) => {
-            d.error(Loc::default(), format!("not valid YAML: {e}"), None);
-            return Err(d);
-        }
-    };
-    let mut n = Notifications::default();
-    let Some(m) = root.as_mapping() else {
-        d.error(
-            Loc::of(root.span()),
-            "a notifications file is a mapping with `monitor` and `webhooks`",
-            None,
-        );
+    let Some(m) = yaml::load_settings(
+        &mut d,
+        text,
+        "a notifications file is a mapping with `monitor` and `webhooks`",
+    ) else {
         return Err(d);
     };
+    let mut n = Notifications::default();
     for (k, v) in m.iter() {
         match k.as_str() {
             "monitor" => match v.as_scalar().map(|s| s.as_str()) {

@@ -19,7 +19,7 @@ use std::collections::BTreeMap;
 use marked_yaml::Node;
 
 use crate::diag::{Diagnostics, Loc, did_you_mean};
-use crate::yaml::{self, LoadFailure};
+use crate::yaml;
 
 /// What can be allowed.
 pub const ACTIONS: &[&str] = &["approve", "resume", "trap", "cancel", "annotate"];
@@ -83,26 +83,14 @@ pub struct Denied {
 /// Parses a permissions file, reporting every problem at its place.
 pub fn parse(text: &str, file: &str) -> Result<Permissions, Diagnostics> {
     let mut d = Diagnostics::new(file, text);
-    let root = match yaml::load(text, marked_yaml::LoaderOptions::default()) {
-        Ok(r) => r,
-        Err(LoadFailure::Located(at, msg, hint)) => {
-            d.error(at, msg, hint);
-            return Err(d);
-        }
-        Err(LoadFailure::Loader(e)) => {
-            d.error(Loc::default(), format!("not valid YAML: {e}"), None);
-            return Err(d);
-        }
-    };
-    let mut p = Permissions::default();
-    let Some(m) = root.as_mapping() else {
-        d.error(
-            Loc::of(root.span()),
-            "a permissions file is a mapping with `groups` and `allow`",
-            None,
-        );
+    let Some(m) = yaml::load_settings(
+        &mut d,
+        text,
+        "a permissions file is a mapping with `groups` and `allow`",
+    ) else {
         return Err(d);
     };
+    let mut p = Permissions::default();
     for (k, v) in m.iter() {
         match k.as_str() {
             "groups" | "allow" => {

@@ -35,6 +35,33 @@ pub(crate) fn load(text: &str, options: LoaderOptions) -> Result<Node, LoadFailu
     marked_yaml::parse_yaml_with_options(0, text, options).map_err(LoadFailure::Loader)
 }
 
+/// Loads a small settings file (permissions, notifications) whose top level is a mapping;
+/// every problem goes into `d`, worded with `shape` (what the top level should be).
+pub(crate) fn load_settings(
+    d: &mut crate::Diagnostics,
+    text: &str,
+    shape: &str,
+) -> Option<marked_yaml::types::MarkedMappingNode> {
+    let root = match load(text, LoaderOptions::default()) {
+        Ok(r) => r,
+        Err(LoadFailure::Located(at, msg, hint)) => {
+            d.error(at, msg, hint);
+            return None;
+        }
+        Err(LoadFailure::Loader(e)) => {
+            d.error(Loc::default(), format!("not valid YAML: {e}"), None);
+            return None;
+        }
+    };
+    match root.as_mapping() {
+        Some(m) => Some(m.clone()),
+        None => {
+            d.error(Loc::of(root.span()), shape, None);
+            None
+        }
+    }
+}
+
 fn loc_of(m: &Marker) -> Loc {
     Loc {
         line: m.line(),
