@@ -20,6 +20,7 @@ mod server;
 mod server_auth;
 mod stdops;
 mod tidy;
+mod triggers;
 mod upgrade;
 
 /// A fresh `$SLUICE_HOME` for one test.

@@ -31,10 +31,7 @@ fn set_password(home: &Path, user: &str, password: &str) -> std::process::Output
 
 /// A client that keeps its cookies to itself: the test reads and sends them by hand.
 fn browser() -> Client {
-    Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
+    crate::server::fresh(Client::builder().redirect(reqwest::redirect::Policy::none()))
 }
 
 fn session_cookie(r: &reqwest::blocking::Response) -> Option<String> {
@@ -266,12 +263,9 @@ fn the_server_speaks_https_with_the_given_certificate() {
         .expect("openssl (installed by .ci/run)");
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     let ann = token(home.path(), "ann");
-    let trusted = Client::builder()
-        .add_root_certificate(
-            reqwest::Certificate::from_pem(&std::fs::read(&cert).unwrap()).unwrap(),
-        )
-        .build()
-        .unwrap();
+    let trusted = crate::server::fresh(Client::builder().add_root_certificate(
+        reqwest::Certificate::from_pem(&std::fs::read(&cert).unwrap()).unwrap(),
+    ));
     let server = Server::with_args(
         home.path(),
         Path::new("examples"),

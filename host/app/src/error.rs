@@ -94,7 +94,7 @@ pub(crate) fn store(home: &Path, e: sluice_store::StoreError) -> AppError {
     match e {
         S::NoJob(_) => AppError::NotFound(text),
         S::Body(m) => AppError::Usage(format!("{m}: nothing was attached")),
-        S::NewerSchema { .. } => AppError::Refused(text),
+        S::NewerSchema { .. } | S::Triggered { .. } => AppError::Refused(text),
         S::NoSpace => no_space(home, &text),
         S::ReadOnly(_) => read_only(home, &text),
         _ => storage_or_internal(home, text),

@@ -50,6 +50,8 @@ pub struct JobView {
     pub annotations: Vec<AnnotationRow>,
     /// The job is under way and nothing drives it (its driver was killed).
     pub driver_gone: bool,
+    /// The jobs its end started through triggers (`on: job-finished` of other rules).
+    pub started: Vec<String>,
 }
 
 /// `NAME=VALUE` answers: a value that reads as JSON (a number, true, an object) keeps its type.
@@ -253,6 +255,7 @@ impl App {
         view.driver_gone = sluice_runner::stranded(&*self.journal, job)
             .await
             .map_err(|e| self.store_error(e))?;
+        view.started = self.started_by_job(job).await?;
         Ok(view)
     }
 
@@ -277,6 +280,7 @@ impl App {
             history,
             annotations: vec![],
             driver_gone: false,
+            started: vec![],
         })
     }
 
@@ -428,6 +432,8 @@ impl JobView {
             "message": message,
             "driver_gone": self.driver_gone,
             "started_by": job.started_by,
+            "triggered_by": job.cause,
+            "started_jobs": self.started,
             "params": job.params,
             "locks": job.locks,
             "steps": job.steps,

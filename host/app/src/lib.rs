@@ -27,6 +27,7 @@ mod packages;
 mod remote;
 mod rules;
 mod tokens;
+mod triggers;
 
 pub use error::AppError;
 pub use identity::{Permission, command_line_actor};
@@ -37,6 +38,7 @@ pub use packages::{Inspected, Pushed};
 pub use remote::{Remote, login_file};
 pub use rules::{RuleFile, Validated, std_op_names};
 pub use tokens::{MIN_PASSWORD_CHARS, NewToken, random_hex};
+pub use triggers::{MAX_CHAIN, TriggeredStart};
 
 pub use sluice_engine::{
     DecisionKind, Event, GateKind, GateView, Job, JobStatus, Millis, SimLine, StepState, StepStatus,

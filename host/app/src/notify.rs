@@ -260,7 +260,7 @@ impl App {
         let claim_for = REQUEST_TIMEOUT.as_millis() as u64 * 3;
         let due = self
             .journal
-            .claim_messages(now, holder, now + claim_for, 32)
+            .claim_messages(now, holder, now + claim_for, 32, false)
             .await
             .map_err(|e| self.store_error(e))?;
         if due.is_empty() {

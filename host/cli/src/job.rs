@@ -397,6 +397,15 @@ pub(crate) async fn show(global: &Global, args: ShowArgs) -> CmdResult {
         return Ok(0);
     }
     let mut text = show_text(job);
+    if let Some(c) = &job.cause {
+        text.push_str(&format!(
+            "follows  {} ({}, chain depth {})\n",
+            c.job, c.kind, c.depth
+        ));
+    }
+    if !view.started.is_empty() {
+        text.push_str(&format!("led to   {}\n", view.started.join(", ")));
+    }
     if view.driver_gone {
         text.push_str(&format!(
             "note     the process driving this job stopped; any decision, `sluice cancel {}` or `sluice worker` carries it on\n",

@@ -129,6 +129,20 @@ impl StepResult {
     }
 }
 
+/// Why a job started by itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Cause {
+    /// The trigger: `job-finished`.
+    pub kind: String,
+    /// The job whose end started it.
+    pub job: String,
+    /// Starts one job however often it is seen (`JOB:RULE`): a second start with it is refused
+    /// by the journal.
+    pub key: String,
+    /// How many started-by-trigger jobs lead here, this one included (1 for the first).
+    pub depth: u32,
+}
+
 /// One entry of a job's journal.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "kebab-case")]
@@ -148,6 +162,9 @@ pub enum Event {
         /// The format version of `rule` ([`RULE_VERSION`] when written now).
         #[serde(default = "first_version")]
         rule_version: u32,
+        /// What started it by itself (a trigger of its rule's `on:`), if not a person.
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        cause: Option<Cause>,
     },
     /// The job waits in line for locks or its concurrency group.
     Queued {
@@ -404,6 +421,8 @@ pub struct Job {
     pub finished: Option<(JobStatus, String)>,
     /// When it ended.
     pub finished_at: Option<Millis>,
+    /// What started it by itself, if not a person.
+    pub cause: Option<Cause>,
     /// Every step of the rule by id, with its phase: looked up on every event, so kept.
     #[serde(skip)]
     index: std::sync::Arc<BTreeMap<String, (sluice_model::Phase, sluice_rule::Step)>>,
@@ -470,6 +489,7 @@ impl Job {
             params,
             started_by,
             ops,
+            cause,
             ..
         } = first
         else {
@@ -490,6 +510,7 @@ impl Job {
             cancel: None,
             finished: None,
             finished_at: None,
+            cause: cause.clone(),
             index: std::sync::Arc::new(
                 rule.all_steps()
                     .into_iter()

@@ -105,6 +105,7 @@ pub fn simulate(
         started_by: sluice_model::Actor::system("simulation"),
         ops,
         rule_version: crate::RULE_VERSION,
+        cause: None,
     };
     let mut now = 0;
     let mut job = Job::new(&created, now).ok_or("internal: no job")?;

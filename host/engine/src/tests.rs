@@ -67,6 +67,7 @@ fn created(yaml: &str) -> Job {
         started_by: person("ann"),
         ops: ops(),
         rule_version: 1,
+        cause: None,
     };
     Job::new(&e, 0).unwrap()
 }
@@ -91,6 +92,7 @@ fn started_with_idempotent_echo(yaml: &str) -> Job {
         started_by: person("ann"),
         ops: metas,
         rule_version: 1,
+        cause: None,
     };
     let mut job = Job::new(&e, 0).unwrap();
     job.apply(&Event::Started { locks: vec![] }, 0);
@@ -581,6 +583,7 @@ fn replaying_the_journal_gives_the_same_state() {
         started_by: person("ann"),
         ops: ops(),
         rule_version: 1,
+        cause: None,
     }];
     let mut job = Job::new(&events[0], 0).unwrap();
     let record = |job: &mut Job, e: Event, events: &mut Vec<Event>| {

@@ -64,6 +64,53 @@ pub struct Rule {
     /// Capabilities granted to each op, by op name; an op gets nothing else.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub grants: BTreeMap<String, Vec<sluice_model::Capability>>,
+    /// What starts a job of this rule by itself (`on:`), besides a person.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub on: Vec<Trigger>,
+}
+
+/// What starts a job of a rule by itself.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Trigger {
+    /// A job of another rule ended (Keptn's `triggeredOn: qa.delivery.finished`).
+    JobFinished(JobFinished),
+}
+
+/// `on: [{ job-finished: {...} }]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub struct JobFinished {
+    /// The rule whose jobs are followed.
+    pub rule: String,
+    /// The endings that start a job here (`[succeeded]` when not given).
+    pub status: Vec<sluice_model::JobStatus>,
+    /// Params the finished job must have had, with these values (as text).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub params_match: BTreeMap<String, String>,
+    /// The new job's params: templates that see `trigger.job` (the finished job's `id`,
+    /// `rule`, `status`, `params` and `steps`).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub params: BTreeMap<String, String>,
+}
+
+impl JobFinished {
+    /// Whether a job of `rule` that ended `status` with `params` starts one here.
+    pub fn matches(
+        &self,
+        rule: &str,
+        status: sluice_model::JobStatus,
+        params: &serde_json::Map<String, Value>,
+    ) -> bool {
+        self.rule == rule
+            && self.status.contains(&status)
+            && self.params_match.iter().all(|(k, want)| {
+                params.get(k).is_some_and(|v| match v {
+                    Value::String(s) => s == want,
+                    other => &other.to_string() == want,
+                })
+            })
+    }
 }
 
 /// The steps of each phase.

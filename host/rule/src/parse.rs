@@ -10,6 +10,7 @@ use crate::diag::{Diagnostics, Loc, did_you_mean};
 use crate::expr::{self, Evaluator, JOB_FIELDS, STEP_FIELDS};
 use crate::yaml::{self, LoadFailure};
 use crate::*;
+use sluice_model::JobStatus;
 
 /// What the parser needs to know from outside.
 #[derive(Debug, Clone, Copy)]
@@ -31,7 +32,9 @@ const TOP_KEYS: &[&str] = &[
     "concurrency",
     "locks",
     "defaults",
+    "on",
 ];
+const JOB_FINISHED_KEYS: &[&str] = &["rule", "status", "params-match", "params"];
 const PARAM_KEYS: &[&str] = &["type", "required", "default", "allowed", "description"];
 const PHASE_KEYS: &[&str] = &["check", "init", "pre", "run", "post"];
 const STEP_KEYS: &[&str] = &[
@@ -303,6 +306,10 @@ impl Parser<'_> {
             .get_node("locks")
             .map(|n| self.locks(n))
             .unwrap_or_default();
+        let on = m
+            .get_node("on")
+            .map(|n| self.triggers(n, &name, &params))
+            .unwrap_or_default();
 
         Some(Rule {
             name,
@@ -316,7 +323,141 @@ impl Parser<'_> {
             locks,
             defaults,
             grants,
+            on,
         })
+    }
+
+    /// `on:`: a list of triggers, each a mapping with one key (`job-finished`).
+    fn triggers(&mut self, n: &Node, own: &str, params: &[Param]) -> Vec<Trigger> {
+        let Some(seq) = n.as_sequence() else {
+            self.err(
+                loc(n),
+                "`on` must be a list of triggers",
+                Some("for example `on: [{ job-finished: { rule: qa-delivery } }]`".into()),
+            );
+            return vec![];
+        };
+        let mut out = Vec::new();
+        for item in seq.iter() {
+            let Some(m) = self.mapping(item, "a trigger", &["job-finished"]) else {
+                continue;
+            };
+            let Some(body) = m.get_node("job-finished") else {
+                self.err(
+                    loc(item),
+                    "a trigger names what starts the job: `job-finished`",
+                    None,
+                );
+                continue;
+            };
+            let Some(t) = self.mapping(body, "`job-finished`", JOB_FINISHED_KEYS) else {
+                continue;
+            };
+            let Some(rule) = t.get_node("rule").and_then(|x| self.string(x, "`rule`")) else {
+                self.err(
+                    loc(body),
+                    "`job-finished` needs the `rule` whose jobs it follows",
+                    None,
+                );
+                continue;
+            };
+            if rule == own {
+                self.err(
+                    t.get_node("rule").map(loc).unwrap_or_default(),
+                    format!("`{rule}` would start itself each time one of its jobs ends"),
+                    Some("follow another rule; a chain back to this one is bounded at run time, a rule naming itself is refused".into()),
+                );
+            }
+            let mut status = Vec::new();
+            match t.get_node("status") {
+                None => status.push(JobStatus::Succeeded),
+                Some(s) => {
+                    let items: Vec<&Node> = match s.as_sequence() {
+                        Some(seq) => seq.iter().collect(),
+                        None => vec![s],
+                    };
+                    for i in items {
+                        let word = i.as_scalar().map(|x| x.as_str()).unwrap_or("");
+                        match JobStatus::ALL.iter().find(|st| st.as_str() == word) {
+                            Some(st) => status.push(*st),
+                            None => {
+                                let words: Vec<&str> =
+                                    JobStatus::ALL.iter().map(|s| s.as_str()).collect();
+                                self.err(
+                                    loc(i),
+                                    format!("`{word}` is not how a job ends"),
+                                    Some(match did_you_mean(word, &words) {
+                                        Some(w) => format!("did you mean `{w}`?"),
+                                        None => format!("endings are {}", words.join(", ")),
+                                    }),
+                                );
+                            }
+                        }
+                    }
+                }
+            }
+            let params_match = t
+                .get_node("params-match")
+                .map(|x| self.text_map(x, "`params-match`"))
+                .unwrap_or_default();
+            let mapped = t
+                .get_node("params")
+                .map(|x| self.text_map(x, "`params`"))
+                .unwrap_or_default();
+            if let Some(pm) = t.get_node("params").and_then(|x| x.as_mapping()) {
+                let names: Vec<&str> = params.iter().map(|p| p.name.as_str()).collect();
+                for (k, v) in pm.iter() {
+                    if !names.contains(&k.as_str()) {
+                        self.err(
+                            Loc::of(k.span()),
+                            format!("this rule has no param `{}`", k.as_str()),
+                            Some(match did_you_mean(k.as_str(), &names) {
+                                Some(w) => format!("did you mean `{w}`?"),
+                                None => format!("its params are {}", names.join(", ")),
+                            }),
+                        );
+                    }
+                    if let Some(text) = v.as_scalar().map(|s| s.as_str())
+                        && let Err(e) = crate::expr::find(text)
+                    {
+                        self.err(Loc::of(v.span()), e.to_string(), None);
+                    }
+                }
+            }
+            out.push(Trigger::JobFinished(JobFinished {
+                rule,
+                status,
+                params_match,
+                params: mapped,
+            }));
+        }
+        out
+    }
+
+    /// A mapping of names to text (numbers and booleans are taken as written).
+    fn text_map(&mut self, n: &Node, what: &str) -> BTreeMap<String, String> {
+        let Some(m) = n.as_mapping() else {
+            self.err(
+                loc(n),
+                format!("{what} must be a mapping of names to values"),
+                None,
+            );
+            return BTreeMap::new();
+        };
+        let mut out = BTreeMap::new();
+        for (k, v) in m.iter() {
+            match v.as_scalar() {
+                Some(s) => {
+                    out.insert(k.as_str().to_string(), s.as_str().to_string());
+                }
+                None => self.err(
+                    loc(v),
+                    format!("{what}: `{}` must be one value", k.as_str()),
+                    None,
+                ),
+            }
+        }
+        out
     }
 
     fn params(&mut self, n: &Node) -> Vec<Param> {

@@ -146,6 +146,9 @@ pub trait Outbox: Send + Sync {
     ) -> Vec<sluice_store::NewMessage>;
 }
 
+/// The outbox sink of "a job ended" messages, read by servers to start the jobs that follow.
+pub const JOB_FINISHED_SINK: &str = "sluice:job-finished";
+
 /// An observer that says nothing.
 pub struct Quiet;
 
@@ -210,10 +213,19 @@ impl Runner {
         seq: u64,
         at: Millis,
     ) -> Vec<sluice_store::NewMessage> {
-        self.outbox
+        let mut out: Vec<sluice_store::NewMessage> = self
+            .outbox
             .as_ref()
             .map(|o| o.messages(job, event, seq, at))
-            .unwrap_or_default()
+            .unwrap_or_default();
+        // A server looks for the rules whose `on: job-finished` follow this one.
+        if matches!(event, Event::Finished { .. }) && job.finished.is_some() {
+            out.push(sluice_store::NewMessage {
+                sink: JOB_FINISHED_SINK.to_string(),
+                body: job.id.clone(),
+            });
+        }
+        out
     }
 
     /// This runner is a worker's: it says so in the journal on every [`Runner::work_once`]
@@ -232,10 +244,23 @@ impl Runner {
     /// drives it until it ends or waits.
     pub async fn start(
         &self,
+        rule: Rule,
+        rule_dir: &Path,
+        params: &[(String, String)],
+        actor: Actor,
+    ) -> Result<(String, Standing), RunError> {
+        self.start_caused(rule, rule_dir, params, actor, None).await
+    }
+
+    /// [`Runner::start`] for a job a trigger starts: `cause` goes into its `created` event, and
+    /// the journal refuses a second job with the same cause key ([`StoreError::Triggered`]).
+    pub async fn start_caused(
+        &self,
         mut rule: Rule,
         rule_dir: &Path,
         params: &[(String, String)],
         actor: Actor,
+        cause: Option<sluice_engine::Cause>,
     ) -> Result<(String, Standing), RunError> {
         let params = rule.bind_params(params).map_err(RunError::Params)?;
         // Op files are pinned by absolute path and digest in the job's snapshot.
@@ -276,6 +301,7 @@ impl Runner {
             started_by: actor,
             ops: metas,
             rule_version: sluice_engine::RULE_VERSION,
+            cause,
         };
         let standing = self.drive_new(created).await?;
         Ok((id, standing))

@@ -257,6 +257,7 @@ pub async fn serve(
     };
 
     let courier = tokio::spawn(deliver(server.clone(), stop.clone()));
+    let follower = tokio::spawn(follow(server.clone(), stop.clone()));
 
     let router = router(server.clone()).into_make_service_with_connect_info::<SocketAddr>();
     listening(addr);
@@ -286,6 +287,7 @@ pub async fn serve(
     };
     stop.cancel();
     let _ = courier.await;
+    let _ = follower.await;
     // The worker finishes its round; jobs driven for requests get `grace` to reach a gate or
     // their end. Whatever still runs after that is recovered by the next process.
     let worker = worker.await;
@@ -357,6 +359,89 @@ async fn deliver(server: Arc<Server>, stop: CancellationToken) {
             }
         }
     }
+}
+
+/// Starts the jobs that follow ended ones (`on: job-finished` of the rules in `--rules`): a
+/// "job finished" message of the outbox is marked handled once every job it starts is in the
+/// journal, so a crash in between only means it is handled again, and the trigger's key keeps
+/// that from starting a second job.
+async fn follow(server: Arc<Server>, stop: CancellationToken) {
+    let Some(dir) = server.config.rules.clone() else {
+        // Without rules nothing follows here; the messages wait for a server that has them.
+        return;
+    };
+    let holder = format!(
+        "{}:{}",
+        std::process::id(),
+        sluice_app::random_hex(4).unwrap_or_default()
+    );
+    loop {
+        let claimed = tokio::select! {
+            r = server.app.claim_finished(&holder) => r,
+            () = stop.cancelled() => return,
+        };
+        let claimed = match claimed {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read ended jobs to follow");
+                Vec::new()
+            }
+        };
+        let busy = !claimed.is_empty();
+        for m in claimed {
+            let outcome = start_followers(&server, &dir, &m.body).await;
+            let why = outcome.err().map(|e| e.to_string());
+            if let Some(why) = &why {
+                tracing::warn!(
+                    job = m.body,
+                    "the jobs following it were not started: {why}"
+                );
+            }
+            if let Err(e) = server.app.finished_handled(m.id, why.as_deref()).await {
+                tracing::warn!(error = %e, "cannot record a followed job");
+            }
+        }
+        if !busy {
+            tokio::select! {
+                () = tokio::time::sleep(server.config.worker_every) => {}
+                () = stop.cancelled() => return,
+            }
+        }
+    }
+}
+
+/// Starts every job `finished`'s end triggers, each driven on in a task of this process;
+/// returns once each is in the journal (or was already).
+async fn start_followers(
+    server: &Arc<Server>,
+    dir: &std::path::Path,
+    finished: &str,
+) -> Result<(), sluice_app::AppError> {
+    for start in server.app.triggered_starts(dir, finished).await? {
+        let (tx, rx) = tokio::sync::oneshot::channel();
+        let watch = Arc::new(live::StartWatch {
+            created: Mutex::new(Some(tx)),
+            live: server.live.clone(),
+        });
+        let app = server.app.clone();
+        let rule = start.path.display().to_string();
+        let driven = server
+            .tasks
+            .spawn(async move { app.start_triggered(start, watch).await });
+        if let Ok(id) = rx.await {
+            tracing::info!(job = id, after = finished, "started by a trigger");
+            continue;
+        }
+        // Nothing was written: the key started a job before, the check failed, or the start.
+        match driven.await {
+            Ok(Ok(_)) => {}
+            Ok(Err(e)) => {
+                tracing::warn!(rule, after = finished, error = %e, "a triggered job did not start")
+            }
+            Err(e) => tracing::warn!(rule, error = %e, "a triggered start failed"),
+        }
+    }
+    Ok(())
 }
 
 fn router(server: Arc<Server>) -> Router {

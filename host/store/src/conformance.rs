@@ -38,6 +38,7 @@ macro_rules! conformance_tests {
             passwords_are_set_replaced_and_removed,
             messages_are_written_with_their_events_and_claimed_once_until_delivered,
             messages_of_one_job_to_one_sink_go_in_order,
+            a_trigger_key_starts_one_job,
         );
     };
     (@each $make:expr; $($name:ident),* $(,)?) => {
@@ -57,6 +58,7 @@ macro_rules! conformance_tests {
 pub fn new_job(id: &str) -> NewJob {
     NewJob {
         outbox: Vec::new(),
+        trigger: None,
         id: id.into(),
         rule: "deploy".into(),
         status: JobState::Running,
@@ -703,9 +705,15 @@ pub async fn messages_are_written_with_their_events_and_claimed_once_until_deliv
     assert_eq!(j.outbox_backlog().await.unwrap(), 3);
 
     let now = 1_000_000;
-    let a = j.claim_messages(now, "a", now + 100, 2).await.unwrap();
+    let a = j
+        .claim_messages(now, "a", now + 100, 2, false)
+        .await
+        .unwrap();
     assert_eq!(a.len(), 2);
-    let b = j.claim_messages(now, "b", now + 100, 10).await.unwrap();
+    let b = j
+        .claim_messages(now, "b", now + 100, 10, false)
+        .await
+        .unwrap();
     assert_eq!(b.len(), 1, "what a holds is not claimed again");
     assert_eq!(b[0].sink, "hook");
     j.message_delivered(a[0].id, now + 1).await.unwrap();
@@ -714,14 +722,14 @@ pub async fn messages_are_written_with_their_events_and_claimed_once_until_deliv
         .unwrap();
     j.message_failed(b[0].id, "410 Gone", None).await.unwrap();
     assert!(
-        j.claim_messages(now + 10, "c", now + 200, 10)
+        j.claim_messages(now + 10, "c", now + 200, 10, false)
             .await
             .unwrap()
             .is_empty(),
         "the failed one waits for its retry"
     );
     let again = j
-        .claim_messages(now + 50, "c", now + 200, 10)
+        .claim_messages(now + 50, "c", now + 200, 10, false)
         .await
         .unwrap();
     assert_eq!(again.len(), 1);
@@ -730,13 +738,13 @@ pub async fn messages_are_written_with_their_events_and_claimed_once_until_deliv
     assert_eq!(again[0].last_error.as_deref(), Some("502 Bad Gateway"));
     // c dies holding it: after its claim runs out, d gets it.
     assert!(
-        j.claim_messages(now + 199, "d", now + 300, 10)
+        j.claim_messages(now + 199, "d", now + 300, 10, false)
             .await
             .unwrap()
             .is_empty()
     );
     let d = j
-        .claim_messages(now + 200, "d", now + 300, 10)
+        .claim_messages(now + 200, "d", now + 300, 10, false)
         .await
         .unwrap();
     assert_eq!(d.len(), 1);
@@ -768,7 +776,10 @@ pub async fn messages_of_one_job_to_one_sink_go_in_order(j: Arc<dyn Journal>) {
     }
     let body = |rows: &[MessageRow]| rows.iter().map(|m| m.body.clone()).collect::<Vec<_>>();
     let now = 1_000_000;
-    let first = j.claim_messages(now, "a", now + 100, 10).await.unwrap();
+    let first = j
+        .claim_messages(now, "a", now + 100, 10, false)
+        .await
+        .unwrap();
     assert_eq!(body(&first), [r#"{"n":1}"#, r#"{"n":3}"#, r#"{"n":4}"#]);
     j.message_failed(first[0].id, "503", Some(now + 50))
         .await
@@ -777,21 +788,61 @@ pub async fn messages_of_one_job_to_one_sink_go_in_order(j: Arc<dyn Journal>) {
         j.message_delivered(m.id, now).await.unwrap();
     }
     assert!(
-        j.claim_messages(now + 10, "a", now + 100, 10)
+        j.claim_messages(now + 10, "a", now + 100, 10, false)
             .await
             .unwrap()
             .is_empty(),
         "2 waits for 1, which waits for its retry"
     );
     let retry = j
-        .claim_messages(now + 50, "a", now + 150, 10)
+        .claim_messages(now + 50, "a", now + 150, 10, false)
         .await
         .unwrap();
     assert_eq!(body(&retry), [r#"{"n":1}"#]);
     j.message_delivered(retry[0].id, now + 51).await.unwrap();
     let next = j
-        .claim_messages(now + 51, "a", now + 150, 10)
+        .claim_messages(now + 51, "a", now + 150, 10, false)
         .await
         .unwrap();
     assert_eq!(body(&next), [r#"{"n":2}"#]);
+}
+
+/// A trigger's key starts one job: a second job with it is refused and names the first; the
+/// jobs a job's end started are listed; messages for sluice itself are claimed apart.
+pub async fn a_trigger_key_starts_one_job(j: Arc<dyn Journal>) {
+    j.create_job(new_job("qa-1"), events(1)).await.unwrap();
+    let mut first = new_job("prod-1");
+    first.trigger = Some(("qa-1:prod".into(), "qa-1".into()));
+    first.outbox = vec![NewMessage {
+        sink: "sluice:job-finished".into(),
+        body: "prod-1".into(),
+    }];
+    j.create_job(first, events(1)).await.unwrap();
+    let mut again = new_job("prod-2");
+    again.trigger = Some(("qa-1:prod".into(), "qa-1".into()));
+    match j.create_job(again, events(1)).await {
+        Err(StoreError::Triggered { key, job }) => {
+            assert_eq!((key.as_str(), job.as_str()), ("qa-1:prod", "prod-1"))
+        }
+        other => panic!("a second start was not refused: {other:?}"),
+    }
+    assert_eq!(
+        j.job("prod-2").await.unwrap(),
+        None,
+        "nothing of it was written"
+    );
+    assert_eq!(j.started_by_job("qa-1").await.unwrap(), ["prod-1"]);
+    let now = 1_000_000;
+    assert!(
+        j.claim_messages(now, "a", now + 10, 10, false)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let internal = j
+        .claim_messages(now, "a", now + 10, 10, true)
+        .await
+        .unwrap();
+    assert_eq!(internal.len(), 1);
+    assert_eq!(internal[0].sink, "sluice:job-finished");
 }

@@ -64,6 +64,14 @@ pub enum StoreError {
     /// A job with this id exists already.
     #[error("job `{0}` exists already")]
     Exists(String),
+    /// A trigger's key started a job already.
+    #[error("trigger `{key}` started job `{job}` already")]
+    Triggered {
+        /// The key.
+        key: String,
+        /// The job it started.
+        job: String,
+    },
     /// An event nests deeper than can be read back; it was not written.
     #[error(
         "job {job}: an event nests {depth} levels deep, more than the {MAX_EVENT_NESTING} the journal can read back; it was not written"
@@ -279,6 +287,9 @@ pub struct NewJob {
     pub lease: Option<(String, Millis)>,
     /// Messages its first events cause, written in the same transaction.
     pub outbox: Vec<NewMessage>,
+    /// The trigger that starts it (its key, and the job whose end it follows): one job per
+    /// key, refused with [`StoreError::Triggered`] after the first.
+    pub trigger: Option<(String, String)>,
 }
 
 /// A request for the right to drive a job.
@@ -447,7 +458,8 @@ pub trait Journal: Send + Sync {
     /// Removes `user`'s password; `false` when they had none.
     async fn remove_password(&self, user: &str) -> Result<bool, StoreError>;
     /// Claims up to `limit` undelivered messages due at `now` for `holder` until `until`
-    /// (another claimer skips them meanwhile), oldest first. Messages of one job to one sink go
+    /// (another claimer skips them meanwhile), oldest first: those for sluice itself (sinks
+    /// `sluice:...`) when `internal`, the others otherwise. Messages of one job to one sink go
     /// in order: one is claimable only when every earlier one of that job and sink was
     /// delivered or given up.
     async fn claim_messages(
@@ -456,6 +468,7 @@ pub trait Journal: Send + Sync {
         holder: &str,
         until: Millis,
         limit: usize,
+        internal: bool,
     ) -> Result<Vec<MessageRow>, StoreError>;
     /// Records a delivery of message `id`.
     async fn message_delivered(&self, id: i64, at: Millis) -> Result<(), StoreError>;
@@ -471,6 +484,8 @@ pub trait Journal: Send + Sync {
     async fn messages(&self, job: &str) -> Result<Vec<MessageRow>, StoreError>;
     /// How many messages wait for delivery (not delivered, not given up).
     async fn outbox_backlog(&self) -> Result<u64, StoreError>;
+    /// The jobs that `job`'s end started through triggers, oldest first.
+    async fn started_by_job(&self, job: &str) -> Result<Vec<String>, StoreError>;
 }
 
 /// How deeply `json` nests arrays and objects (text inside strings does not count).

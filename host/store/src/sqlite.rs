@@ -14,7 +14,7 @@ use crate::locks::{self, Plan};
 use crate::*;
 
 /// The schema this code reads and writes.
-const SCHEMA_VERSION: u32 = 6;
+const SCHEMA_VERSION: u32 = 7;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS counters (rule TEXT PRIMARY KEY, next INTEGER NOT NULL);
@@ -109,6 +109,12 @@ CREATE TABLE IF NOT EXISTS outbox (
 );
 CREATE INDEX IF NOT EXISTS outbox_due ON outbox (next_at) WHERE delivered_at IS NULL AND gave_up = 0;
 CREATE INDEX IF NOT EXISTS outbox_by_job ON outbox (job_id, id);
+CREATE TABLE IF NOT EXISTS triggers (
+    key TEXT PRIMARY KEY,
+    from_job TEXT NOT NULL,
+    job_id TEXT NOT NULL
+);
+CREATE INDEX IF NOT EXISTS triggers_from ON triggers (from_job);
 CREATE INDEX IF NOT EXISTS outbox_line ON outbox (sink, job_id, id) WHERE delivered_at IS NULL AND gave_up = 0;
 CREATE TABLE IF NOT EXISTS lock_line (
     ticket INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -244,7 +250,21 @@ impl SqliteJournal {
                 }
                 .into());
             }
-            // Read an older file as it is: only a writer migrates.
+            // Read an older file as it is: only a writer migrates. Tables it does not have yet
+            // read as empty (temporary ones, in memory).
+            for statement in SCHEMA.split(';') {
+                let statement = statement.trim();
+                let Some(rest) = statement.strip_prefix("CREATE TABLE IF NOT EXISTS ") else {
+                    continue;
+                };
+                let name = rest.split_whitespace().next().unwrap_or_default();
+                let present = conn
+                    .prepare("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = ?1")?
+                    .exists([name])?;
+                if !present {
+                    conn.execute_batch(&format!("CREATE TEMP TABLE {rest};"))?;
+                }
+            }
             let has_version: bool = conn
                 .prepare("SELECT 1 FROM pragma_table_info('events') WHERE name = 'version'")?
                 .exists([])?;
@@ -344,7 +364,7 @@ fn migrate(conn: &mut Connection) -> Res<()> {
     if found < SCHEMA_VERSION {
         tx.execute_batch(SCHEMA)?;
         // Every table is created if missing (2 added `children`, 3 `workers`, 4 `tokens`, 5
-        // `passwords` and `outbox`, 6 the outbox's per-line index). Version 1 (no
+        // `passwords` and `outbox`, 6 the outbox's per-line index, 7 `triggers`). Version 1 (no
         // user_version yet) had events without a format version: they are format 1.
         let has_version = tx
             .prepare("SELECT 1 FROM pragma_table_info('events') WHERE name = 'version'")?
@@ -543,6 +563,24 @@ impl Journal for SqliteJournal {
                     job.lease.as_ref().map(|(_, u)| *u as i64)
                 ],
             )?;
+            if let Some((key, from)) = &job.trigger {
+                let earlier: Option<String> = tx
+                    .query_row("SELECT job_id FROM triggers WHERE key = ?1", [key], |r| {
+                        r.get(0)
+                    })
+                    .optional()?;
+                if let Some(earlier) = earlier {
+                    return Err(StoreError::Triggered {
+                        key: key.clone(),
+                        job: earlier,
+                    }
+                    .into());
+                }
+                tx.execute(
+                    "INSERT INTO triggers (key, from_job, job_id) VALUES (?1, ?2, ?3)",
+                    params![key, from, job.id],
+                )?;
+            }
             let last = insert_events(&tx, &job.id, 0, &events)?;
             insert_messages(&tx, &job.id, job.created_at, &job.outbox)?;
             tx.execute(
@@ -1153,15 +1191,16 @@ impl Journal for SqliteJournal {
         holder: &str,
         until: Millis,
         limit: usize,
+        internal: bool,
     ) -> Result<Vec<MessageRow>, StoreError> {
         let holder = holder.to_string();
         self.with(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let rows = {
                 let mut st = tx.prepare_cached(&format!(
-                    "SELECT {MESSAGE_COLUMNS} FROM outbox m WHERE delivered_at IS NULL AND gave_up = 0 AND next_at <= ?1 AND (claimed_until IS NULL OR claimed_until <= ?1) AND NOT EXISTS (SELECT 1 FROM outbox e WHERE e.sink = m.sink AND e.job_id = m.job_id AND e.id < m.id AND e.delivered_at IS NULL AND e.gave_up = 0) ORDER BY id LIMIT ?2"
+                    "SELECT {MESSAGE_COLUMNS} FROM outbox m WHERE delivered_at IS NULL AND gave_up = 0 AND next_at <= ?1 AND (claimed_until IS NULL OR claimed_until <= ?1) AND (substr(sink, 1, 7) = 'sluice:') = ?3 AND NOT EXISTS (SELECT 1 FROM outbox e WHERE e.sink = m.sink AND e.job_id = m.job_id AND e.id < m.id AND e.delivered_at IS NULL AND e.gave_up = 0) ORDER BY id LIMIT ?2"
                 ))?;
-                let rows = st.query_map(params![now as i64, limit as i64], message_row)?;
+                let rows = st.query_map(params![now as i64, limit as i64, internal], message_row)?;
                 rows.collect::<Result<Vec<_>, _>>()?
             };
             {
@@ -1213,6 +1252,17 @@ impl Journal for SqliteJournal {
                 "SELECT {MESSAGE_COLUMNS} FROM outbox WHERE job_id = ?1 ORDER BY id"
             ))?;
             let rows = st.query_map([job], message_row)?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    async fn started_by_job(&self, job: &str) -> Result<Vec<String>, StoreError> {
+        let job = job.to_string();
+        self.read(move |conn| {
+            let mut st = conn
+                .prepare_cached("SELECT job_id FROM triggers WHERE from_job = ?1 ORDER BY rowid")?;
+            let rows = st.query_map([job], |r| r.get(0))?;
             Ok(rows.collect::<Result<_, _>>()?)
         })
         .await

@@ -1,0 +1,153 @@
+//! Rules that start by themselves (`on: job-finished`): a real `sluice server` with a rules
+//! directory follows ended jobs through the journal's outbox.
+
+use std::time::{Duration, Instant};
+
+use reqwest::StatusCode;
+use serde_json::{Value, json};
+
+use crate::jobs::{err, sluice};
+use crate::server::{Server, token};
+
+const QA: &str = "rule: qa-delivery\nparams:\n  version: { type: string, required: true }\n  service: { type: string, default: web }\n  ok: { type: string, default: \"yes\" }\nphases:\n  run:\n    - { id: tests, op: assert, with: { that: \"${{ params.ok == 'yes' }}\" } }\n";
+const PRODUCTION: &str = "rule: production-delivery\non:\n  - job-finished:\n      rule: qa-delivery\n      status: [succeeded]\n      params-match: { service: web }\n      params:\n        version: \"${{ trigger.job.params.version }}\"\n        from: \"${{ trigger.job.id }}\"\nparams:\n  version: { type: string, required: true }\n  from: { type: string }\nphases:\n  run:\n    - { id: deploy, op: log, with: { message: \"deploying ${{ params.version }}\" } }\n";
+
+fn start(server: &Server, token: &str, rule: &str, params: Value) -> String {
+    let (s, v) = server.post(
+        "/api/v1/jobs",
+        token,
+        json!({ "rule": rule, "params": params }),
+    );
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    v["id"].as_str().unwrap().to_string()
+}
+
+/// Waits until `job` ended and the server handled its "job finished" message (whatever it
+/// started is in the journal by then).
+fn followed(server: &Server, token: &str, job: &str) -> Value {
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let v = server
+            .get(&format!("/api/v1/jobs/{job}/notifications"), token)
+            .1;
+        let handled = v["notifications"].as_array().is_some_and(|n| {
+            n.iter().any(|m| {
+                m["sink"] == "sluice:job-finished"
+                    && (m["delivered_at"].is_u64() || m["gave_up"] == true)
+            })
+        });
+        if handled {
+            return server.get(&format!("/api/v1/jobs/{job}"), token).1;
+        }
+        assert!(Instant::now() < deadline, "{job} was not followed: {v}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+fn jobs_of(server: &Server, token: &str, rule: &str) -> Vec<Value> {
+    let (_, v) = server.get(&format!("/api/v1/jobs?rule={rule}"), token);
+    v["jobs"].as_array().unwrap().clone()
+}
+
+#[test]
+fn a_finished_qa_job_starts_production_once_with_mapped_params() {
+    let home = crate::home();
+    let rules = home.path().join("rules");
+    std::fs::create_dir(&rules).unwrap();
+    std::fs::write(rules.join("qa.yaml"), QA).unwrap();
+    std::fs::write(rules.join("production.yaml"), PRODUCTION).unwrap();
+    let ann = token(home.path(), "ann");
+    let server = Server::with_args(home.path(), &rules, &[], crate::server::client());
+
+    let qa = start(&server, &ann, "qa-delivery", json!({ "version": "2.0" }));
+    let v = followed(&server, &ann, &qa);
+    assert_eq!(v["status"], "succeeded");
+    assert_eq!(v["started_jobs"], json!(["production-delivery-1"]));
+    let prod = server.until("production-delivery-1", &ann, |v| {
+        v["status"] == "succeeded"
+    });
+    assert_eq!(prod["params"]["version"], "2.0", "{prod}");
+    assert_eq!(prod["params"]["from"], qa.as_str());
+    assert_eq!(prod["triggered_by"]["job"], qa.as_str());
+    assert_eq!(prod["triggered_by"]["kind"], "job-finished");
+    assert_eq!(prod["started_by"], format!("trigger:{qa}"));
+
+    // A failed qa job, and one of another service, start nothing.
+    let failed = start(
+        &server,
+        &ann,
+        "qa-delivery",
+        json!({ "version": "2.1", "ok": "no" }),
+    );
+    assert_eq!(followed(&server, &ann, &failed)["status"], "rolled-back");
+    let other = start(
+        &server,
+        &ann,
+        "qa-delivery",
+        json!({ "version": "2.2", "service": "api" }),
+    );
+    assert_eq!(followed(&server, &ann, &other)["status"], "succeeded");
+    assert_eq!(jobs_of(&server, &ann, "production-delivery").len(), 1);
+    drop(server);
+
+    // A job that ended while no server ran is followed when one starts; two servers on the
+    // same journal still start it once.
+    let o = sluice(
+        home.path(),
+        &[
+            "run",
+            rules.join("qa.yaml").to_str().unwrap(),
+            "-p",
+            "version=3.0",
+        ],
+    );
+    assert_eq!(o.status.code(), Some(0), "{}", err(&o));
+    let a = Server::with_args(home.path(), &rules, &[], crate::server::client());
+    let b = Server::with_args(home.path(), &rules, &[], crate::server::client());
+    followed(&a, &ann, "qa-delivery-4");
+    let prods = jobs_of(&b, &ann, "production-delivery");
+    assert_eq!(prods.len(), 2, "{prods:?}");
+    let show = crate::jobs::out(&sluice(home.path(), &["show", "production-delivery-2"]));
+    assert!(
+        show.contains("follows  qa-delivery-4 (job-finished, chain depth 1)"),
+        "{show}"
+    );
+    let show = crate::jobs::out(&sluice(home.path(), &["show", "qa-delivery-4"]));
+    assert!(show.contains("led to   production-delivery-2"), "{show}");
+}
+
+#[test]
+fn rules_that_follow_each_other_stop_after_the_chain_limit() {
+    let home = crate::home();
+    let rules = home.path().join("rules");
+    std::fs::create_dir(&rules).unwrap();
+    for (name, follows) in [("ping", "pong"), ("pong", "ping")] {
+        std::fs::write(
+            rules.join(format!("{name}.yaml")),
+            format!("rule: {name}\non: [{{ job-finished: {{ rule: {follows} }} }}]\nphases:\n  run: [{{ id: say, op: log, with: {{ message: {name} }} }}]\n"),
+        )
+        .unwrap();
+    }
+    let ann = token(home.path(), "ann");
+    let server = Server::with_args(home.path(), &rules, &[], crate::server::client());
+    start(&server, &ann, "ping", json!({}));
+    // ping-1 (started by a person), then 10 triggered jobs: pong-1, ping-2, ... pong-5, ping-6.
+    let last = followed(&server, &ann, "ping-6");
+    assert_eq!(last["triggered_by"]["depth"], 10);
+    assert_eq!(last["started_jobs"], json!([]), "the chain stops at {}", 10);
+    assert_eq!(
+        jobs_of(&server, &ann, "ping").len() + jobs_of(&server, &ann, "pong").len(),
+        11
+    );
+
+    // A rule that follows itself is refused before anything runs.
+    let own = crate::jobs::write_rule(
+        home.path(),
+        "own.yaml",
+        "rule: own\non: [{ job-finished: { rule: own } }]\nphases:\n  run: [{ id: a, op: log, with: { message: x } }]\n",
+    );
+    let o = sluice(home.path(), &["validate", own.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(1), "{}", err(&o));
+    assert!(err(&o).contains("`own` would start itself"), "{}", err(&o));
+    assert!(err(&o).contains("own.yaml:2:30"), "{}", err(&o));
+}
