@@ -673,6 +673,7 @@ fn the_openapi_document_describes_every_route_the_api_serves() {
             "GET /rules",
             "GET /whoami",
             "GET /workers",
+            "POST /events",
             "POST /jobs",
             "POST /jobs/{job}/annotations",
             "POST /jobs/{job}/cancel",

@@ -68,7 +68,7 @@ fn a_finished_qa_job_starts_production_once_with_mapped_params() {
     });
     assert_eq!(prod["params"]["version"], "2.0", "{prod}");
     assert_eq!(prod["params"]["from"], qa.as_str());
-    assert_eq!(prod["triggered_by"]["job"], qa.as_str());
+    assert_eq!(prod["triggered_by"]["from"], qa.as_str());
     assert_eq!(prod["triggered_by"]["kind"], "job-finished");
     assert_eq!(prod["started_by"], format!("trigger:{qa}"));
 
@@ -150,4 +150,94 @@ fn rules_that_follow_each_other_stop_after_the_chain_limit() {
     assert_eq!(o.status.code(), Some(1), "{}", err(&o));
     assert!(err(&o).contains("`own` would start itself"), "{}", err(&o));
     assert!(err(&o).contains("own.yaml:2:30"), "{}", err(&o));
+}
+
+const ON_ARTIFACT: &str = "rule: deploy-artifact\non:\n  - cloudevent:\n      type: com.example.artifact.published\n      source: /ci\n      filter: \"${{ trigger.event.data.branch == 'main' }}\"\n      params:\n        version: \"${{ trigger.event.data.version }}\"\nparams:\n  version: { type: string, required: true }\nphases:\n  run:\n    - { id: deploy, op: log, with: { message: \"deploying ${{ params.version }}\" } }\n";
+
+#[test]
+fn a_cloud_event_starts_the_rules_that_follow_its_type_once_per_event() {
+    let home = crate::home();
+    let rules = home.path().join("rules");
+    std::fs::create_dir(&rules).unwrap();
+    std::fs::write(rules.join("deploy.yaml"), ON_ARTIFACT).unwrap();
+    let ann = token(home.path(), "ann");
+    let server = Server::with_args(home.path(), &rules, &[], crate::server::client());
+    let post = |headers: &[(&str, &str)], body: &str, token: Option<&str>| {
+        let mut r = server.req(reqwest::Method::POST, "/api/v1/events", token);
+        for (k, v) in headers {
+            r = r.header(*k, *v);
+        }
+        crate::server::answer(r.body(body.to_string()))
+    };
+    let structured = |id: &str, branch: &str| {
+        json!({
+            "specversion": "1.0", "id": id, "source": "/ci",
+            "type": "com.example.artifact.published",
+            "datacontenttype": "application/json",
+            "data": { "version": "4.2", "branch": branch }
+        })
+        .to_string()
+    };
+    let ce_json = [("content-type", "application/cloudevents+json")];
+
+    let (s, v) = post(&ce_json, &structured("build-7", "main"), Some(&ann));
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    assert_eq!(v["started"], json!(["deploy-artifact-1"]));
+    let job = server.until("deploy-artifact-1", &ann, |v| v["status"] == "succeeded");
+    assert_eq!(job["params"]["version"], "4.2");
+    assert_eq!(job["triggered_by"]["kind"], "cloudevent");
+    assert_eq!(job["triggered_by"]["from"], "/ci#build-7");
+
+    // The same event again (a retry, or posted to another server): no second job.
+    let (s, v) = post(&ce_json, &structured("build-7", "main"), Some(&ann));
+    assert_eq!(
+        (s, &v["started"]),
+        (StatusCode::ACCEPTED, &json!([])),
+        "{v}"
+    );
+    assert_eq!(v["not_started"], 1);
+    // Its filter, and its type, choose.
+    let (_, v) = post(&ce_json, &structured("build-8", "dev"), Some(&ann));
+    assert_eq!(v["started"], json!([]), "{v}");
+
+    // Binary mode: attributes in headers, the body is the data.
+    let (s, v) = post(
+        &[
+            ("ce-specversion", "1.0"),
+            ("ce-id", "build-9"),
+            ("ce-source", "/ci"),
+            ("ce-type", "com.example.artifact.published"),
+            ("content-type", "application/json"),
+        ],
+        r#"{"version": "4.3", "branch": "main"}"#,
+        Some(&ann),
+    );
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    assert_eq!(v["started"], json!(["deploy-artifact-2"]));
+    let job = server.until("deploy-artifact-2", &ann, |v| v["status"] == "succeeded");
+    assert_eq!(job["params"]["version"], "4.3");
+
+    // Not CloudEvents, or not authenticated: refused, nothing started.
+    let (s, v) = post(
+        &[
+            ("ce-specversion", "1.0"),
+            ("ce-source", "/ci"),
+            ("ce-type", "x"),
+        ],
+        "{}",
+        Some(&ann),
+    );
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    assert!(v["detail"].as_str().unwrap().contains("ce-id"), "{v}");
+    let (s, v) = post(
+        &ce_json,
+        r#"{"specversion": "1.0", "source": "/ci", "type": "x"}"#,
+        Some(&ann),
+    );
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    let (s, v) = post(&[("content-type", "text/plain")], "hello", Some(&ann));
+    assert_eq!(s, StatusCode::UNSUPPORTED_MEDIA_TYPE, "{v}");
+    let (s, _) = post(&ce_json, &structured("build-10", "main"), None);
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    assert_eq!(jobs_of(&server, &ann, "deploy-artifact").len(), 2);
 }

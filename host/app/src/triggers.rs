@@ -88,7 +88,9 @@ impl App {
                 continue;
             };
             for t in &rule.on {
-                let Trigger::JobFinished(f) = t;
+                let Trigger::JobFinished(f) = t else {
+                    continue;
+                };
                 if !f.matches(&job.rule.name, *status, &job.params) {
                     continue;
                 }
@@ -101,29 +103,70 @@ impl App {
                     continue;
                 }
                 let ev = sluice_rule::expr::Evaluator::new();
-                let mut params = Vec::new();
-                for (name, template) in &f.params {
-                    let value = ev.render_str(template, &ctx).map_err(|e| {
-                        AppError::Usage(format!(
-                            "{}: `on: job-finished` param `{name}`: {e}",
-                            path.display()
-                        ))
+                out.push(TriggeredStart {
+                    path: path.clone(),
+                    params: render_params(&ev, &f.params, &ctx, &path)?,
+                    cause: Cause {
+                        kind: "job-finished".into(),
+                        from: job.id.clone(),
+                        key: format!("{}:{}", job.id, rule.name),
+                        depth,
+                    },
+                });
+            }
+        }
+        Ok(out)
+    }
+
+    /// The jobs a CloudEvent starts among the rules of `dir` (`on: cloudevent` of its type,
+    /// source and filter), with their params rendered from `trigger.event` (its `id`,
+    /// `source`, `type`, `subject`, `time` and `data`). One job per event and rule: the key is
+    /// `ce:SOURCE#ID:RULE`.
+    pub async fn event_starts(
+        &self,
+        dir: &Path,
+        event: &Value,
+    ) -> Result<Vec<TriggeredStart>, AppError> {
+        let (Some(id), Some(source), Some(ty)) = (
+            event["id"].as_str(),
+            event["source"].as_str(),
+            event["type"].as_str(),
+        ) else {
+            return Err(AppError::Usage(
+                "a CloudEvent needs `id`, `source` and `type`".into(),
+            ));
+        };
+        let ctx = json!({ "trigger": { "event": event } });
+        let ev = sluice_rule::expr::Evaluator::new();
+        let mut out = Vec::new();
+        for file in self.rule_files(dir).await? {
+            let path = dir.join(&file.file);
+            let Ok(rule) = self.read_rule(&path) else {
+                continue;
+            };
+            for t in &rule.on {
+                let Trigger::Cloudevent(c) = t else {
+                    continue;
+                };
+                if c.ty != ty || c.source.as_deref().is_some_and(|s| s != source) {
+                    continue;
+                }
+                if let Some(filter) = &c.filter {
+                    let pass = ev.condition(filter, &ctx).map_err(|e| {
+                        AppError::Usage(format!("{}: `on: cloudevent` filter: {e}", path.display()))
                     })?;
-                    let text = match value {
-                        Value::String(s) => s,
-                        Value::Null => continue,
-                        other => other.to_string(),
-                    };
-                    params.push(format!("{name}={text}"));
+                    if !pass {
+                        continue;
+                    }
                 }
                 out.push(TriggeredStart {
                     path: path.clone(),
-                    params,
+                    params: render_params(&ev, &c.params, &ctx, &path)?,
                     cause: Cause {
-                        kind: "job-finished".into(),
-                        job: job.id.clone(),
-                        key: format!("{}:{}", job.id, rule.name),
-                        depth,
+                        kind: "cloudevent".into(),
+                        from: format!("{source}#{id}"),
+                        key: format!("ce:{source}#{id}:{}", rule.name),
+                        depth: 1,
                     },
                 });
             }
@@ -138,12 +181,23 @@ impl App {
         start: TriggeredStart,
         observer: std::sync::Arc<dyn sluice_runner::Observer>,
     ) -> Result<Option<(String, sluice_runner::Standing)>, AppError> {
+        // Seen before: nothing runs again, not even its check. (Two starts racing past this
+        // are still one job: the key is stored with the job.)
+        if self
+            .journal
+            .triggered(&start.cause.key)
+            .await
+            .map_err(|e| self.store_error(e))?
+            .is_some()
+        {
+            return Ok(None);
+        }
         let mut rule = self.validate(&start.path).await?.rule;
         self.resolve_packages(&mut rule, &start.path).await?;
         let params = crate::rules::split_params(&start.params)?;
         let dir = sluice_runner::rule_dir(&start.path);
         let actor = Actor {
-            name: format!("trigger:{}", start.cause.job),
+            name: format!("trigger:{}", start.cause.from),
             groups: Vec::new(),
             via: AuthMethod::System,
             os_user: String::new(),
@@ -166,4 +220,27 @@ impl App {
             .await
             .map_err(|e| self.store_error(e))
     }
+}
+
+/// A trigger's `params:` rendered over `ctx`, as `NAME=VALUE` (a param that renders to null is
+/// left to its default).
+fn render_params(
+    ev: &sluice_rule::expr::Evaluator,
+    params: &std::collections::BTreeMap<String, String>,
+    ctx: &Value,
+    path: &Path,
+) -> Result<Vec<String>, AppError> {
+    let mut out = Vec::new();
+    for (name, template) in params {
+        let value = ev.render_str(template, ctx).map_err(|e| {
+            AppError::Usage(format!("{}: trigger param `{name}`: {e}", path.display()))
+        })?;
+        let text = match value {
+            Value::String(s) => s,
+            Value::Null => continue,
+            other => other.to_string(),
+        };
+        out.push(format!("{name}={text}"));
+    }
+    Ok(out)
 }

@@ -400,7 +400,7 @@ pub(crate) async fn show(global: &Global, args: ShowArgs) -> CmdResult {
     if let Some(c) = &job.cause {
         text.push_str(&format!(
             "follows  {} ({}, chain depth {})\n",
-            c.job, c.kind, c.depth
+            c.from, c.kind, c.depth
         ));
     }
     if !view.started.is_empty() {

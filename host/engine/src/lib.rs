@@ -132,12 +132,12 @@ impl StepResult {
 /// Why a job started by itself.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Cause {
-    /// The trigger: `job-finished`.
+    /// The trigger: `job-finished` or `cloudevent`.
     pub kind: String,
-    /// The job whose end started it.
-    pub job: String,
-    /// Starts one job however often it is seen (`JOB:RULE`): a second start with it is refused
-    /// by the journal.
+    /// What it follows: the job whose end started it, or the event (`SOURCE#ID`).
+    pub from: String,
+    /// Starts one job however often it is seen (`JOB:RULE`, `ce:SOURCE#ID:RULE`): a second
+    /// start with it is refused by the journal.
     pub key: String,
     /// How many started-by-trigger jobs lead here, this one included (1 for the first).
     pub depth: u32,

@@ -75,6 +75,25 @@ pub struct Rule {
 pub enum Trigger {
     /// A job of another rule ended (Keptn's `triggeredOn: qa.delivery.finished`).
     JobFinished(JobFinished),
+    /// A CloudEvent was posted to `POST /api/v1/events`.
+    Cloudevent(CloudEventTrigger),
+}
+
+/// `on: [{ cloudevent: {...} }]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CloudEventTrigger {
+    /// The event `type` that starts a job.
+    #[serde(rename = "type")]
+    pub ty: String,
+    /// Only events of this `source`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
+    /// A condition over `trigger.event` (`id`, `source`, `type`, `subject`, `data`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<String>,
+    /// The new job's params: templates that see `trigger.event`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub params: BTreeMap<String, String>,
 }
 
 /// `on: [{ job-finished: {...} }]`.

@@ -35,6 +35,7 @@ const TOP_KEYS: &[&str] = &[
     "on",
 ];
 const JOB_FINISHED_KEYS: &[&str] = &["rule", "status", "params-match", "params"];
+const CLOUDEVENT_KEYS: &[&str] = &["type", "source", "filter", "params"];
 const PARAM_KEYS: &[&str] = &["type", "required", "default", "allowed", "description"];
 const PHASE_KEYS: &[&str] = &["check", "init", "pre", "run", "post"];
 const STEP_KEYS: &[&str] = &[
@@ -339,13 +340,19 @@ impl Parser<'_> {
         };
         let mut out = Vec::new();
         for item in seq.iter() {
-            let Some(m) = self.mapping(item, "a trigger", &["job-finished"]) else {
+            let Some(m) = self.mapping(item, "a trigger", &["job-finished", "cloudevent"]) else {
                 continue;
             };
+            if let Some(body) = m.get_node("cloudevent") {
+                if let Some(t) = self.cloudevent_trigger(body, params) {
+                    out.push(Trigger::Cloudevent(t));
+                }
+                continue;
+            }
             let Some(body) = m.get_node("job-finished") else {
                 self.err(
                     loc(item),
-                    "a trigger names what starts the job: `job-finished`",
+                    "a trigger names what starts the job: `job-finished` or `cloudevent`",
                     None,
                 );
                 continue;
@@ -404,25 +411,8 @@ impl Parser<'_> {
                 .get_node("params")
                 .map(|x| self.text_map(x, "`params`"))
                 .unwrap_or_default();
-            if let Some(pm) = t.get_node("params").and_then(|x| x.as_mapping()) {
-                let names: Vec<&str> = params.iter().map(|p| p.name.as_str()).collect();
-                for (k, v) in pm.iter() {
-                    if !names.contains(&k.as_str()) {
-                        self.err(
-                            Loc::of(k.span()),
-                            format!("this rule has no param `{}`", k.as_str()),
-                            Some(match did_you_mean(k.as_str(), &names) {
-                                Some(w) => format!("did you mean `{w}`?"),
-                                None => format!("its params are {}", names.join(", ")),
-                            }),
-                        );
-                    }
-                    if let Some(text) = v.as_scalar().map(|s| s.as_str())
-                        && let Err(e) = crate::expr::find(text)
-                    {
-                        self.err(Loc::of(v.span()), e.to_string(), None);
-                    }
-                }
+            if let Some(pm) = t.get_node("params") {
+                self.check_trigger_params(pm, params);
             }
             out.push(Trigger::JobFinished(JobFinished {
                 rule,
@@ -432,6 +422,70 @@ impl Parser<'_> {
             }));
         }
         out
+    }
+
+    /// `cloudevent: { type, source, filter, params }`.
+    fn cloudevent_trigger(&mut self, body: &Node, params: &[Param]) -> Option<CloudEventTrigger> {
+        let t = self.mapping(body, "`cloudevent`", CLOUDEVENT_KEYS)?;
+        let Some(ty) = t.get_node("type").and_then(|x| self.string(x, "`type`")) else {
+            self.err(
+                loc(body),
+                "`cloudevent` needs the event `type` that starts a job",
+                Some("for example `type: com.example.artifact.published`".into()),
+            );
+            return None;
+        };
+        let source = t
+            .get_node("source")
+            .and_then(|x| self.string(x, "`source`"));
+        let filter = t
+            .get_node("filter")
+            .and_then(|x| self.string(x, "`filter`"));
+        if let Some(f) = &filter
+            && let Err(e) =
+                expr::condition_expr(f).and_then(|x| Evaluator::new().names(x).map(|_| ()))
+        {
+            let at = t.get_node("filter").map(loc).unwrap_or_default();
+            self.err(at, format!("`filter`: {e}"), None);
+        }
+        let mapped = t
+            .get_node("params")
+            .map(|x| self.text_map(x, "`params`"))
+            .unwrap_or_default();
+        if let Some(pm) = t.get_node("params") {
+            self.check_trigger_params(pm, params);
+        }
+        Some(CloudEventTrigger {
+            ty,
+            source,
+            filter,
+            params: mapped,
+        })
+    }
+
+    /// A trigger's `params:` names params of this rule, with templates that parse.
+    fn check_trigger_params(&mut self, pm: &Node, params: &[Param]) {
+        let Some(pm) = pm.as_mapping() else {
+            return;
+        };
+        let names: Vec<&str> = params.iter().map(|p| p.name.as_str()).collect();
+        for (k, v) in pm.iter() {
+            if !names.contains(&k.as_str()) {
+                self.err(
+                    Loc::of(k.span()),
+                    format!("this rule has no param `{}`", k.as_str()),
+                    Some(match did_you_mean(k.as_str(), &names) {
+                        Some(w) => format!("did you mean `{w}`?"),
+                        None => format!("its params are {}", names.join(", ")),
+                    }),
+                );
+            }
+            if let Some(text) = v.as_scalar().map(|s| s.as_str())
+                && let Err(e) = crate::expr::find(text)
+            {
+                self.err(Loc::of(v.span()), e.to_string(), None);
+            }
+        }
     }
 
     /// A mapping of names to text (numbers and booleans are taken as written).

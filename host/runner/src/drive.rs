@@ -267,7 +267,11 @@ impl Runner {
             created_at: d.job.created_at,
             lease: Some((self.holder.clone(), now() + LEASE_MS)),
             outbox: std::mem::take(&mut d.pending_outbox),
-            trigger: d.job.cause.as_ref().map(|c| (c.key.clone(), c.job.clone())),
+            trigger: d
+                .job
+                .cause
+                .as_ref()
+                .map(|c| (c.key.clone(), c.from.clone())),
         };
         let events = d.pending.drain(..).map(|(at, e)| stored(at, &e)).collect();
         d.last_seq = self.journal.create_job(row, events).await?;

@@ -48,7 +48,8 @@ pub(crate) fn routes() -> (Router<Arc<Server>>, utoipa::openapi::OpenApi) {
         .routes(routes!(annotation))
         .routes(routes!(notifications))
         .routes(routes!(locks))
-        .routes(routes!(workers));
+        .routes(routes!(workers))
+        .routes(routes!(events));
     let (router, mut api) = api.split_for_parts();
     // After the paths are in: the answers every operation may give go on each of them.
     utoipa::Modify::modify(&Common, &mut api);
@@ -779,6 +780,36 @@ async fn annotation(
         header::HeaderValue::from_static("nosniff"),
     );
     Ok(r)
+}
+
+/// A CloudEvent (HTTP binding, structured or binary mode) starts the jobs of the rules in
+/// `--rules` whose `on: cloudevent` it matches, each once per event (`source` and `id`).
+#[utoipa::path(post, path = "/events", tag = "events",
+    request_body(content = String, description = "A CloudEvent 1.0: structured (`Content-Type: application/cloudevents+json`) or binary (`ce-specversion`, `ce-id`, `ce-source`, `ce-type` headers; the body is its data).", content_type = "application/cloudevents+json"),
+    responses(
+        (status = 202, description = "`{\"started\": [JOB...], \"not_started\": N}`: the jobs started are in the journal and the server drives them; `not_started` counts matching rules whose job this event started before, or whose check failed.", content_type = "application/json"),
+        (status = 400, description = "Not a CloudEvent (a required attribute missing, bad JSON).", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "The server was started without `--rules`.", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 415, description = "Neither mode (batches are not supported yet).", body = ProblemDoc, content_type = "application/problem+json")))]
+async fn events(
+    State(server): State<Arc<Server>>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Answer {
+    let dir = rules_dir(&server)?.to_path_buf();
+    let event = crate::events::read(&headers, &body)?;
+    let mut started = Vec::new();
+    let mut already = 0;
+    for start in server.app.event_starts(&dir, &event).await? {
+        match crate::start_triggered(&server, start).await? {
+            Some(id) => started.push(id),
+            None => already += 1,
+        }
+    }
+    ok(
+        StatusCode::ACCEPTED,
+        json!({ "started": started, "not_started": already }),
+    )
 }
 
 #[utoipa::path(get, path = "/locks", tag = "locks",

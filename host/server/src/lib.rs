@@ -25,6 +25,7 @@ use tokio_util::task::TaskTracker;
 #[allow(unused_qualifications)]
 mod api;
 mod auth;
+mod events;
 mod live;
 mod metrics;
 mod problem;
@@ -418,30 +419,44 @@ async fn start_followers(
     finished: &str,
 ) -> Result<(), sluice_app::AppError> {
     for start in server.app.triggered_starts(dir, finished).await? {
-        let (tx, rx) = tokio::sync::oneshot::channel();
-        let watch = Arc::new(live::StartWatch {
-            created: Mutex::new(Some(tx)),
-            live: server.live.clone(),
-        });
-        let app = server.app.clone();
         let rule = start.path.display().to_string();
-        let driven = server
-            .tasks
-            .spawn(async move { app.start_triggered(start, watch).await });
-        if let Ok(id) = rx.await {
-            tracing::info!(job = id, after = finished, "started by a trigger");
-            continue;
-        }
-        // Nothing was written: the key started a job before, the check failed, or the start.
-        match driven.await {
-            Ok(Ok(_)) => {}
-            Ok(Err(e)) => {
+        match start_triggered(server, start).await {
+            Ok(Some(id)) => tracing::info!(job = id, after = finished, "started by a trigger"),
+            Ok(None) => {}
+            Err(e) => {
                 tracing::warn!(rule, after = finished, error = %e, "a triggered job did not start")
             }
-            Err(e) => tracing::warn!(rule, error = %e, "a triggered start failed"),
         }
     }
     Ok(())
+}
+
+/// Starts a triggered job in a task of this process, which drives it on; answers its id once
+/// it is in the journal, or `None` when nothing was written because its trigger's key started
+/// a job before or its check failed.
+pub(crate) async fn start_triggered(
+    server: &Arc<Server>,
+    start: sluice_app::TriggeredStart,
+) -> Result<Option<String>, sluice_app::AppError> {
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let watch = Arc::new(live::StartWatch {
+        created: Mutex::new(Some(tx)),
+        live: server.live.clone(),
+    });
+    let app = server.app.clone();
+    let driven = server
+        .tasks
+        .spawn(async move { app.start_triggered(start, watch).await });
+    if let Ok(id) = rx.await {
+        return Ok(Some(id));
+    }
+    match driven.await {
+        Ok(Ok(_)) => Ok(None),
+        Ok(Err(e)) => Err(e),
+        Err(e) => Err(sluice_app::AppError::Internal(format!(
+            "starting a triggered job failed: {e}"
+        ))),
+    }
 }
 
 fn router(server: Arc<Server>) -> Router {

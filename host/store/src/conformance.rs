@@ -832,6 +832,11 @@ pub async fn a_trigger_key_starts_one_job(j: Arc<dyn Journal>) {
         "nothing of it was written"
     );
     assert_eq!(j.started_by_job("qa-1").await.unwrap(), ["prod-1"]);
+    assert_eq!(
+        j.triggered("qa-1:prod").await.unwrap().as_deref(),
+        Some("prod-1")
+    );
+    assert_eq!(j.triggered("qa-2:prod").await.unwrap(), None);
     let now = 1_000_000;
     assert!(
         j.claim_messages(now, "a", now + 10, 10, false)

@@ -484,6 +484,8 @@ pub trait Journal: Send + Sync {
     async fn messages(&self, job: &str) -> Result<Vec<MessageRow>, StoreError>;
     /// How many messages wait for delivery (not delivered, not given up).
     async fn outbox_backlog(&self) -> Result<u64, StoreError>;
+    /// The job a trigger's key started, if any.
+    async fn triggered(&self, key: &str) -> Result<Option<String>, StoreError>;
     /// The jobs that `job`'s end started through triggers, oldest first.
     async fn started_by_job(&self, job: &str) -> Result<Vec<String>, StoreError>;
 }

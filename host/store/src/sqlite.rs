@@ -1257,6 +1257,17 @@ impl Journal for SqliteJournal {
         .await
     }
 
+    async fn triggered(&self, key: &str) -> Result<Option<String>, StoreError> {
+        let key = key.to_string();
+        self.read(move |conn| {
+            Ok(conn
+                .prepare_cached("SELECT job_id FROM triggers WHERE key = ?1")?
+                .query_row([key], |r| r.get(0))
+                .optional()?)
+        })
+        .await
+    }
+
     async fn started_by_job(&self, job: &str) -> Result<Vec<String>, StoreError> {
         let job = job.to_string();
         self.read(move |conn| {
