@@ -64,6 +64,45 @@ pub fn normalize(expr: &str) -> Cow<'_, str> {
     if changed { out.into() } else { expr.into() }
 }
 
+/// Refuses a character no expression uses outside a string. minijinja's expression parser
+/// stops at one without a word once what comes before is a whole expression, so
+/// `a == 1 && b` would be read as `a == 1`: a condition that says something else than it
+/// was written to.
+fn stray_character(expr: &str) -> Result<(), ExprError> {
+    let mut quote: Option<char> = None;
+    let mut escaped = false;
+    for (i, c) in expr.char_indices() {
+        if let Some(q) = quote {
+            match c {
+                _ if escaped => escaped = false,
+                '\\' => escaped = true,
+                _ if c == q => quote = None,
+                _ => {}
+            }
+            continue;
+        }
+        let fine = c.is_alphanumeric() || c.is_whitespace() || "_.,:()[]{}+-*/%~|=!<>".contains(c);
+        match c {
+            '\'' | '"' => quote = Some(c),
+            _ if fine => {}
+            '&' => {
+                return Err(ExprError::Invalid(
+                    "`&` is not an operator in expressions: write `and` (and `or`, `not` for `||`, `!`)"
+                        .to_string(),
+                ));
+            }
+            _ => {
+                return Err(ExprError::Invalid(format!(
+                    "unexpected `{c}` at character {} of `{}`: expressions use and, or, not, ==, !=, <, >, +, -, *, /, ~ and |filters",
+                    i + 1,
+                    cut(expr)
+                )));
+            }
+        }
+    }
+    Ok(())
+}
+
 /// The step ids an expression reads as `steps.ID` (dashes included).
 pub fn step_refs(expr: &str) -> Vec<String> {
     let ident = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
@@ -172,6 +211,7 @@ impl Evaluator {
     /// Compiles `expr`, its growing operators rewritten into bounded calls first (so nothing
     /// big is folded while compiling either).
     fn compile(&self, expr: &str) -> Result<minijinja::Expression<'_, 'static>, ExprError> {
+        stray_character(expr)?;
         let normalized = normalize(expr);
         let bounded = limits::rewrite(&normalized).map_err(|e| ExprError::Invalid(describe(&e)))?;
         self.env
@@ -544,6 +584,26 @@ mod tests {
             &ctx(),
         );
         assert_eq!(v.unwrap(), json!({"msg": "deploy web-7 to production x3"}));
+    }
+
+    #[test]
+    fn characters_the_parser_would_stop_at_are_refused_not_ignored() {
+        let ev = Evaluator::new();
+        for (cond, says) in [
+            ("params.env == 'production' && false", "write `and`"),
+            ("params.env == 'production' ; false", "unexpected `;`"),
+            ("params.env == 'production' ? 1 : 2", "unexpected `?`"),
+            ("params.env == 'production' # note", "unexpected `#`"),
+        ] {
+            let e = ev.condition(cond, &ctx()).unwrap_err().to_string();
+            assert!(e.contains(says), "{cond}: {e}");
+        }
+        // Inside strings they are text.
+        assert!(
+            !ev.condition("params.env == 'a && b; c? #d \\' e'", &ctx())
+                .unwrap()
+        );
+        assert!(ev.condition("'&' ~ \"?\" == '&?'", &ctx()).unwrap());
     }
 
     #[test]
