@@ -767,3 +767,145 @@ fn an_unblocked_job_is_left_to_the_worker_not_run_in_the_approvers_terminal() {
     );
     assert_eq!(status(home.path(), "line-3")["status"], "waiting");
 }
+
+/// Seconds since the Unix epoch, now.
+fn unix_now() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+}
+
+const DAYS: [&str; 7] = ["mon", "tue", "wed", "thu", "fri", "sat", "sun"];
+
+#[test]
+fn a_job_outside_its_window_says_when_it_starts_and_skip_window_needs_permission_and_a_reason() {
+    let home = crate::home();
+    std::fs::write(
+        home.path().join("permissions.yaml"),
+        "groups:\n  release-managers: [bob]\nallow:\n  skip-window: [group:release-managers]\n",
+    )
+    .unwrap();
+    // Only the day after tomorrow (UTC) is allowed: closed now, whenever the test runs.
+    let day = (unix_now() / 86_400 + 3 + 2) % 7;
+    let rule = write_rule(
+        home.path(),
+        "w.yaml",
+        &format!(
+            "rule: windowed\nwindows: {{ allow: [{{ days: [{}] }}] }}\nphases:\n  run:\n    - {{ id: deploy, op: log, with: {{ message: deploying }} }}\n",
+            DAYS[day as usize]
+        ),
+    );
+    let o = sluice(home.path(), &["run", rule.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(3), "{}{}", out(&o), err(&o));
+    assert!(
+        out(&o)
+            .contains("job windowed-1 waits at `window:job`: the job is outside its deploy window"),
+        "{}",
+        out(&o)
+    );
+    assert!(out(&o).contains("00:00 UTC"), "{}", out(&o));
+    assert!(out(&o).contains("starts by itself in"), "{}", out(&o));
+    assert!(
+        out(&o).contains(
+            "or now with `sluice skip-window windowed-1 --step window:job --comment WHY`"
+        ),
+        "{}",
+        out(&o)
+    );
+    let v = status(home.path(), "windowed-1");
+    assert_eq!(v["status"], "waiting");
+    assert_eq!(v["waiting"][0]["kind"], "window");
+    assert!(v["waiting"][0]["opens_at"].as_u64().unwrap() > unix_now() * 1000);
+    assert_eq!(v["locks"], Value::Null, "nothing is held while it waits");
+
+    // Not permitted; permitted without a reason; then with one.
+    let o = as_user(
+        home.path(),
+        &["skip-window", "windowed-1", "-m", "hotfix"],
+        "dave",
+    );
+    assert_eq!(o.status.code(), Some(5), "{}", err(&o));
+    assert!(err(&o).contains("dave may not skip-window"), "{}", err(&o));
+    let o = as_user(home.path(), &["skip-window", "windowed-1"], "bob");
+    assert_eq!(o.status.code(), Some(5), "{}", err(&o));
+    assert!(err(&o).contains("needs a comment"), "{}", err(&o));
+    assert_eq!(status(home.path(), "windowed-1")["status"], "waiting");
+    let o = as_user(
+        home.path(),
+        &["skip-window", "windowed-1", "-m", "hotfix for the outage"],
+        "bob",
+    );
+    assert!(o.status.success(), "{}{}", out(&o), err(&o));
+    let v = status(home.path(), "windowed-1");
+    assert_eq!(v["status"], "succeeded", "{v}");
+    let decided = v["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["event"]["type"] == "decided")
+        .unwrap()
+        .clone();
+    assert_eq!(decided["event"]["kind"], "skip-window");
+    assert_eq!(decided["event"]["by"]["name"], "bob");
+    assert_eq!(decided["event"]["comment"], "hotfix for the outage");
+}
+
+#[test]
+fn a_job_waiting_for_its_window_starts_when_the_timer_fires() {
+    let home = crate::home();
+    // A window that opens at the start of the next minute (or the one after, when the next is
+    // too close for the job to be started before it), for two minutes.
+    let now = unix_now();
+    let mut opens = (now / 60 + 1) * 60;
+    if opens - now < 5 {
+        opens += 60;
+    }
+    let hm = |t: u64| format!("{:02}:{:02}", (t / 3600) % 24, (t / 60) % 60);
+    let (from, to) = (hm(opens), hm(opens + 120));
+    if to < from {
+        // Midnight falls in between: a range cannot cross it.
+        eprintln!("skipped: the window would cross midnight UTC");
+        return;
+    }
+    let rule = write_rule(
+        home.path(),
+        "w.yaml",
+        &format!(
+            "rule: soon\nphases:\n  run:\n    - id: deploy\n      op: log\n      with: {{ message: deploying }}\n      windows: {{ allow: [{{ hours: \"{from}-{to}\" }}] }}\n"
+        ),
+    );
+    let o = sluice(home.path(), &["run", rule.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(3), "{}{}", out(&o), err(&o));
+    assert_eq!(
+        status(home.path(), "soon-1")["waiting"][0]["opens_at"],
+        opens * 1000
+    );
+    // Nothing runs while it waits; a worker pass after the opening starts it.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(90);
+    let mut v = status(home.path(), "soon-1");
+    while v["status"] == "waiting" && std::time::Instant::now() < deadline {
+        assert!(sluice(home.path(), &["worker", "--once"]).status.success());
+        v = status(home.path(), "soon-1");
+        if v["status"] == "waiting" {
+            assert!(
+                unix_now() <= opens + 1,
+                "still waiting after the window opened: {v}"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(250));
+        }
+    }
+    assert_eq!(v["status"], "succeeded", "{v}");
+    let started = v["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["event"]["type"] == "step-started")
+        .unwrap()["at"]
+        .as_u64()
+        .unwrap();
+    assert!(
+        started >= opens * 1000,
+        "the step started before its window opened"
+    );
+}

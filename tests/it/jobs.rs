@@ -108,8 +108,10 @@ fn validate_reports_every_error_with_place_caret_and_hint() {
 fn every_example_rule_validates() {
     let home = crate::home();
     let mut n = 0;
+    let stages = std::fs::read_dir(root().join("examples/keptn-stages")).unwrap();
     for entry in std::fs::read_dir(root().join("examples"))
         .unwrap()
+        .chain(stages)
         .flatten()
     {
         let path = entry.path();

@@ -48,6 +48,17 @@ impl Server {
 
     /// A server of the rules in `rules` with more arguments, read with `client`.
     pub(crate) fn with_args(home: &Path, rules: &Path, more: &[&str], client: Client) -> Server {
+        Server::with_env(home, rules, more, &[], client)
+    }
+
+    /// A server with `more` arguments and `env` set in its environment.
+    pub(crate) fn with_env(
+        home: &Path,
+        rules: &Path,
+        more: &[&str],
+        env: &[(&str, &str)],
+        client: Client,
+    ) -> Server {
         let mut args = vec![
             "server",
             "--listen",
@@ -64,6 +75,7 @@ impl Server {
             .open(home.join("server.log"))
             .unwrap();
         let mut child = command(home, &args)
+            .envs(env.iter().copied())
             .stdout(Stdio::piped())
             .stderr(log)
             .spawn()

@@ -241,3 +241,205 @@ fn a_cloud_event_starts_the_rules_that_follow_its_type_once_per_event() {
     assert_eq!(s, StatusCode::UNAUTHORIZED);
     assert_eq!(jobs_of(&server, &ann, "deploy-artifact").len(), 2);
 }
+
+const ON_PUSH: &str = "rule: build-on-push\non:\n  - webhook:\n      name: github-push\n      secret: hook-test\n      filter: \"${{ trigger.webhook.event == 'push' and trigger.webhook.body.ref == 'refs/heads/main' }}\"\n      params:\n        commit: \"${{ trigger.webhook.body.after }}\"\nparams:\n  commit: { type: string, required: true }\nphases:\n  run:\n    - { id: build, op: log, with: { message: \"building ${{ params.commit }}\" } }\n";
+
+/// `X-Hub-Signature-256` for `body` under `secret`, as GitHub computes it.
+fn github_signature(secret: &str, body: &str) -> String {
+    use hmac::Mac as _;
+    let mut mac = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret.as_bytes()).unwrap();
+    mac.update(body.as_bytes());
+    format!("sha256={}", hex::encode(mac.finalize().into_bytes()))
+}
+
+/// The headers of a GitHub push delivery.
+fn delivery<'a>(id: &'a str, signature: &'a str) -> [(&'a str, &'a str); 4] {
+    [
+        ("content-type", "application/json"),
+        ("x-github-event", "push"),
+        ("x-github-delivery", id),
+        ("x-hub-signature-256", signature),
+    ]
+}
+
+#[test]
+fn a_signed_webhook_starts_its_rule_once_per_delivery_and_a_bad_signature_starts_nothing() {
+    let home = crate::home();
+    let rules = home.path().join("rules");
+    std::fs::create_dir(&rules).unwrap();
+    std::fs::write(rules.join("build.yaml"), ON_PUSH).unwrap();
+    let ann = token(home.path(), "ann");
+    let secret = "It's a Secret to Everybody";
+    let server = Server::with_env(
+        home.path(),
+        &rules,
+        &[],
+        &[("SLUICE_SECRET_HOOK_TEST", secret)],
+        crate::server::client(),
+    );
+    let post = |path: &str, headers: &[(&str, &str)], body: &str| {
+        // No token: a webhook is authenticated by its signature.
+        let mut r = server.req(reqwest::Method::POST, path, None);
+        for (k, v) in headers {
+            r = r.header(*k, *v);
+        }
+        crate::server::answer(r.body(body.to_string()))
+    };
+    let push = r#"{"ref": "refs/heads/main", "after": "9f2c1e7"}"#;
+    let signed = github_signature(secret, push);
+    let signed = signed.as_str();
+
+    let (s, v) = post("/hooks/github-push", &delivery("d-1", signed), push);
+    assert_eq!(s, StatusCode::ACCEPTED, "{v}");
+    assert_eq!(v["started"], json!(["build-on-push-1"]));
+    let job = server.until("build-on-push-1", &ann, |v| v["status"] == "succeeded");
+    assert_eq!(job["params"]["commit"], "9f2c1e7");
+    assert_eq!(job["triggered_by"]["kind"], "webhook");
+    assert_eq!(job["triggered_by"]["from"], "hook:github-push#d-1");
+
+    // GitHub redelivers with the same delivery id: nothing new starts.
+    let (s, v) = post("/hooks/github-push", &delivery("d-1", signed), push);
+    assert_eq!(
+        (s, &v["started"]),
+        (StatusCode::ACCEPTED, &json!([])),
+        "{v}"
+    );
+
+    // A body changed on the way, another secret, or no signature: 401, nothing started.
+    let tampered = push.replace("9f2c1e7", "0000000");
+    let (s, v) = post("/hooks/github-push", &delivery("d-2", signed), &tampered);
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "{v}");
+    assert!(
+        v["detail"].as_str().unwrap().contains("does not match"),
+        "{v}"
+    );
+    let forged = github_signature("guess", push);
+    let (s, _) = post("/hooks/github-push", &delivery("d-3", &forged), push);
+    assert_eq!(s, StatusCode::UNAUTHORIZED);
+    let (s, v) = post(
+        "/hooks/github-push",
+        &[
+            ("content-type", "application/json"),
+            ("x-github-delivery", "d-4"),
+        ],
+        push,
+    );
+    assert_eq!(s, StatusCode::UNAUTHORIZED, "{v}");
+    assert!(v["detail"].as_str().unwrap().contains("not signed"), "{v}");
+    // Signed, but not JSON; an unknown hook; a push to another branch.
+    let text = "payload=x";
+    let sig = github_signature(secret, text);
+    let (s, _) = post("/hooks/github-push", &delivery("d-5", &sig), text);
+    assert_eq!(s, StatusCode::BAD_REQUEST);
+    let (s, _) = post("/hooks/gitlab-push", &delivery("d-6", signed), push);
+    assert_eq!(s, StatusCode::NOT_FOUND);
+    let branch = r#"{"ref": "refs/heads/dev", "after": "1111111"}"#;
+    let sig = github_signature(secret, branch);
+    let (s, v) = post("/hooks/github-push", &delivery("d-7", &sig), branch);
+    assert_eq!(
+        (s, &v["started"]),
+        (StatusCode::ACCEPTED, &json!([])),
+        "{v}"
+    );
+    assert_eq!(jobs_of(&server, &ann, "build-on-push").len(), 1);
+}
+
+#[test]
+fn a_schedule_runs_each_time_once_even_with_two_servers_on_one_journal() {
+    let home = crate::home();
+    let rules = home.path().join("rules");
+    std::fs::create_dir(&rules).unwrap();
+    // Every second (a sixth, leading field), so the test sees several runs quickly.
+    std::fs::write(
+        rules.join("tick.yaml"),
+        "rule: tick\non:\n  - schedule: { cron: \"* * * * * *\", missed: skip, params: { at: \"${{ trigger.schedule.time }}\" } }\nparams:\n  at: { type: string, required: true }\nphases:\n  run:\n    - { id: note, op: log, with: { message: \"run of ${{ params.at }}\" } }\n",
+    )
+    .unwrap();
+    let ann = token(home.path(), "ann");
+    let one = Server::with_args(home.path(), &rules, &[], crate::server::client());
+    let two = Server::with_args(home.path(), &rules, &[], crate::server::client());
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let jobs = loop {
+        let jobs = jobs_of(&one, &ann, "tick");
+        if jobs.len() >= 4 {
+            break jobs;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the schedule ran {} times",
+            jobs.len()
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    drop(two);
+    drop(one);
+    let mut times = Vec::new();
+    for j in &jobs {
+        let id = j["id"].as_str().unwrap();
+        let o = sluice(home.path(), &["show", id, "--json"]);
+        let v: Value = serde_json::from_slice(&o.stdout).unwrap();
+        assert_eq!(v["triggered_by"]["kind"], "schedule", "{v}");
+        let at = v["params"]["at"].as_str().unwrap().to_string();
+        assert!(
+            v["triggered_by"]["key"].as_str().unwrap().ends_with(&at),
+            "{v}"
+        );
+        times.push(at);
+    }
+    let n = times.len();
+    times.sort();
+    times.dedup();
+    assert_eq!(times.len(), n, "a second ran twice: {times:?}");
+}
+
+#[test]
+fn the_keptn_stages_example_promotes_a_passing_artifact_and_asks_after_a_warning() {
+    let home = crate::home();
+    let rules = home.path().join("rules");
+    std::fs::create_dir(&rules).unwrap();
+    for f in ["qa-delivery.yaml", "production-delivery.yaml"] {
+        std::fs::copy(
+            crate::jobs::root().join("examples/keptn-stages").join(f),
+            rules.join(f),
+        )
+        .unwrap();
+    }
+    let ann = token(home.path(), "ann");
+    let server = Server::with_args(home.path(), &rules, &[], crate::server::client());
+    let image = "ghcr.io/podtato-head/podtatoserver";
+
+    // A fast build passes its evaluation: production approves itself and deploys.
+    let qa = start(
+        &server,
+        &ann,
+        "qa-delivery",
+        json!({ "image": image, "version": "v0.1.1" }),
+    );
+    assert_eq!(
+        followed(&server, &ann, &qa)["started_jobs"],
+        json!(["production-delivery-1"])
+    );
+    let prod = server.until("production-delivery-1", &ann, |v| v["status"] != "running");
+    assert_eq!(prod["status"], "succeeded", "{prod}");
+    assert_eq!(prod["params"]["qa_job"], qa);
+    assert_eq!(prod["params"]["p95"], 240);
+
+    // A slow one is a warning: production waits for a person at its approval.
+    let qa = start(
+        &server,
+        &ann,
+        "qa-delivery",
+        json!({ "image": image, "version": "v0.1.2", "p95": 450 }),
+    );
+    followed(&server, &ann, &qa);
+    let prod = server.until("production-delivery-2", &ann, |v| v["status"] != "running");
+    assert_eq!(prod["status"], "waiting", "{prod}");
+    assert_eq!(prod["waiting"][0]["step"], "approval");
+    assert!(
+        prod["waiting"][0]["message"]
+            .as_str()
+            .unwrap()
+            .contains(&format!("promote v0.1.2 (from {qa})")),
+        "{prod}"
+    );
+}

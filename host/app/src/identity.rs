@@ -73,6 +73,8 @@ pub enum Permission {
     Cancel,
     /// Annotate a job.
     Annotate,
+    /// Start outside a deploy window.
+    SkipWindow,
 }
 
 impl Permission {
@@ -84,6 +86,7 @@ impl Permission {
             Permission::Trap => "trap",
             Permission::Cancel => "cancel",
             Permission::Annotate => "annotate",
+            Permission::SkipWindow => "skip-window",
         }
     }
 }

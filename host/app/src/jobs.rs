@@ -451,6 +451,7 @@ fn permission_for(view: &JobView, d: &Decision) -> Permission {
         DecisionKind::Approve | DecisionKind::Reject => Permission::Approve,
         DecisionKind::Resume => Permission::Resume,
         DecisionKind::Retry | DecisionKind::Skip | DecisionKind::Rollback => Permission::Trap,
+        DecisionKind::SkipWindow => Permission::SkipWindow,
         DecisionKind::Abort => {
             let job = &view.job;
             let step = d

@@ -38,7 +38,7 @@ pub use packages::{Inspected, Pushed};
 pub use remote::{Remote, login_file};
 pub use rules::{RuleFile, Validated, std_op_names};
 pub use tokens::{MIN_PASSWORD_CHARS, NewToken, random_hex};
-pub use triggers::{MAX_CHAIN, TriggeredStart};
+pub use triggers::{HookDelivery, MAX_CHAIN, ScheduleRound, TriggeredStart};
 
 pub use sluice_engine::{
     DecisionKind, Event, GateKind, GateView, Job, JobStatus, Millis, SimLine, StepState, StepStatus,

@@ -244,3 +244,239 @@ fn render_params(
     }
     Ok(out)
 }
+
+/// A delivery to `POST /hooks/NAME`, as it came.
+#[derive(Debug, Clone, Copy)]
+pub struct HookDelivery<'a> {
+    /// The hook's name, from the path.
+    pub name: &'a str,
+    /// `X-Hub-Signature-256`: `sha256=` and the hex HMAC-SHA256 of the body.
+    pub signature: Option<&'a str>,
+    /// `X-GitHub-Delivery` (or `X-Delivery-Id`): what makes a redelivery the same delivery.
+    pub delivery: Option<&'a str>,
+    /// `X-GitHub-Event`: what happened (`push`, `release`...).
+    pub event: Option<&'a str>,
+    /// The raw body, as signed.
+    pub body: &'a [u8],
+}
+
+/// The jobs a schedule starts now, and when to look again.
+#[derive(Debug, Default)]
+pub struct ScheduleRound {
+    /// The runs due now, one job each.
+    pub starts: Vec<TriggeredStart>,
+    /// The next time any schedule runs.
+    pub next: Option<u64>,
+}
+
+impl App {
+    /// The jobs a signed webhook starts among the rules of `dir` (`on: webhook` with its
+    /// name): the body must be signed with each rule's secret (HMAC-SHA256, compared in
+    /// constant time), be JSON, and pass the rule's filter. One job per delivery and rule: the
+    /// key is `hook:NAME#DELIVERY:RULE`; a delivery without an id is known by its body's
+    /// sha256.
+    pub async fn webhook_starts(
+        &self,
+        dir: &Path,
+        hook: HookDelivery<'_>,
+    ) -> Result<Vec<TriggeredStart>, AppError> {
+        let mut matching = Vec::new();
+        for file in self.rule_files(dir).await? {
+            let path = dir.join(&file.file);
+            let Ok(rule) = self.read_rule(&path) else {
+                continue;
+            };
+            for t in &rule.on {
+                if let Trigger::Webhook(w) = t
+                    && w.name == hook.name
+                {
+                    matching.push((path.clone(), rule.name.clone(), w.clone()));
+                }
+            }
+        }
+        if matching.is_empty() {
+            return Err(AppError::NotFound(format!(
+                "no rule in this server's --rules has `on: webhook` named `{}`",
+                hook.name
+            )));
+        }
+        let Some(signature) = hook.signature else {
+            return Err(AppError::Unauthenticated(
+                "the delivery is not signed: send X-Hub-Signature-256: sha256=<hex HMAC-SHA256 of the body under the hook's secret>".into(),
+            ));
+        };
+        let mut signed = Vec::new();
+        for (path, rule, w) in matching {
+            let var = format!(
+                "SLUICE_SECRET_{}",
+                w.secret.to_uppercase().replace('-', "_")
+            );
+            let Ok(secret) = std::env::var(&var) else {
+                return Err(AppError::Internal(format!(
+                    "webhook `{}` of {} is signed with secret `{}`, which this server does not have: set {var} where it runs",
+                    w.name,
+                    path.display(),
+                    w.secret
+                )));
+            };
+            if signed_by(secret.as_bytes(), hook.body, signature) {
+                signed.push((path, rule, w));
+            }
+        }
+        if signed.is_empty() {
+            return Err(AppError::Unauthenticated(format!(
+                "the signature does not match the body under the secret of webhook `{}`: check the secret the sender signs with",
+                hook.name
+            )));
+        }
+        let body: Value = serde_json::from_slice(hook.body).map_err(|e| {
+            AppError::Usage(format!(
+                "the body is not JSON ({e}): send application/json (GitHub: the webhook's content type)"
+            ))
+        })?;
+        let delivery = match hook.delivery {
+            Some(d) => d.to_string(),
+            None => {
+                use sha2::Digest as _;
+                format!("sha256:{}", hex::encode(sha2::Sha256::digest(hook.body)))
+            }
+        };
+        let ctx = json!({ "trigger": { "webhook": {
+            "name": hook.name,
+            "event": hook.event,
+            "delivery": delivery,
+            "body": body,
+        }}});
+        let ev = sluice_rule::expr::Evaluator::new();
+        let mut out = Vec::new();
+        for (path, rule, w) in signed {
+            if let Some(filter) = &w.filter {
+                let pass = ev.condition(filter, &ctx).map_err(|e| {
+                    AppError::Usage(format!("{}: `on: webhook` filter: {e}", path.display()))
+                })?;
+                if !pass {
+                    continue;
+                }
+            }
+            out.push(TriggeredStart {
+                params: render_params(&ev, &w.params, &ctx, &path)?,
+                path,
+                cause: Cause {
+                    kind: "webhook".into(),
+                    from: format!("hook:{}#{delivery}", w.name),
+                    key: format!("hook:{}#{delivery}:{rule}", w.name),
+                    depth: 1,
+                },
+            });
+        }
+        Ok(out)
+    }
+
+    /// The runs of the rules' schedules (`on: schedule`) due at `now`, for a server that
+    /// started at `since` (a schedule that never ran counts from then). A schedule's latest
+    /// run is read from the journal (the key of the job it started ends with its time), so
+    /// every server on one journal agrees, and the key makes each run one job.
+    pub async fn schedule_starts(
+        &self,
+        dir: &Path,
+        since: u64,
+        now: u64,
+    ) -> Result<ScheduleRound, AppError> {
+        let mut round = ScheduleRound::default();
+        let ev = sluice_rule::expr::Evaluator::new();
+        for file in self.rule_files(dir).await? {
+            let path = dir.join(&file.file);
+            let Ok(rule) = self.read_rule(&path) else {
+                continue;
+            };
+            for t in &rule.on {
+                let Trigger::Schedule(s) = t else {
+                    continue;
+                };
+                let prefix = format!("cron:{}:{} {}@", rule.name, s.cron, s.timezone);
+                let last = self
+                    .journal
+                    .last_trigger(&prefix)
+                    .await
+                    .map_err(|e| self.store_error(e))?
+                    .and_then(|k| sluice_rule::calendar::parse_utc(&k[prefix.len()..]));
+                let due = sluice_engine::schedule::due(s, last, since, now).map_err(|e| {
+                    AppError::Usage(format!("{}: `on: schedule`: {e}", path.display()))
+                })?;
+                if let Some(n) = due.next {
+                    round.next = Some(round.next.map_or(n, |m: u64| m.min(n)));
+                }
+                let Some(run) = due.run else {
+                    continue;
+                };
+                let time = sluice_rule::calendar::utc_text(run);
+                let ctx = json!({ "trigger": { "schedule": {
+                    "time": time,
+                    "cron": s.cron,
+                    "timezone": s.timezone,
+                }}});
+                round.starts.push(TriggeredStart {
+                    params: render_params(&ev, &s.params, &ctx, &path)?,
+                    path: path.clone(),
+                    cause: Cause {
+                        kind: "schedule".into(),
+                        from: format!("schedule `{}` ({}) at {time}", s.cron, s.timezone),
+                        key: format!("{prefix}{time}"),
+                        depth: 1,
+                    },
+                });
+            }
+        }
+        Ok(round)
+    }
+}
+
+/// Whether `signature` (`sha256=HEX`, GitHub's `X-Hub-Signature-256`) is the HMAC-SHA256 of
+/// `body` under `secret`; compared in constant time.
+fn signed_by(secret: &[u8], body: &[u8], signature: &str) -> bool {
+    use hmac::Mac as _;
+    let Some(given) = signature
+        .strip_prefix("sha256=")
+        .and_then(|h| hex::decode(h.trim()).ok())
+    else {
+        return false;
+    };
+    let Ok(mut mac) = hmac::Hmac::<sha2::Sha256>::new_from_slice(secret) else {
+        return false;
+    };
+    mac.update(body);
+    mac.verify_slice(&given).is_ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::signed_by;
+
+    #[test]
+    fn signatures_are_checked_as_github_makes_them() {
+        // GitHub's documented example: secret "It's a Secret to Everybody", payload
+        // "Hello, World!".
+        let sig = "sha256=757107ea0eb2509fc211221cce984b8a37570b6d7586c22c46f4379c8b043e17";
+        assert!(signed_by(
+            b"It's a Secret to Everybody",
+            b"Hello, World!",
+            sig
+        ));
+        assert!(!signed_by(
+            b"It's a Secret to Everybody",
+            b"Hello, World?",
+            sig
+        ));
+        assert!(!signed_by(b"another secret", b"Hello, World!", sig));
+        assert!(!signed_by(
+            b"It's a Secret to Everybody",
+            b"Hello, World!",
+            &sig[7..]
+        ));
+        assert!(!signed_by(
+            b"It's a Secret to Everybody",
+            b"Hello, World!",
+            "sha256=zz"
+        ));
+    }
+}

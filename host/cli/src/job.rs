@@ -336,11 +336,16 @@ pub(crate) fn report_standing(printer: &Printer, id: &str, standing: &Standing) 
                 if let Some(d) = g.deadline {
                     printer.line(&format!("  times out in {} s", d.saturating_sub(sluice_app::now()) / 1000));
                 }
+                if let Some(d) = g.opens_at {
+                    printer.line(&format!("  starts by itself in {} s, when the window opens (a server or `sluice worker` starts it then)", d.saturating_sub(sluice_app::now()).div_ceil(1000)));
+                    printer.line(&format!("  or now with `sluice skip-window {id} --step {} --comment WHY`", g.step));
+                    continue;
+                }
                 let ops: Vec<String> = g.bundle.iter().map(|(n, d, _)| format!("{n}@sha256:{}", &d[..12.min(d.len())])).collect();
                 printer.line(&format!("  approves the ops {} (bundle {})", ops.join(", "), &g.bundle_digest[..16]));
                 printer.line(&format!("  continue with {}", verbs.join(" or ")));
             }
-            printer.line(&format!("job {id} hibernates: nothing of it runs until someone decides"));
+            printer.line(&format!("job {id} hibernates: nothing of it runs until someone decides{}", if gates.iter().any(|g| g.opens_at.is_some()) { " or its window opens" } else { "" }));
         }
         Standing::Finished { .. } | Standing::Handed => {}
     }

@@ -76,6 +76,8 @@ enum Command {
     Rollback(gate::DecideArgs),
     /// At any gate: end the job as failed, with no rollback; post runs.
     Abort(gate::DecideArgs),
+    /// Outside a deploy window or in a freeze: start now (a comment saying why is required).
+    SkipWindow(gate::DecideArgs),
     /// Attach a comment, a file or a log to a job, at any time.
     Annotate(gate::AnnotateArgs),
     /// List a job's annotations.
@@ -219,6 +221,9 @@ fn run(cli: Cli) -> CmdResult {
                 gate::decide(&cli.global, sluice_app::DecisionKind::Retry, a).await
             }
             Command::Skip(a) => gate::decide(&cli.global, sluice_app::DecisionKind::Skip, a).await,
+            Command::SkipWindow(a) => {
+                gate::decide(&cli.global, sluice_app::DecisionKind::SkipWindow, a).await
+            }
             Command::Rollback(a) => {
                 gate::decide(&cli.global, sluice_app::DecisionKind::Rollback, a).await
             }

@@ -114,6 +114,7 @@ pub(crate) fn print_report(name: &str, report: &OpReport) -> Result<(), Failed> 
                 sluice_app::GateKind::Approval => "approval",
                 sluice_app::GateKind::Pause => "pause",
                 sluice_app::GateKind::Trap => "trap",
+                sluice_app::GateKind::Window => "window",
             };
             let mut s = format!("suspended at {kind} gate: {}\n", g.message);
             if !g.approvers.is_empty() {

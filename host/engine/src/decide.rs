@@ -7,6 +7,7 @@
 
 use serde_json::Value;
 use sluice_model::Phase;
+use sluice_rule::calendar::{self, Windows};
 use sluice_rule::expr::Evaluator;
 use sluice_rule::{OnError, OpCall, Parallel, Step, StepKind};
 
@@ -14,6 +15,19 @@ use crate::{
     Action, DecisionKind, Ending, Event, Gate, GateKind, Job, JobStatus, LockRequest, Millis,
     StepCall, StepResult, StepState, StepStatus,
 };
+
+/// The key the job's own deploy window waits under, beside its steps (no step id has a `:`).
+pub const JOB_WINDOW: &str = "window:job";
+
+/// Where a deploy window stands.
+enum Window {
+    /// It may go: the window is open, opened, or was skipped.
+    Go,
+    /// It waits at its `window` gate (opened, or opened again, just now).
+    Wait,
+    /// It never opens.
+    Never(String),
+}
 
 /// A step a person ended: rejected, aborted, or sent to rollback at its trap.
 fn ended_by_person(step: &Step, state: &StepState) -> Option<Flow> {
@@ -162,6 +176,15 @@ pub fn decide(job: &Job, now: Millis) -> Vec<Action> {
                 ),
                 Action::ReleaseLocks,
             ];
+        }
+        if let Some(w) = &job.rule.windows {
+            match c.window(JOB_WINDOW, w) {
+                Window::Go => {}
+                Window::Wait => return c.actions,
+                Window::Never(message) => {
+                    return vec![finish(JobStatus::Failed, message), Action::ReleaseLocks];
+                }
+            }
         }
         return match lock_requests(&c) {
             Ok((locks, mode)) => vec![Action::AcquireLocks { locks, mode }],
@@ -507,30 +530,23 @@ impl Ctx<'_> {
             if let Some(flow) = self.gate_when(step) {
                 return flow;
             }
-            let templates = self
-                .job
-                .ops
-                .get(&call.op)
-                .map(|m| m.templates.clone())
-                .unwrap_or_default();
-            match self
-                .ev
-                .render_templated(&call.with, self.data(), &templates)
+            if let Some(w) = &call.windows
+                && let Some(flow) = self.step_window(step, w)
             {
-                Ok(input) => self
-                    .actions
-                    .push(Action::Call(self.call(step, call, 1, input))),
-                Err(e) => {
-                    let result = StepResult::failure(format!("`with` could not be rendered: {e}"));
-                    self.record(Event::StepFinished {
-                        step: step.id.clone(),
-                        attempt: 1,
-                        result,
-                    });
-                }
+                return flow;
             }
-            return Flow::Busy;
+            return self.first_attempt(step, call);
         };
+        if state.attempt == 0
+            && state.status == StepStatus::Waiting
+            && let (Some(g), Some(w)) = (&state.gate, &call.windows)
+            && g.gate.kind == GateKind::Window
+        {
+            return match self.step_window(step, w) {
+                Some(flow) => flow,
+                None => self.first_attempt(step, call),
+            };
+        }
         if let Some(flow) = ended_by_person(step, state) {
             return flow;
         }
@@ -593,6 +609,117 @@ impl Ctx<'_> {
                         message,
                     }
                 }
+            }
+        }
+    }
+
+    /// The first attempt of a step: its input rendered, its op called.
+    fn first_attempt(&mut self, step: &Step, call: &OpCall) -> Flow {
+        let templates = self
+            .job
+            .ops
+            .get(&call.op)
+            .map(|m| m.templates.clone())
+            .unwrap_or_default();
+        match self
+            .ev
+            .render_templated(&call.with, self.data(), &templates)
+        {
+            Ok(input) => self
+                .actions
+                .push(Action::Call(self.call(step, call, 1, input))),
+            Err(e) => {
+                let result = StepResult::failure(format!("`with` could not be rendered: {e}"));
+                self.record(Event::StepFinished {
+                    step: step.id.clone(),
+                    attempt: 1,
+                    result,
+                });
+            }
+        }
+        Flow::Busy
+    }
+
+    /// A step's deploy window: `None` when it may start, else how the list stands (it waits,
+    /// or fails because the window never opens).
+    fn step_window(&mut self, step: &Step, w: &Windows) -> Option<Flow> {
+        match self.window(&step.id, w) {
+            Window::Go => None,
+            Window::Wait => Some(Flow::Busy),
+            Window::Never(message) => {
+                self.record(Event::StepFinished {
+                    step: step.id.clone(),
+                    attempt: 1,
+                    result: StepResult::failure(message),
+                });
+                Some(Flow::Busy)
+            }
+        }
+    }
+
+    /// A deploy window before `key` starts (the job's, before it takes its locks; a step's,
+    /// before its first attempt). Outside it, a `window` gate opens with a timer at the
+    /// opening; when the timer fires the window is looked at again (a host that was down may
+    /// wake after it closed again, and then waits for the next opening).
+    fn window(&mut self, key: &str, w: &Windows) -> Window {
+        let gate = self
+            .job
+            .steps
+            .get(key)
+            .and_then(|s| s.gate.as_ref())
+            .filter(|g| g.gate.kind == GateKind::Window);
+        if let Some(g) = gate {
+            if g.decision.is_some() {
+                return Window::Go;
+            }
+            if g.gate.opens_at.is_some_and(|t| self.now < t) {
+                return Window::Wait;
+            }
+        }
+        match w.next_open(self.now) {
+            Err(e) => Window::Never(e),
+            Ok(None) if gate.is_none() => Window::Go,
+            Ok(None) => {
+                self.record(Event::Decided {
+                    step: key.to_string(),
+                    kind: DecisionKind::Resume,
+                    by: sluice_model::Actor::system("window"),
+                    comment: format!("the deploy window is open: {}", w.describe()),
+                    inputs: Default::default(),
+                    bundle: self.job.bundle().1,
+                });
+                Window::Wait
+            }
+            Ok(Some(opens)) => {
+                let why = match w.closed_at(self.now) {
+                    Ok(Some(calendar::Closed::Frozen(why))) => format!("in {why}"),
+                    _ => format!("outside its deploy window, {}", w.describe()),
+                };
+                let what = if key == JOB_WINDOW {
+                    "the job".to_string()
+                } else {
+                    format!("`{key}`")
+                };
+                self.record(Event::GateOpened {
+                    step: key.to_string(),
+                    attempt: 0,
+                    gate: Gate {
+                        kind: GateKind::Window,
+                        message: format!(
+                            "{what} is {why}: it starts by itself at {}, or now with skip-window",
+                            calendar::local_text(opens, &w.timezone)
+                        ),
+                        approvers: Vec::new(),
+                        quorum: 1,
+                        allow_self_approval: true,
+                        inputs: Vec::new(),
+                        timeout_seconds: None,
+                        timeout_action: None,
+                        state: Vec::new(),
+                        opens_at: Some(opens),
+                    },
+                });
+                Window::Wait
             }
         }
     }

@@ -153,6 +153,12 @@ pub enum Refusal {
         /// How many times.
         retries: u32,
     },
+    /// Starting outside a deploy window needs a reason.
+    #[error("skipping the deploy window of `{step}` needs a comment saying why: pass --comment")]
+    NeedsComment {
+        /// The step (`window:job` for the job's window).
+        step: String,
+    },
     /// The gate was decided already; nothing waits there now.
     #[error("`{step}` of job {job} was already decided: {kind} by {by}; nothing waits there now")]
     AlreadyDecided {
@@ -189,7 +195,8 @@ impl Refusal {
             | Refusal::TooDeep { .. }
             | Refusal::UnknownInput { .. }
             | Refusal::MissingInput { .. }
-            | Refusal::NotOffered { .. } => RefusalClass::Invalid,
+            | Refusal::NotOffered { .. }
+            | Refusal::NeedsComment { .. } => RefusalClass::Invalid,
             Refusal::Ended { .. }
             | Refusal::NotWaiting { .. }
             | Refusal::AlreadyApproved { .. }
@@ -218,6 +225,9 @@ pub struct GateView {
     pub deadline: Option<Millis>,
     /// The action on timeout.
     pub on_timeout: Option<DecisionKind>,
+    /// For a deploy window: when it opens, and the job goes on by itself.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub opens_at: Option<Millis>,
     /// The decisions it takes.
     pub choices: Vec<DecisionKind>,
     /// The ops (name, sha256, capabilities) the job runs: what an approval approves.
@@ -241,6 +251,8 @@ pub fn choices(kind: GateKind) -> &'static [DecisionKind] {
             DecisionKind::Rollback,
             DecisionKind::Abort,
         ],
+        // Cancel stops a job waiting for its window; nothing else is decided there.
+        GateKind::Window => &[DecisionKind::SkipWindow],
     }
 }
 
@@ -291,6 +303,7 @@ impl Job {
                     approved_by: g.approvals.iter().map(|(u, _, _)| u.clone()).collect(),
                     deadline: g.gate.timeout_seconds.map(|t| g.opened_at + t * 1000),
                     on_timeout: g.gate.timeout_action,
+                    opens_at: g.gate.opens_at,
                     choices: choices(g.gate.kind).to_vec(),
                     bundle: bundle.clone(),
                     bundle_digest: bundle_digest.clone(),
@@ -311,7 +324,8 @@ impl Job {
             .collect()
     }
 
-    /// When something is due without anyone acting: a gate's timeout or a retry's delay.
+    /// When something is due without anyone acting: a gate's timeout, a deploy window's
+    /// opening, or a retry's delay.
     pub fn next_timer(&self) -> Option<Millis> {
         if self.finished.is_some() {
             return None;
@@ -322,7 +336,11 @@ impl Job {
             .filter(|s| s.status == StepStatus::Waiting)
             .filter_map(|s| {
                 let g = s.gate.as_ref().filter(|g| g.decision.is_none())?;
-                g.gate.timeout_seconds.map(|t| g.opened_at + t * 1000)
+                let timeout = g.gate.timeout_seconds.map(|t| g.opened_at + t * 1000);
+                match (timeout, g.gate.opens_at) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                }
             });
         let retries = self
             .steps
@@ -436,6 +454,11 @@ impl Job {
                 });
             }
         }
+        if req.kind == DecisionKind::SkipWindow && req.comment.trim().is_empty() {
+            return Err(Refusal::NeedsComment {
+                step: gate.step.clone(),
+            });
+        }
         let depth = crate::json_depth(&Value::Object(req.inputs.clone()));
         if depth > crate::MAX_VALUE_DEPTH {
             return Err(Refusal::TooDeep { depth });
@@ -543,7 +566,7 @@ impl Job {
                     g.decision = Some(close(kind, who.join(", ")));
                 }
             }
-            DecisionKind::Reject | DecisionKind::Resume => {
+            DecisionKind::Reject | DecisionKind::Resume | DecisionKind::SkipWindow => {
                 g.decision = Some(close(kind, by.to_string()))
             }
             DecisionKind::Abort => {

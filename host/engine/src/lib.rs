@@ -21,9 +21,10 @@ pub use sluice_model::{Actor, AuthMethod, DecisionKind, Gate, GateKind, JobStatu
 mod decide;
 mod gates;
 pub mod history;
+pub mod schedule;
 mod simulate;
 
-pub use decide::decide;
+pub use decide::{JOB_WINDOW, decide};
 pub use gates::{DecisionRequest, GateView, Refusal, RefusalClass};
 pub use history::{DecodeError, EVENT_VERSION, RULE_VERSION, decode, encode};
 pub use simulate::{Script, SimLine, simulate};

@@ -660,6 +660,7 @@ fn approval(quorum: u32, timeout: Option<u64>) -> Gate {
         timeout_seconds: timeout,
         timeout_action: Some(DecisionKind::Reject),
         state: b"s".to_vec(),
+        opens_at: None,
     }
 }
 
@@ -1327,4 +1328,228 @@ mod decisions_never_panic {
             }
         }
     }
+}
+
+/// Records what `decide` derived at `now` (its `Record` actions), as a runner would.
+fn record_derived(job: &mut Job, now: Millis) -> Vec<Action> {
+    let actions = decide(job, now);
+    for a in &actions {
+        if let Action::Record(e) = a {
+            job.apply(e, now);
+        }
+    }
+    actions
+}
+
+/// 2026-12-07, a Monday, 00:00 UTC.
+const MONDAY: Millis = 1_796_601_600_000;
+const HOUR: Millis = 3_600_000;
+
+const WINDOWED: &str = "rule: r
+windows:
+  timezone: Europe/Madrid
+  allow: [{ days: mon-fri, hours: \"09:00-17:00\" }]
+  freeze: [{ from: 2026-12-24, to: 2026-12-26, reason: holidays }]
+phases:
+  run: [{ op: echo }]
+";
+
+#[test]
+fn a_job_outside_its_window_waits_at_a_window_gate_until_the_timer_opens_it() {
+    let mut job = created(WINDOWED);
+    // Monday 06:00 UTC is 07:00 in Madrid: two hours before the window.
+    let now = MONDAY + 6 * HOUR;
+    let actions = record_derived(&mut job, now);
+    assert!(
+        !actions
+            .iter()
+            .any(|a| matches!(a, Action::AcquireLocks { .. })),
+        "no locks are taken outside the window: {actions:?}"
+    );
+    let gates = job.waiting_gates();
+    assert_eq!(gates.len(), 1);
+    assert_eq!(gates[0].step, JOB_WINDOW);
+    assert_eq!(gates[0].kind, GateKind::Window);
+    assert_eq!(
+        gates[0].opens_at,
+        Some(MONDAY + 8 * HOUR),
+        "09:00 in Madrid"
+    );
+    assert!(
+        gates[0].message.contains("2026-12-07 09:00 Europe/Madrid"),
+        "{}",
+        gates[0].message
+    );
+    assert_eq!(
+        job.next_timer(),
+        Some(MONDAY + 8 * HOUR),
+        "the durable timer"
+    );
+    // Nothing happens before the timer.
+    assert!(record_derived(&mut job, MONDAY + 7 * HOUR).is_empty());
+    // At the opening: the gate closes by itself, then the job takes its locks.
+    record_derived(&mut job, MONDAY + 8 * HOUR);
+    assert!(job.waiting_gates().is_empty());
+    let d = job.steps[JOB_WINDOW]
+        .gate
+        .as_ref()
+        .unwrap()
+        .decision
+        .clone()
+        .unwrap();
+    assert_eq!((d.kind, d.by.as_str()), (DecisionKind::Resume, "window"));
+    assert!(matches!(
+        decide(&job, MONDAY + 8 * HOUR).as_slice(),
+        [Action::AcquireLocks { .. }]
+    ));
+}
+
+#[test]
+fn a_job_inside_its_window_starts_without_a_gate() {
+    let job = created(WINDOWED);
+    let actions = decide(&job, MONDAY + 10 * HOUR);
+    assert!(
+        matches!(actions.as_slice(), [Action::AcquireLocks { .. }]),
+        "{actions:?}"
+    );
+}
+
+#[test]
+fn a_freeze_holds_a_job_past_its_allowed_hours_and_says_why() {
+    let mut job = created(WINDOWED);
+    // Thursday 2026-12-24, 10:00 in Madrid: allowed hours, but frozen until the 27th (a
+    // Sunday), so it opens Monday the 28th at 09:00.
+    let now = MONDAY + 17 * 24 * HOUR + 9 * HOUR;
+    record_derived(&mut job, now);
+    let g = &job.waiting_gates()[0];
+    assert!(g.message.contains("holidays"), "{}", g.message);
+    assert_eq!(g.opens_at, Some(MONDAY + 21 * 24 * HOUR + 8 * HOUR));
+}
+
+#[test]
+fn a_host_waking_after_the_window_closed_again_waits_for_the_next_opening() {
+    let mut job = created(WINDOWED);
+    record_derived(&mut job, MONDAY + 6 * HOUR);
+    // The host was down from before 09:00 until 20:00 Madrid time.
+    record_derived(&mut job, MONDAY + 19 * HOUR);
+    let g = &job.waiting_gates()[0];
+    assert_eq!(g.opens_at, Some(MONDAY + 32 * HOUR), "Tuesday 09:00 Madrid");
+    assert!(
+        job.steps[JOB_WINDOW]
+            .gate
+            .as_ref()
+            .unwrap()
+            .decision
+            .is_none()
+    );
+}
+
+#[test]
+fn skip_window_needs_a_comment_and_starts_the_job_now() {
+    let mut job = created(WINDOWED);
+    record_derived(&mut job, MONDAY + 6 * HOUR);
+    let ask = |comment| DecisionRequest {
+        step: None,
+        kind: DecisionKind::SkipWindow,
+        actor: person("bob"),
+        comment,
+        inputs: Map::new(),
+    };
+    assert!(matches!(
+        job.check_decision(&ask("")),
+        Err(Refusal::NeedsComment { .. })
+    ));
+    let approve = DecisionRequest {
+        kind: DecisionKind::Approve,
+        ..ask("why")
+    };
+    assert!(matches!(
+        job.check_decision(&approve),
+        Err(Refusal::NotAChoice { .. })
+    ));
+    let e = job.check_decision(&ask("hotfix for the outage")).unwrap();
+    job.apply(&e, MONDAY + 6 * HOUR);
+    assert!(matches!(
+        decide(&job, MONDAY + 6 * HOUR).as_slice(),
+        [Action::AcquireLocks { .. }]
+    ));
+}
+
+#[test]
+fn a_cancel_ends_a_job_waiting_for_its_window() {
+    let mut job = created(WINDOWED);
+    record_derived(&mut job, MONDAY + 6 * HOUR);
+    job.apply(
+        &Event::CancelRequested {
+            by: person("bob"),
+            reason: "not today".into(),
+        },
+        MONDAY + 6 * HOUR,
+    );
+    let actions = decide(&job, MONDAY + 6 * HOUR);
+    assert!(
+        matches!(
+            actions.as_slice(),
+            [
+                Action::Record(Event::Finished {
+                    status: JobStatus::Cancelled,
+                    ..
+                }),
+                Action::ReleaseLocks
+            ]
+        ),
+        "{actions:?}"
+    );
+}
+
+#[test]
+fn a_step_with_a_window_waits_before_its_first_attempt() {
+    let mut job = started_with_idempotent_echo(
+        "rule: r
+phases:
+  run:
+    - { id: build, op: echo }
+    - id: deploy
+      op: echo
+      windows: { allow: [{ hours: \"22:00-23:00\" }] }
+",
+    );
+    let now = MONDAY + 10 * HOUR;
+    assert_eq!(calls(&decide(&job, now)), ["build#1"]);
+    start(&mut job, "build", 1, now);
+    job.apply(
+        &Event::StepFinished {
+            step: "build".into(),
+            attempt: 1,
+            result: StepResult::success(json!({})),
+        },
+        now,
+    );
+    let actions = record_derived(&mut job, now);
+    assert!(calls(&actions).is_empty(), "{actions:?}");
+    let g = &job.waiting_gates()[0];
+    assert_eq!(
+        (g.step.as_str(), g.opens_at),
+        ("deploy", Some(MONDAY + 22 * HOUR))
+    );
+    record_derived(&mut job, MONDAY + 22 * HOUR);
+    assert_eq!(calls(&decide(&job, MONDAY + 22 * HOUR)), ["deploy#1"]);
+}
+
+#[test]
+fn a_window_that_never_opens_fails_the_job_instead_of_waiting_forever() {
+    let job = created(
+        "rule: r
+windows: { freeze: [{ from: 2026-01-01, to: 2099-12-31 }] }
+phases: { run: [{ op: echo }] }
+",
+    );
+    let actions = decide(&job, MONDAY);
+    assert!(
+        matches!(
+            actions.first(),
+            Some(Action::Record(Event::Finished { status: JobStatus::Failed, message })) if message.contains("does not open")
+        ),
+        "{actions:?}"
+    );
 }

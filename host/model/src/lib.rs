@@ -114,6 +114,8 @@ pub enum GateKind {
     Pause,
     /// A caught failure waiting for a person.
     Trap,
+    /// Outside its deploy window: opens by itself when the window does.
+    Window,
 }
 
 /// What a gate asks a person to fill in.
@@ -159,6 +161,8 @@ pub enum DecisionKind {
     Abort,
     /// Roll back.
     Rollback,
+    /// Start now, outside the deploy window.
+    SkipWindow,
 }
 
 impl DecisionKind {
@@ -172,6 +176,7 @@ impl DecisionKind {
             DecisionKind::Skip => "skip",
             DecisionKind::Abort => "abort",
             DecisionKind::Rollback => "rollback",
+            DecisionKind::SkipWindow => "skip-window",
         }
     }
 }
@@ -189,6 +194,7 @@ impl GateKind {
             GateKind::Approval => "approval",
             GateKind::Pause => "pause",
             GateKind::Trap => "trap",
+            GateKind::Window => "window",
         }
     }
 
@@ -198,6 +204,7 @@ impl GateKind {
             GateKind::Approval => "an approval",
             GateKind::Pause => "a pause",
             GateKind::Trap => "a trap",
+            GateKind::Window => "a deploy window",
         }
     }
 }
@@ -235,6 +242,10 @@ pub struct Gate {
     pub timeout_action: Option<DecisionKind>,
     /// Opaque bytes handed back to the op's `resume`.
     pub state: Vec<u8>,
+    /// For a deploy window: when it opens (milliseconds since the Unix epoch), and the job
+    /// goes on by itself.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub opens_at: Option<u64>,
 }
 
 impl Gate {
@@ -250,6 +261,7 @@ impl Gate {
             timeout_seconds: None,
             timeout_action: None,
             state: Vec::new(),
+            opens_at: None,
         }
     }
 }

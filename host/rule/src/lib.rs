@@ -15,6 +15,7 @@ use serde::{Deserialize, Serialize};
 use serde_json::Value;
 pub use sluice_model::Phase;
 
+pub mod calendar;
 mod diag;
 pub mod expr;
 pub mod inputs;
@@ -67,6 +68,9 @@ pub struct Rule {
     /// What starts a job of this rule by itself (`on:`), besides a person.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub on: Vec<Trigger>,
+    /// When its jobs may run: a job outside waits at a `window` gate before it takes its locks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub windows: Option<calendar::Windows>,
 }
 
 /// What starts a job of a rule by itself.
@@ -77,6 +81,26 @@ pub enum Trigger {
     JobFinished(JobFinished),
     /// A CloudEvent was posted to `POST /api/v1/events`.
     Cloudevent(CloudEventTrigger),
+    /// A signed webhook was posted to `POST /hooks/NAME` (GitHub's `X-Hub-Signature-256`).
+    Webhook(WebhookTrigger),
+    /// The times of a cron pattern.
+    Schedule(calendar::Schedule),
+}
+
+/// `on: [{ webhook: {...} }]`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WebhookTrigger {
+    /// The hook's name: it is posted to `/hooks/NAME`.
+    pub name: String,
+    /// The secret its deliveries are signed with, by name: the server reads it from
+    /// `SLUICE_SECRET_<NAME>`.
+    pub secret: String,
+    /// A condition over `trigger.webhook` (`name`, `event`, `delivery`, `body`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub filter: Option<String>,
+    /// The new job's params: templates that see `trigger.webhook`.
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub params: BTreeMap<String, String>,
 }
 
 /// `on: [{ cloudevent: {...} }]`.
@@ -251,6 +275,9 @@ pub struct OpCall {
     /// How a trap on this step behaves (`on-error: trap`, or a `trap` op).
     #[serde(default, skip_serializing_if = "TrapPolicy::is_default")]
     pub trap: TrapPolicy,
+    /// When it may run: outside, it waits at a `window` gate before its first attempt.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub windows: Option<Box<calendar::Windows>>,
     /// Where each part of `with` is in the rule file; not kept in job snapshots.
     #[serde(skip)]
     pub with_locs: InputLocs,

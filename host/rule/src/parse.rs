@@ -33,9 +33,14 @@ const TOP_KEYS: &[&str] = &[
     "locks",
     "defaults",
     "on",
+    "windows",
 ];
 const JOB_FINISHED_KEYS: &[&str] = &["rule", "status", "params-match", "params"];
 const CLOUDEVENT_KEYS: &[&str] = &["type", "source", "filter", "params"];
+const WEBHOOK_KEYS: &[&str] = &["name", "secret", "filter", "params"];
+const SCHEDULE_KEYS: &[&str] = &["cron", "timezone", "missed", "params"];
+const WINDOWS_KEYS: &[&str] = &["timezone", "allow", "freeze"];
+const TRIGGER_KEYS: &[&str] = &["job-finished", "cloudevent", "webhook", "schedule"];
 const PARAM_KEYS: &[&str] = &["type", "required", "default", "allowed", "description"];
 const PHASE_KEYS: &[&str] = &["check", "init", "pre", "run", "post"];
 const STEP_KEYS: &[&str] = &[
@@ -49,6 +54,7 @@ const STEP_KEYS: &[&str] = &[
     "trap",
     "parallel",
     "fail-fast",
+    "windows",
 ];
 const RETRY_KEYS: &[&str] = &["attempts", "delay", "max-delay"];
 
@@ -311,6 +317,7 @@ impl Parser<'_> {
             .get_node("on")
             .map(|n| self.triggers(n, &name, &params))
             .unwrap_or_default();
+        let windows = m.get_node("windows").and_then(|n| self.windows(n));
 
         Some(Rule {
             name,
@@ -325,6 +332,7 @@ impl Parser<'_> {
             defaults,
             grants,
             on,
+            windows,
         })
     }
 
@@ -340,19 +348,38 @@ impl Parser<'_> {
         };
         let mut out = Vec::new();
         for item in seq.iter() {
-            let Some(m) = self.mapping(item, "a trigger", &["job-finished", "cloudevent"]) else {
+            let Some(m) = self.mapping(item, "a trigger", TRIGGER_KEYS) else {
                 continue;
             };
+            if m.iter().count() > 1 {
+                self.err(
+                    loc(item),
+                    "a trigger names one thing that starts the job",
+                    Some("give each its own list item: `on: [{ cloudevent: ... }, { schedule: ... }]`".into()),
+                );
+            }
             if let Some(body) = m.get_node("cloudevent") {
                 if let Some(t) = self.cloudevent_trigger(body, params) {
                     out.push(Trigger::Cloudevent(t));
                 }
                 continue;
             }
+            if let Some(body) = m.get_node("webhook") {
+                if let Some(t) = self.webhook_trigger(body, params) {
+                    out.push(Trigger::Webhook(t));
+                }
+                continue;
+            }
+            if let Some(body) = m.get_node("schedule") {
+                if let Some(t) = self.schedule_trigger(body, params) {
+                    out.push(Trigger::Schedule(t));
+                }
+                continue;
+            }
             let Some(body) = m.get_node("job-finished") else {
                 self.err(
                     loc(item),
-                    "a trigger names what starts the job: `job-finished` or `cloudevent`",
+                    "a trigger names what starts the job: `job-finished`, `cloudevent`, `webhook` or `schedule`",
                     None,
                 );
                 continue;
@@ -438,16 +465,7 @@ impl Parser<'_> {
         let source = t
             .get_node("source")
             .and_then(|x| self.string(x, "`source`"));
-        let filter = t
-            .get_node("filter")
-            .and_then(|x| self.string(x, "`filter`"));
-        if let Some(f) = &filter
-            && let Err(e) =
-                expr::condition_expr(f).and_then(|x| Evaluator::new().names(x).map(|_| ()))
-        {
-            let at = t.get_node("filter").map(loc).unwrap_or_default();
-            self.err(at, format!("`filter`: {e}"), None);
-        }
+        let filter = self.trigger_filter(t);
         let mapped = t
             .get_node("params")
             .map(|x| self.text_map(x, "`params`"))
@@ -460,6 +478,248 @@ impl Parser<'_> {
             source,
             filter,
             params: mapped,
+        })
+    }
+
+    /// `webhook: { name, secret, filter, params }`.
+    fn webhook_trigger(&mut self, body: &Node, params: &[Param]) -> Option<WebhookTrigger> {
+        let t = self.mapping(body, "`webhook`", WEBHOOK_KEYS)?;
+        let Some(name) = t.get_node("name").and_then(|x| self.string(x, "`name`")) else {
+            self.err(
+                loc(body),
+                "`webhook` needs the `name` it is posted to (`POST /hooks/NAME`)",
+                Some("for example `name: github-push`".into()),
+            );
+            return None;
+        };
+        if !valid_id(&name) {
+            self.err(
+                t.get_node("name").map(loc).unwrap_or_default(),
+                format!("`{name}` cannot stand in a URL path as it is"),
+                Some("use lowercase letters, digits and `-`".into()),
+            );
+        }
+        let Some(secret) = t
+            .get_node("secret")
+            .and_then(|x| self.string(x, "`secret`"))
+        else {
+            self.err(
+                loc(body),
+                "`webhook` needs the name of the `secret` its deliveries are signed with",
+                Some("every delivery is checked against it (GitHub's X-Hub-Signature-256); the server reads it from SLUICE_SECRET_<NAME>".into()),
+            );
+            return None;
+        };
+        let filter = self.trigger_filter(t);
+        let mapped = t
+            .get_node("params")
+            .map(|x| self.text_map(x, "`params`"))
+            .unwrap_or_default();
+        if let Some(pm) = t.get_node("params") {
+            self.check_trigger_params(pm, params);
+        }
+        Some(WebhookTrigger {
+            name,
+            secret,
+            filter,
+            params: mapped,
+        })
+    }
+
+    /// `schedule: { cron, timezone, missed, params }`.
+    fn schedule_trigger(&mut self, body: &Node, params: &[Param]) -> Option<calendar::Schedule> {
+        let t = self.mapping(body, "`schedule`", SCHEDULE_KEYS)?;
+        let Some(cron) = t.get_node("cron").and_then(|x| self.string(x, "`cron`")) else {
+            self.err(
+                loc(body),
+                "`schedule` needs a `cron` pattern",
+                Some("for example `cron: \"0 3 * * 1-5\"` (03:00 on weekdays)".into()),
+            );
+            return None;
+        };
+        if let Err(e) = calendar::cron(&cron) {
+            self.err(t.get_node("cron").map(loc).unwrap_or_default(), e, None);
+        }
+        let timezone = match t.get_node("timezone") {
+            None => "UTC".to_string(),
+            Some(x) => {
+                let tz = self.string(x, "`timezone`")?;
+                if let Err(e) = calendar::zone(&tz) {
+                    self.err(loc(x), e, None);
+                }
+                tz
+            }
+        };
+        let missed = match t
+            .get_scalar("missed")
+            .map(|s| (s.as_str(), Loc::of(s.span())))
+        {
+            None | Some(("run-once", _)) => calendar::Missed::RunOnce,
+            Some(("skip", _)) => calendar::Missed::Skip,
+            Some((other, l)) => {
+                self.err(
+                    l,
+                    format!("`missed: {other}` is not a choice"),
+                    Some(
+                        "use run-once (the latest missed run runs when a server is back) or skip"
+                            .into(),
+                    ),
+                );
+                calendar::Missed::RunOnce
+            }
+        };
+        let mapped = t
+            .get_node("params")
+            .map(|x| self.text_map(x, "`params`"))
+            .unwrap_or_default();
+        if let Some(pm) = t.get_node("params") {
+            self.check_trigger_params(pm, params);
+        }
+        Some(calendar::Schedule {
+            cron,
+            timezone,
+            missed,
+            params: mapped,
+        })
+    }
+
+    /// A trigger's `filter:`, a condition checked when the rule is read.
+    fn trigger_filter(&mut self, t: &MarkedMappingNode) -> Option<String> {
+        let filter = t
+            .get_node("filter")
+            .and_then(|x| self.string(x, "`filter`"));
+        if let Some(f) = &filter
+            && let Err(e) =
+                expr::condition_expr(f).and_then(|x| Evaluator::new().names(x).map(|_| ()))
+        {
+            let at = t.get_node("filter").map(loc).unwrap_or_default();
+            self.err(at, format!("`filter`: {e}"), None);
+        }
+        filter
+    }
+
+    /// `windows:` of a rule or a step: `timezone`, `allow` (days and hours), `freeze` (dates).
+    fn windows(&mut self, n: &Node) -> Option<calendar::Windows> {
+        let m = self.mapping(n, "`windows`", WINDOWS_KEYS)?;
+        let timezone = match m.get_node("timezone") {
+            None => "UTC".to_string(),
+            Some(t) => {
+                let tz = self.string(t, "`timezone`")?;
+                if let Err(e) = calendar::zone(&tz) {
+                    self.err(loc(t), e, None);
+                }
+                tz
+            }
+        };
+        let mut allow = Vec::new();
+        if let Some(a) = m.get_node("allow") {
+            let items: Vec<&Node> = match a.as_sequence() {
+                Some(seq) => seq.iter().collect(),
+                None => vec![a],
+            };
+            for item in items {
+                let Some(am) = self.mapping(item, "an `allow` range", &["days", "hours"]) else {
+                    continue;
+                };
+                let mut days = Vec::new();
+                if let Some(d) = am.get_node("days") {
+                    let ds: Vec<&Node> = match d.as_sequence() {
+                        Some(seq) => seq.iter().collect(),
+                        None => vec![d],
+                    };
+                    for x in ds {
+                        let word = x
+                            .as_scalar()
+                            .map(|s| s.as_str().to_lowercase())
+                            .unwrap_or_default();
+                        // `mon-fri` is a range of days.
+                        let range = word
+                            .split_once('-')
+                            .and_then(|(a, b)| Some((calendar::day(a)?, calendar::day(b)?)));
+                        match (calendar::day(&word), range) {
+                            (Some(_), _) => days.push(word),
+                            (None, Some((a, b))) if a <= b => {
+                                days.extend((a..=b).map(|i| calendar::DAYS[i as usize].to_string()))
+                            }
+                            _ => self.err(
+                                loc(x),
+                                format!("`{word}` is not a day of the week"),
+                                Some(match did_you_mean(&word, &calendar::DAYS) {
+                                    Some(w) => format!("did you mean `{w}`?"),
+                                    None => format!(
+                                        "use {} or a range such as mon-fri",
+                                        calendar::DAYS.join(", ")
+                                    ),
+                                }),
+                            ),
+                        }
+                    }
+                }
+                let hours = am.get_node("hours").and_then(|h| {
+                    let text = self.string(h, "`hours`")?;
+                    if let Err(e) = calendar::hours(&text) {
+                        self.err(loc(h), e, None);
+                    }
+                    Some(text)
+                });
+                allow.push(calendar::Allow { days, hours });
+            }
+        }
+        let mut freeze = Vec::new();
+        if let Some(f) = m.get_node("freeze") {
+            let Some(seq) = f.as_sequence() else {
+                self.err(loc(f), "`freeze` must be a list of periods", Some("for example `freeze: [{ from: 2026-12-22, to: 2027-01-06, reason: holidays }]`".into()));
+                return None;
+            };
+            for item in seq.iter() {
+                let Some(fm) = self.mapping(item, "a freeze", &["from", "to", "reason"]) else {
+                    continue;
+                };
+                let day_of = |p: &mut Self, key: &str| -> Option<String> {
+                    let Some(x) = fm.get_node(key) else {
+                        p.err(
+                            loc(item),
+                            format!("a freeze needs `{key}` (a date, YYYY-MM-DD)"),
+                            None,
+                        );
+                        return None;
+                    };
+                    let text = p.string(x, key)?;
+                    if let Err(e) = calendar::date(&text) {
+                        p.err(loc(x), e, None);
+                        return None;
+                    }
+                    Some(text)
+                };
+                let (Some(from), Some(to)) = (day_of(self, "from"), day_of(self, "to")) else {
+                    continue;
+                };
+                if calendar::date(&to).ok() < calendar::date(&from).ok() {
+                    self.err(
+                        loc(item),
+                        format!("the freeze ends ({to}) before it starts ({from})"),
+                        None,
+                    );
+                }
+                let reason = fm
+                    .get_node("reason")
+                    .and_then(|r| self.string(r, "`reason`"))
+                    .unwrap_or_default();
+                freeze.push(calendar::Freeze { from, to, reason });
+            }
+        }
+        if allow.is_empty() && freeze.is_empty() {
+            self.err(
+                loc(n),
+                "`windows` says neither when to run (`allow`) nor when not to (`freeze`)",
+                Some("for example `allow: [{ days: mon-fri, hours: \"09:00-17:00\" }]`".into()),
+            );
+            return None;
+        }
+        Some(calendar::Windows {
+            timezone,
+            allow,
+            freeze,
         })
     }
 
@@ -954,6 +1214,24 @@ impl Parser<'_> {
                     .get_node("trap")
                     .map(|t| self.trap_policy(t))
                     .unwrap_or_default();
+                let windows = match m.get_node("windows") {
+                    Some(w) if !matches!(phase, Phase::Init | Phase::Pre | Phase::Run) => {
+                        self.err(
+                            loc(w),
+                            format!(
+                                "a step of `{}` cannot wait for a deploy window",
+                                phase.as_str()
+                            ),
+                            Some(
+                                "windows belong on steps of init, pre and run, or on the rule"
+                                    .into(),
+                            ),
+                        );
+                        None
+                    }
+                    Some(w) => self.windows(w).map(Box::new),
+                    None => None,
+                };
                 StepKind::Op(OpCall {
                     op: op_name,
                     with,
@@ -961,11 +1239,12 @@ impl Parser<'_> {
                     retry,
                     on_error,
                     trap,
+                    windows,
                     with_locs,
                 })
             }
             (None, Some(p)) => {
-                for k in ["with", "timeout", "retry", "on-error", "trap"] {
+                for k in ["with", "timeout", "retry", "on-error", "trap", "windows"] {
                     if let Some(x) = m.get_node(k) {
                         self.err(
                             loc(x),

@@ -10,6 +10,7 @@
 //!   trap: [group:ops, alice]            # retry, skip, rollback, abort at traps
 //!   cancel: [group:ops]
 //!   annotate: ["*"]
+//!   skip-window: [group:release-managers]  # start outside a deploy window or in a freeze
 //! ```
 //!
 //! Without a file every user may do everything: the embedded, single-person default.
@@ -22,7 +23,14 @@ use crate::diag::{Diagnostics, Loc, did_you_mean};
 use crate::yaml;
 
 /// What can be allowed.
-pub const ACTIONS: &[&str] = &["approve", "resume", "trap", "cancel", "annotate"];
+pub const ACTIONS: &[&str] = &[
+    "approve",
+    "resume",
+    "trap",
+    "cancel",
+    "annotate",
+    "skip-window",
+];
 
 /// Parsed permissions.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]

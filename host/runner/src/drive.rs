@@ -272,6 +272,7 @@ impl Runner {
                 .cause
                 .as_ref()
                 .map(|c| (c.key.clone(), c.from.clone())),
+            wake_at: d.job.next_timer(),
         };
         let events = d.pending.drain(..).map(|(at, e)| stored(at, &e)).collect();
         d.last_seq = self.journal.create_job(row, events).await?;
@@ -288,6 +289,15 @@ impl Runner {
     async fn run(&self, d: &mut Driving) -> Result<Standing, RunError> {
         let mut inflight: JoinSet<CallDone> = JoinSet::new();
         loop {
+            // Ended before it took its locks (its deploy window never opens): it existed.
+            if !d.persisted
+                && d.job
+                    .finished
+                    .as_ref()
+                    .is_some_and(|(s, _)| *s != JobStatus::CheckFailed)
+            {
+                self.persist(d).await?;
+            }
             if let Some((status, message)) = &d.job.finished {
                 if *status == JobStatus::CheckFailed {
                     return Ok(Standing::CheckFailed {
@@ -376,6 +386,10 @@ impl Runner {
                         continue;
                     }
                     None if !d.job.waiting_steps().is_empty() && !d.job.running() => {
+                        // Waiting before its locks (its deploy window): it exists from here.
+                        if !d.persisted {
+                            self.persist(d).await?;
+                        }
                         // Hibernate: nothing of the job stays in this process.
                         return Ok(Standing::Waiting {
                             gates: d.job.waiting_gates(),

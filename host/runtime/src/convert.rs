@@ -66,6 +66,9 @@ pub(crate) fn decision(d: &m::Decision) -> w::Decision {
                 m::DecisionKind::Skip => w::Decision::Skip(a),
                 m::DecisionKind::Abort => w::Decision::Abort(a),
                 m::DecisionKind::Rollback => w::Decision::Rollback(a),
+                // A window gate is the host's own: no op is resumed from it. Should one be, it
+                // hears what the decision means: go on.
+                m::DecisionKind::SkipWindow => w::Decision::Resume(a),
             }
         }
     }
@@ -99,6 +102,8 @@ fn gate(g: w::Gate) -> m::Gate {
         timeout_seconds: g.timeout_seconds,
         timeout_action: g.timeout_action.map(decision_kind_from),
         state: g.state,
+        // Only the host opens deploy windows.
+        opens_at: None,
     }
 }
 

@@ -1,6 +1,8 @@
-//! CloudEvents in: the HTTP binding's structured and binary modes, read into the
+//! Events in. CloudEvents: the HTTP binding's structured and binary modes, read into the
 //! `cloudevents-sdk` event type (which checks the required attributes), then handed to the
 //! service layer as `trigger.event` (`id`, `source`, `type`, `subject`, `time`, `data`).
+//! Webhooks: `POST /hooks/NAME`, authenticated by their HMAC signature rather than a token
+//! (the service layer checks it against the rule's secret).
 
 use axum::http::{HeaderMap, StatusCode, header};
 use cloudevents::{AttributesReader as _, Data, EventBuilder as _, EventBuilderV10};
@@ -97,4 +99,42 @@ pub(crate) fn read(headers: &HeaderMap, body: &[u8]) -> Result<Value, Problem> {
         "time": event.time().map(|t| t.to_rfc3339()),
         "data": data,
     }))
+}
+
+/// `POST /hooks/NAME`: a signed webhook (GitHub's headers) starts the rules of `--rules` whose
+/// `on: webhook` has this name, each once per delivery. `202 {"started", "not_started"}`.
+pub(crate) async fn hook(
+    axum::extract::State(server): axum::extract::State<std::sync::Arc<crate::Server>>,
+    axum::extract::Path(name): axum::extract::Path<String>,
+    headers: HeaderMap,
+    body: axum::body::Bytes,
+) -> Result<axum::response::Response, Problem> {
+    use axum::response::IntoResponse as _;
+    let Some(dir) = server.config.rules.clone() else {
+        return Err(Problem::new(
+            StatusCode::NOT_FOUND,
+            "this server knows no rules: start it with `sluice server --rules DIR`",
+        ));
+    };
+    let h = |name: &str| headers.get(name).and_then(|v| v.to_str().ok());
+    let delivery = sluice_app::HookDelivery {
+        name: &name,
+        signature: h("x-hub-signature-256"),
+        delivery: h("x-github-delivery").or_else(|| h("x-delivery-id")),
+        event: h("x-github-event"),
+        body: &body,
+    };
+    let mut started = Vec::new();
+    let mut already = 0;
+    for start in server.app.webhook_starts(&dir, delivery).await? {
+        match crate::start_triggered(&server, start).await? {
+            Some(id) => started.push(id),
+            None => already += 1,
+        }
+    }
+    Ok((
+        StatusCode::ACCEPTED,
+        axum::Json(json!({ "started": started, "not_started": already })),
+    )
+        .into_response())
 }

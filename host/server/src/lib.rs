@@ -259,6 +259,7 @@ pub async fn serve(
 
     let courier = tokio::spawn(deliver(server.clone(), stop.clone()));
     let follower = tokio::spawn(follow(server.clone(), stop.clone()));
+    let scheduler = tokio::spawn(schedules(server.clone(), stop.clone()));
 
     let router = router(server.clone()).into_make_service_with_connect_info::<SocketAddr>();
     listening(addr);
@@ -289,6 +290,7 @@ pub async fn serve(
     stop.cancel();
     let _ = courier.await;
     let _ = follower.await;
+    let _ = scheduler.await;
     // The worker finishes its round; jobs driven for requests get `grace` to reach a gate or
     // their end. Whatever still runs after that is recovered by the next process.
     let worker = worker.await;
@@ -411,6 +413,52 @@ async fn follow(server: Arc<Server>, stop: CancellationToken) {
     }
 }
 
+/// How long the scheduler sleeps at most: rules added or edited in `--rules` are seen within
+/// this.
+const SCHEDULE_LOOK: Duration = Duration::from_secs(30);
+
+/// Starts the runs of the rules' schedules (`on: schedule`) when they are due: sleeps until
+/// the next one (or [`SCHEDULE_LOOK`], to see new rules), and starts each due run as one job
+/// (its key is stored with the job, so two servers on one journal start it once).
+async fn schedules(server: Arc<Server>, stop: CancellationToken) {
+    let Some(dir) = server.config.rules.clone() else {
+        return;
+    };
+    let since = sluice_app::now();
+    loop {
+        let now = sluice_app::now();
+        let round = tokio::select! {
+            r = server.app.schedule_starts(&dir, since, now) => r,
+            () = stop.cancelled() => return,
+        };
+        let next = match round {
+            Ok(round) => {
+                for start in round.starts {
+                    let key = start.cause.key.clone();
+                    match start_triggered(&server, start).await {
+                        Ok(Some(id)) => tracing::info!(job = id, key, "started by a schedule"),
+                        Ok(None) => {}
+                        Err(e) => tracing::warn!(key, error = %e, "a scheduled job did not start"),
+                    }
+                }
+                round.next
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot read the rules' schedules");
+                None
+            }
+        };
+        let wait = next
+            .map(|t| Duration::from_millis(t.saturating_sub(sluice_app::now())))
+            .unwrap_or(SCHEDULE_LOOK)
+            .min(SCHEDULE_LOOK);
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = stop.cancelled() => return,
+        }
+    }
+}
+
 /// Starts every job `finished`'s end triggers, each driven on in a task of this process;
 /// returns once each is in the journal (or was already).
 async fn start_followers(
@@ -474,6 +522,7 @@ fn router(server: Arc<Server>) -> Router {
                 async move { axum::Json(openapi.as_ref().clone()) }
             }),
         )
+        .route("/hooks/{name}", axum::routing::post(events::hook))
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(metrics::ready))
         .route("/metrics", get(metrics::render))

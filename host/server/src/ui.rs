@@ -550,6 +550,13 @@ async fn render_job(
                     .unwrap_or_default()
             );
         }
+        if let Some(d) = gate.opens_at {
+            let _ = write!(
+                b,
+                "<p>Starts by itself <span class=\"countdown\" data-deadline=\"{d}\">in {} s</span>, when the window opens</p>",
+                d.saturating_sub(sluice_app::now()) / 1000,
+            );
+        }
         if !gate.bundle.is_empty() {
             b.push_str("<details><summary>What an approval approves: the ops and their capabilities</summary><ul class=\"bundle\">");
             for (name, digest, caps) in &gate.bundle {
@@ -669,7 +676,7 @@ async fn render_job(
                 let class = match k {
                     DecisionKind::Approve | DecisionKind::Resume | DecisionKind::Retry => "primary",
                     DecisionKind::Reject | DecisionKind::Abort | DecisionKind::Rollback => "danger",
-                    DecisionKind::Skip => "",
+                    DecisionKind::Skip | DecisionKind::SkipWindow => "",
                 };
                 let label = capitalise(k.as_str());
                 let _ = write!(

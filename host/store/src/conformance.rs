@@ -59,6 +59,7 @@ pub fn new_job(id: &str) -> NewJob {
     NewJob {
         outbox: Vec::new(),
         trigger: None,
+        wake_at: None,
         id: id.into(),
         rule: "deploy".into(),
         status: JobState::Running,
@@ -302,6 +303,14 @@ pub async fn timers_and_the_due_list(j: Arc<dyn Journal>) {
     };
     j.append("a-1", 2, cleared).await.unwrap();
     assert_eq!(j.due(10_000).await.unwrap(), ["b-1", "c-1"]);
+    // A job created waiting, with its timer set in the same transaction.
+    let mut born_waiting = new_job("e-1");
+    born_waiting.status = JobState::Waiting;
+    born_waiting.created_at = 2;
+    born_waiting.wake_at = Some(20_000);
+    j.create_job(born_waiting, events(1)).await.unwrap();
+    assert_eq!(j.due(19_999).await.unwrap(), ["b-1", "c-1"]);
+    assert_eq!(j.due(20_000).await.unwrap(), ["b-1", "c-1", "e-1"]);
 }
 
 /// Exclusive waits for everyone, shared only for exclusive; the line is kept in order.
@@ -837,6 +846,21 @@ pub async fn a_trigger_key_starts_one_job(j: Arc<dyn Journal>) {
         Some("prod-1")
     );
     assert_eq!(j.triggered("qa-2:prod").await.unwrap(), None);
+    for (key, job) in [
+        ("cron:nightly@2026-12-03T03:00:00Z", "nightly-1"),
+        ("cron:nightly@2026-12-04T03:00:00Z", "nightly-2"),
+        ("cron:nightly-eu@2026-12-05T03:00:00Z", "nightly-eu-1"),
+    ] {
+        let mut n = new_job(job);
+        n.trigger = Some((key.into(), String::new()));
+        j.create_job(n, events(1)).await.unwrap();
+    }
+    assert_eq!(
+        j.last_trigger("cron:nightly@").await.unwrap().as_deref(),
+        Some("cron:nightly@2026-12-04T03:00:00Z"),
+        "the latest of its own keys, not another prefix's"
+    );
+    assert_eq!(j.last_trigger("cron:weekly@").await.unwrap(), None);
     let now = 1_000_000;
     assert!(
         j.claim_messages(now, "a", now + 10, 10, false)

@@ -290,6 +290,9 @@ pub struct NewJob {
     /// The trigger that starts it (its key, and the job whose end it follows): one job per
     /// key, refused with [`StoreError::Triggered`] after the first.
     pub trigger: Option<(String, String)>,
+    /// When something is due without anyone acting (a job created waiting for its deploy
+    /// window): [`Journal::due`] lists it from then.
+    pub wake_at: Option<Millis>,
 }
 
 /// A request for the right to drive a job.
@@ -488,6 +491,9 @@ pub trait Journal: Send + Sync {
     async fn triggered(&self, key: &str) -> Result<Option<String>, StoreError>;
     /// The jobs that `job`'s end started through triggers, oldest first.
     async fn started_by_job(&self, job: &str) -> Result<Vec<String>, StoreError>;
+    /// The greatest trigger key that starts with `prefix` (a schedule's latest run, whose
+    /// keys end with the run's time), if any.
+    async fn last_trigger(&self, prefix: &str) -> Result<Option<String>, StoreError>;
 }
 
 /// How deeply `json` nests arrays and objects (text inside strings does not count).

@@ -551,7 +551,7 @@ impl Journal for SqliteJournal {
                 return Err(StoreError::Exists(job.id.clone()).into());
             }
             tx.execute(
-                "INSERT INTO jobs (id, rule, status, message, started_by, created_at, updated_at, last_seq, lease_holder, lease_until) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, 0, ?7, ?8)",
+                "INSERT INTO jobs (id, rule, status, message, started_by, created_at, updated_at, last_seq, lease_holder, lease_until, wake_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, 0, ?7, ?8, ?9)",
                 params![
                     job.id,
                     job.rule,
@@ -560,7 +560,8 @@ impl Journal for SqliteJournal {
                     job.started_by,
                     job.created_at as i64,
                     job.lease.as_ref().map(|(h, _)| h.clone()),
-                    job.lease.as_ref().map(|(_, u)| *u as i64)
+                    job.lease.as_ref().map(|(_, u)| *u as i64),
+                    job.wake_at.map(|t| t as i64)
                 ],
             )?;
             if let Some((key, from)) = &job.trigger {
@@ -1275,6 +1276,21 @@ impl Journal for SqliteJournal {
                 .prepare_cached("SELECT job_id FROM triggers WHERE from_job = ?1 ORDER BY rowid")?;
             let rows = st.query_map([job], |r| r.get(0))?;
             Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    async fn last_trigger(&self, prefix: &str) -> Result<Option<String>, StoreError> {
+        // A range over the key's index: every key with the prefix sorts between the prefix and
+        // the prefix followed by the greatest character.
+        let (low, high) = (prefix.to_string(), format!("{prefix}{}", char::MAX));
+        self.read(move |conn| {
+            Ok(conn
+                .prepare_cached(
+                    "SELECT key FROM triggers WHERE key >= ?1 AND key < ?2 ORDER BY key DESC LIMIT 1",
+                )?
+                .query_row([low, high], |r| r.get(0))
+                .optional()?)
         })
         .await
     }
