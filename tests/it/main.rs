@@ -5,6 +5,7 @@
 
 mod browser;
 mod chaos;
+mod chat;
 mod cli;
 mod client;
 mod exprs;

@@ -311,6 +311,8 @@ pub(crate) struct Server {
     pub(crate) port: u16,
     pub(crate) requests: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
     pub(crate) connections: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    /// Each request's header lines, lowercased names, in the order of `requests`.
+    pub(crate) headers: std::sync::Arc<std::sync::Mutex<Vec<Vec<String>>>>,
 }
 
 pub(crate) fn serve(respond: fn(&str) -> (u16, Vec<u8>)) -> Server {
@@ -322,8 +324,10 @@ pub(crate) fn serve(respond: fn(&str) -> (u16, Vec<u8>)) -> Server {
         port,
         requests: Default::default(),
         connections: Default::default(),
+        headers: Default::default(),
     };
     let (requests, connections) = (server.requests.clone(), server.connections.clone());
+    let headers = server.headers.clone();
     std::thread::spawn(move || {
         for stream in listener.incoming() {
             let Ok(mut stream) = stream else { return };
@@ -334,10 +338,14 @@ pub(crate) fn serve(respond: fn(&str) -> (u16, Vec<u8>)) -> Server {
                 continue;
             }
             let mut length = 0usize;
+            let mut lines = Vec::new();
             loop {
                 let mut h = String::new();
                 if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
                     break;
+                }
+                if let Some((name, value)) = h.trim_end().split_once(':') {
+                    lines.push(format!("{}: {}", name.to_ascii_lowercase(), value.trim()));
                 }
                 if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
                     length = v.trim().parse().unwrap_or(0);
@@ -347,6 +355,7 @@ pub(crate) fn serve(respond: fn(&str) -> (u16, Vec<u8>)) -> Server {
             let _ = reader.read_exact(&mut body);
             let mut parts = line.split_whitespace();
             let (method, path) = (parts.next().unwrap_or(""), parts.next().unwrap_or(""));
+            headers.lock().unwrap().push(lines);
             requests.lock().unwrap().push(format!(
                 "{method} {path} {}",
                 String::from_utf8_lossy(&body)

@@ -1,5 +1,5 @@
-//! The service layer: every operation a front end offers (the command line now, the server and
-//! chat next), typed, with the permission checks inside.
+//! The service layer: every operation a front end offers (the command line, the server and
+//! chat), typed, with the permission checks inside.
 //!
 //! [`App`] opens `$SLUICE_HOME` (its journal read-write, or read-only for queries) and offers:
 //! jobs (`start`, `decide` including cancel, `annotate`, queries, the worker), rules
@@ -18,6 +18,7 @@ use std::sync::Arc;
 use sluice_runtime::{Runtime, RuntimeConfig};
 use sluice_store::{Journal, SqliteJournal};
 
+mod chat;
 mod error;
 mod identity;
 mod jobs;
@@ -26,9 +27,11 @@ mod ops;
 mod packages;
 mod remote;
 mod rules;
+pub mod slack;
 mod tokens;
 mod triggers;
 
+pub use chat::{ChatOrigin, ChatPost, ChatReply, MAX_CHAT_TEXT};
 pub use error::AppError;
 pub use identity::{Permission, command_line_actor};
 pub use jobs::{Decision, JobView, Note, parse_inputs};
@@ -37,6 +40,7 @@ pub use ops::{LoadedOp, OpRun};
 pub use packages::{Inspected, Pushed};
 pub use remote::{Remote, login_file};
 pub use rules::{RuleFile, Validated, std_op_names};
+pub use slack::SlackApp;
 pub use tokens::{MIN_PASSWORD_CHARS, NewToken, random_hex};
 pub use triggers::{HookDelivery, MAX_CHAIN, ScheduleRound, TriggeredStart};
 

@@ -228,3 +228,49 @@ pub(crate) async fn worker(global: &Global, args: WorkerArgs) -> CmdResult {
     }
     Ok(0)
 }
+
+#[derive(Debug, clap::Subcommand)]
+pub(crate) enum ChatCommand {
+    /// Post a job's transitions to a chat room, and record what is said there in the job.
+    Follow(ChatFollowArgs),
+    /// Stop that.
+    Unfollow(ChatFollowArgs),
+}
+
+#[derive(Debug, Args)]
+pub(crate) struct ChatFollowArgs {
+    /// The job id.
+    job: String,
+    /// The room: `slack:CHANNEL_ID` (or `matrix:!room:server`).
+    #[arg(long)]
+    room: String,
+}
+
+pub(crate) async fn chat(global: &Global, cmd: ChatCommand) -> CmdResult {
+    if let Some(server) = crate::remote::configured()? {
+        return Err(crate::remote::not_remote("chat", &server));
+    }
+    let (follow, args) = match cmd {
+        ChatCommand::Follow(a) => (true, a),
+        ChatCommand::Unfollow(a) => (false, a),
+    };
+    let Some((backend, room)) = args
+        .room
+        .split_once(':')
+        .filter(|(b, r)| matches!(*b, "slack" | "matrix") && !r.is_empty())
+    else {
+        return Err(Failed::usage(anyhow::anyhow!(
+            "--room {}: write slack:CHANNEL_ID or matrix:!room:server",
+            args.room
+        )));
+    };
+    let app = app(global)?;
+    if follow {
+        app.chat_follow(backend, room, &args.job).await?;
+        println!("{} follows {}", args.room, args.job);
+    } else {
+        app.chat_unfollow(backend, room, &args.job).await?;
+        println!("{} no longer follows {}", args.room, args.job);
+    }
+    Ok(0)
+}

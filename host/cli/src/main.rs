@@ -85,6 +85,9 @@ enum Command {
     /// Read an annotation back: `sluice annotation get JOB ID [-o FILE]`.
     #[command(subcommand)]
     Annotation(gate::AnnotationCommand),
+    /// ChatOps: `sluice chat follow JOB --room slack:C0123` (docs/chatops.md).
+    #[command(subcommand)]
+    Chat(gate::ChatCommand),
     /// Drive queued jobs, due gate timeouts and decided jobs until SIGINT or SIGTERM.
     Worker(gate::WorkerArgs),
     /// List the workers running now.
@@ -233,6 +236,7 @@ fn run(cli: Cli) -> CmdResult {
             Command::Annotate(a) => gate::annotate(&cli.global, a).await,
             Command::Annotations(a) => gate::annotations(&cli.global, a).await,
             Command::Annotation(a) => gate::annotation(&cli.global, a).await,
+            Command::Chat(c) => gate::chat(&cli.global, c).await,
             Command::Worker(a) => gate::worker(&cli.global, a).await,
             Command::Workers(a) => job::workers(&cli.global, a).await,
             Command::Op(cmd) => op::run(&cli.global, cmd).await,

@@ -40,6 +40,10 @@ pub(crate) struct ServerArgs {
     /// The address of a reverse proxy whose --auth-header is believed (repeat for several).
     #[arg(long, requires = "auth_header")]
     trusted_proxy: Vec<std::net::IpAddr>,
+    /// Slack's Web API, for ChatOps (set SLUICE_SLACK_SIGNING_SECRET and
+    /// SLUICE_SLACK_BOT_TOKEN to turn Slack on; docs/chatops.md).
+    #[arg(long, default_value = "https://slack.com/api")]
+    slack_api_url: String,
 }
 
 pub(crate) async fn server(global: &Global, args: ServerArgs) -> CmdResult {
@@ -72,6 +76,7 @@ pub(crate) async fn server(global: &Global, args: ServerArgs) -> CmdResult {
         tls,
         auth_header: args.auth_header,
         trusted_proxies: args.trusted_proxy,
+        slack: sluice_app::SlackApp::from_env(&args.slack_api_url),
         ..sluice_server::Config::new(args.listen)
     };
     sluice_server::serve(

@@ -25,7 +25,7 @@ pub mod schedule;
 mod simulate;
 
 pub use decide::{JOB_WINDOW, decide};
-pub use gates::{DecisionRequest, GateView, Refusal, RefusalClass};
+pub use gates::{DecisionRequest, GateView, Refusal, RefusalClass, choices};
 pub use history::{DecodeError, EVENT_VERSION, RULE_VERSION, decode, encode};
 pub use simulate::{Script, SimLine, simulate};
 

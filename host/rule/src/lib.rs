@@ -16,6 +16,7 @@ use serde_json::Value;
 pub use sluice_model::Phase;
 
 pub mod calendar;
+pub mod chat;
 mod diag;
 pub mod expr;
 pub mod inputs;

@@ -25,6 +25,7 @@ use tokio_util::task::TaskTracker;
 #[allow(unused_qualifications)]
 mod api;
 mod auth;
+mod chat;
 mod events;
 mod live;
 mod metrics;
@@ -53,6 +54,8 @@ pub struct Config {
     pub auth_header: Option<HeaderName>,
     /// The addresses of the reverse proxies whose `auth_header` is believed.
     pub trusted_proxies: Vec<IpAddr>,
+    /// Slack, when set up (`SLUICE_SLACK_SIGNING_SECRET`): ChatOps under `/chat/slack/`.
+    pub slack: Option<sluice_app::SlackApp>,
 }
 
 impl Config {
@@ -66,6 +69,7 @@ impl Config {
             tls: None,
             auth_header: None,
             trusted_proxies: Vec::new(),
+            slack: None,
         }
     }
 }
@@ -260,6 +264,7 @@ pub async fn serve(
     let courier = tokio::spawn(deliver(server.clone(), stop.clone()));
     let follower = tokio::spawn(follow(server.clone(), stop.clone()));
     let scheduler = tokio::spawn(schedules(server.clone(), stop.clone()));
+    let chatter = tokio::spawn(chat::post(server.clone(), stop.clone()));
 
     let router = router(server.clone()).into_make_service_with_connect_info::<SocketAddr>();
     listening(addr);
@@ -291,6 +296,7 @@ pub async fn serve(
     let _ = courier.await;
     let _ = follower.await;
     let _ = scheduler.await;
+    let _ = chatter.await;
     // The worker finishes its round; jobs driven for requests get `grace` to reach a gate or
     // their end. Whatever still runs after that is recovered by the next process.
     let worker = worker.await;
@@ -523,6 +529,18 @@ fn router(server: Arc<Server>) -> Router {
             }),
         )
         .route("/hooks/{name}", axum::routing::post(events::hook))
+        .route(
+            "/chat/slack/commands",
+            axum::routing::post(chat::slack_command),
+        )
+        .route(
+            "/chat/slack/interactive",
+            axum::routing::post(chat::slack_pressed),
+        )
+        .route(
+            "/chat/slack/events",
+            axum::routing::post(chat::slack_events),
+        )
         .route("/healthz", get(|| async { "ok\n" }))
         .route("/readyz", get(metrics::ready))
         .route("/metrics", get(metrics::render))

@@ -39,6 +39,7 @@ macro_rules! conformance_tests {
             messages_are_written_with_their_events_and_claimed_once_until_delivered,
             messages_of_one_job_to_one_sink_go_in_order,
             a_trigger_key_starts_one_job,
+            chat_rooms_follow_jobs_and_deliveries_are_seen_once,
         );
     };
     (@each $make:expr; $($name:ident),* $(,)?) => {
@@ -874,4 +875,29 @@ pub async fn a_trigger_key_starts_one_job(j: Arc<dyn Journal>) {
         .unwrap();
     assert_eq!(internal.len(), 1);
     assert_eq!(internal[0].sink, "sluice:job-finished");
+}
+
+/// A room follows jobs from where it was told; a follow moves only forward; deliveries are
+/// seen once.
+pub async fn chat_rooms_follow_jobs_and_deliveries_are_seen_once(j: Arc<dyn Journal>) {
+    j.chat_follow("slack", "C1", "web-1", 0).await.unwrap();
+    j.chat_follow("slack", "C1", "web-2", 0).await.unwrap();
+    j.chat_follow("matrix", "!r:hs", "web-1", 0).await.unwrap();
+    j.chat_follow("slack", "C1", "web-1", 4).await.unwrap();
+    // Following again (a second `follow`) does not go back.
+    j.chat_follow("slack", "C1", "web-1", 0).await.unwrap();
+    assert_eq!(
+        j.chat_following("slack", "C1").await.unwrap(),
+        [("web-1".to_string(), 4), ("web-2".to_string(), 0)]
+    );
+    assert_eq!(
+        j.chat_follows("matrix").await.unwrap(),
+        [("!r:hs".to_string(), "web-1".to_string(), 0)]
+    );
+    assert!(j.chat_unfollow("slack", "C1", "web-2").await.unwrap());
+    assert!(!j.chat_unfollow("slack", "C1", "web-2").await.unwrap());
+    assert_eq!(j.chat_follows("slack").await.unwrap().len(), 1);
+    assert!(j.chat_seen("slack:Ev1", 1).await.unwrap());
+    assert!(!j.chat_seen("slack:Ev1", 2).await.unwrap());
+    assert!(j.chat_seen("slack:Ev2", 2).await.unwrap());
 }

@@ -491,6 +491,28 @@ pub trait Journal: Send + Sync {
     async fn triggered(&self, key: &str) -> Result<Option<String>, StoreError>;
     /// The jobs that `job`'s end started through triggers, oldest first.
     async fn started_by_job(&self, job: &str) -> Result<Vec<String>, StoreError>;
+    /// `room` of `backend` follows `job`, told up to event `posted` (a follow that exists
+    /// keeps its place unless `posted` is past it).
+    async fn chat_follow(
+        &self,
+        backend: &str,
+        room: &str,
+        job: &str,
+        posted: u64,
+    ) -> Result<(), StoreError>;
+    /// `room` no longer follows `job`; false when it did not.
+    async fn chat_unfollow(&self, backend: &str, room: &str, job: &str)
+    -> Result<bool, StoreError>;
+    /// The jobs `room` follows, with the last event it was told.
+    async fn chat_following(
+        &self,
+        backend: &str,
+        room: &str,
+    ) -> Result<Vec<(String, u64)>, StoreError>;
+    /// Every follow of `backend`: room, job, last event told; oldest first.
+    async fn chat_follows(&self, backend: &str) -> Result<Vec<(String, String, u64)>, StoreError>;
+    /// Records a chat delivery's key; true the first time it is seen.
+    async fn chat_seen(&self, key: &str, at: Millis) -> Result<bool, StoreError>;
     /// The greatest trigger key that starts with `prefix` (a schedule's latest run, whose
     /// keys end with the run's time), if any.
     async fn last_trigger(&self, prefix: &str) -> Result<Option<String>, StoreError>;

@@ -14,7 +14,7 @@ use crate::locks::{self, Plan};
 use crate::*;
 
 /// The schema this code reads and writes.
-const SCHEMA_VERSION: u32 = 7;
+const SCHEMA_VERSION: u32 = 8;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS counters (rule TEXT PRIMARY KEY, next INTEGER NOT NULL);
@@ -115,6 +115,17 @@ CREATE TABLE IF NOT EXISTS triggers (
     job_id TEXT NOT NULL
 );
 CREATE INDEX IF NOT EXISTS triggers_from ON triggers (from_job);
+CREATE TABLE IF NOT EXISTS chat_follows (
+    backend TEXT NOT NULL,
+    room TEXT NOT NULL,
+    job_id TEXT NOT NULL,
+    posted_seq INTEGER NOT NULL,
+    PRIMARY KEY (backend, room, job_id)
+);
+CREATE TABLE IF NOT EXISTS chat_seen (
+    key TEXT PRIMARY KEY,
+    at INTEGER NOT NULL
+);
 CREATE INDEX IF NOT EXISTS outbox_line ON outbox (sink, job_id, id) WHERE delivered_at IS NULL AND gave_up = 0;
 CREATE TABLE IF NOT EXISTS lock_line (
     ticket INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -1276,6 +1287,88 @@ impl Journal for SqliteJournal {
                 .prepare_cached("SELECT job_id FROM triggers WHERE from_job = ?1 ORDER BY rowid")?;
             let rows = st.query_map([job], |r| r.get(0))?;
             Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    async fn chat_follow(
+        &self,
+        backend: &str,
+        room: &str,
+        job: &str,
+        posted: u64,
+    ) -> Result<(), StoreError> {
+        let (backend, room, job) = (backend.to_string(), room.to_string(), job.to_string());
+        self.with(move |conn| {
+            conn.prepare_cached(
+                "INSERT INTO chat_follows (backend, room, job_id, posted_seq) VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (backend, room, job_id) DO UPDATE SET posted_seq = max(posted_seq, excluded.posted_seq)",
+            )?
+            .execute(params![backend, room, job, posted as i64])?;
+            Ok(())
+        })
+        .await
+    }
+
+    async fn chat_unfollow(
+        &self,
+        backend: &str,
+        room: &str,
+        job: &str,
+    ) -> Result<bool, StoreError> {
+        let (backend, room, job) = (backend.to_string(), room.to_string(), job.to_string());
+        self.with(move |conn| {
+            Ok(conn
+                .prepare_cached(
+                    "DELETE FROM chat_follows WHERE backend = ?1 AND room = ?2 AND job_id = ?3",
+                )?
+                .execute(params![backend, room, job])?
+                > 0)
+        })
+        .await
+    }
+
+    async fn chat_following(
+        &self,
+        backend: &str,
+        room: &str,
+    ) -> Result<Vec<(String, u64)>, StoreError> {
+        let (backend, room) = (backend.to_string(), room.to_string());
+        self.read(move |conn| {
+            let mut st = conn.prepare_cached(
+                "SELECT job_id, posted_seq FROM chat_follows WHERE backend = ?1 AND room = ?2 ORDER BY rowid",
+            )?;
+            let rows = st.query_map(params![backend, room], |r| {
+                Ok((r.get(0)?, r.get::<_, i64>(1)? as u64))
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    async fn chat_follows(&self, backend: &str) -> Result<Vec<(String, String, u64)>, StoreError> {
+        let backend = backend.to_string();
+        self.read(move |conn| {
+            let mut st = conn.prepare_cached(
+                "SELECT room, job_id, posted_seq FROM chat_follows WHERE backend = ?1 ORDER BY rowid",
+            )?;
+            let rows = st.query_map([backend], |r| {
+                Ok((r.get(0)?, r.get(1)?, r.get::<_, i64>(2)? as u64))
+            })?;
+            Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    async fn chat_seen(&self, key: &str, at: Millis) -> Result<bool, StoreError> {
+        let key = key.to_string();
+        self.with(move |conn| {
+            Ok(conn
+                .prepare_cached(
+                    "INSERT INTO chat_seen (key, at) VALUES (?1, ?2) ON CONFLICT (key) DO NOTHING",
+                )?
+                .execute(params![key, at as i64])?
+                == 1)
         })
         .await
     }
