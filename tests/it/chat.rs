@@ -14,7 +14,7 @@ const SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
 
 const CHAT: &str = "users:\n  slack:U1: bob\n  slack:U2: dave\ncommands: [follow, unfollow, status, approve, reject, annotate]\nactions:\n  again: { rule: chatty, allow: [] }\n";
 const PERMISSIONS: &str = "groups:\n  release-managers: [bob]\nallow:\n  approve: [group:release-managers]\n  annotate: ['*']\n  cancel: [ann]\n";
-const RULE: &str = "rule: chatty\nphases:\n  run:\n    - { id: approval, op: approve, with: { message: \"ship it?\" } }\n    - { id: ship, op: log, with: { message: shipped } }\n";
+const RULE: &str = "rule: chatty\nchat: { follow: [\"slack:C3\"] }\nphases:\n  run:\n    - { id: approval, op: approve, with: { message: \"ship it?\" } }\n    - { id: ship, op: log, with: { message: shipped } }\n";
 
 /// `X-Slack-Signature` for `body` at `ts`, as Slack computes it.
 fn sign(ts: u64, body: &str) -> String {
@@ -113,6 +113,11 @@ fn a_slack_channel_follows_a_job_records_what_is_said_and_decides_with_the_same_
     assert_eq!(s, StatusCode::CREATED, "{v}");
     server.until("chatty-1", &ann, |v| v["status"] == "waiting");
 
+    // The rule names a room: it follows every job of the rule from the start.
+    posted(&api, |r| {
+        r.contains(r#""channel":"C3""#) && r.contains("chatty-1 started by ann")
+    });
+
     // A room can follow from the command line too.
     let o = crate::jobs::sluice(
         home.path(),
@@ -122,6 +127,29 @@ fn a_slack_channel_follows_a_job_records_what_is_said_and_decides_with_the_same_
     posted(&api, |r| {
         r.contains(r#""channel":"C2""#) && r.contains("waits at `approval`")
     });
+
+    // And over the API.
+    let (s, v) = server.post(
+        "/api/v1/chat/follows",
+        &ann,
+        json!({ "job": "chatty-1", "room": "slack:C4" }),
+    );
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    posted(&api, |r| {
+        r.contains(r#""channel":"C4""#) && r.contains("waits at `approval`")
+    });
+    let (s, v) = server.post(
+        "/api/v1/chat/follows",
+        &ann,
+        json!({ "job": "chatty-1", "room": "#releases" }),
+    );
+    assert_eq!(s, StatusCode::BAD_REQUEST, "{v}");
+    let (s, _) = crate::server::answer(server.req(
+        reqwest::Method::DELETE,
+        "/api/v1/chat/follows?job=chatty-1&room=slack:C4",
+        Some(&ann),
+    ));
+    assert_eq!(s, StatusCode::NO_CONTENT);
 
     // Follow from the channel: the gate's message comes with its buttons.
     let (s, v) = command(&server, "U1", "follow chatty-1");

@@ -12,6 +12,7 @@ mod exprs;
 mod gates;
 mod jobs;
 mod langs;
+mod matrix;
 mod packages;
 mod races;
 mod rules;

@@ -662,6 +662,7 @@ fn the_openapi_document_describes_every_route_the_api_serves() {
     assert_eq!(
         operations,
         [
+            "DELETE /chat/follows",
             "GET /jobs",
             "GET /jobs/{job}",
             "GET /jobs/{job}/annotations",
@@ -673,6 +674,7 @@ fn the_openapi_document_describes_every_route_the_api_serves() {
             "GET /rules",
             "GET /whoami",
             "GET /workers",
+            "POST /chat/follows",
             "POST /events",
             "POST /jobs",
             "POST /jobs/{job}/annotations",

@@ -348,6 +348,29 @@ impl App {
         Ok(())
     }
 
+    /// `room` (`slack:C0123`, `matrix:!room:server`) follows `job`: the form the command line
+    /// and the API take.
+    pub async fn chat_follow_room(
+        &self,
+        room: &str,
+        job: &str,
+        follow: bool,
+    ) -> Result<(), AppError> {
+        let Some((backend, id)) = room
+            .split_once(':')
+            .filter(|(b, r)| matches!(*b, "slack" | "matrix") && !r.is_empty())
+        else {
+            return Err(AppError::Usage(format!(
+                "room `{room}`: write slack:CHANNEL_ID or matrix:!room:server"
+            )));
+        };
+        if follow {
+            self.chat_follow(backend, id, job).await
+        } else {
+            self.chat_unfollow(backend, id, job).await
+        }
+    }
+
     /// `room` of `backend` follows `job` from its next event on.
     pub async fn chat_follow(&self, backend: &str, room: &str, job: &str) -> Result<(), AppError> {
         let row = self.row(job).await?;
@@ -361,6 +384,28 @@ impl App {
             .chat_follow(backend, room, job, 0)
             .await
             .map_err(|e| self.store_error(e))
+    }
+
+    /// The rooms a job's rule names (`chat: { follow: [...] }`) follow it from its first event
+    /// (posts catch up from the journal). Best effort: a job that did not start (its check
+    /// failed) has nothing to follow, and a failure to record a follow is logged, not fatal.
+    pub(crate) async fn follow_in_rooms(
+        &self,
+        job: &str,
+        standing: &sluice_runner::Standing,
+        rooms: &[String],
+    ) {
+        if matches!(standing, sluice_runner::Standing::CheckFailed { .. }) {
+            return;
+        }
+        for room in rooms {
+            let Some((backend, id)) = room.split_once(':') else {
+                continue;
+            };
+            if let Err(e) = self.journal.chat_follow(backend, id, job, 0).await {
+                tracing::warn!(job, room, error = %e, "cannot follow the job in a chat room");
+            }
+        }
     }
 
     /// `room` no longer follows `job`.

@@ -82,10 +82,14 @@ impl App {
         self.resolve_packages(&mut rule, rule_path).await?;
         let params = crate::rules::split_params(params)?;
         let dir = sluice_runner::rule_dir(rule_path);
-        self.runner(observer)?
+        let rooms = rule.chat_follow.clone();
+        let started = self
+            .runner(observer)?
             .start(rule, &dir, &params, actor)
             .await
-            .map_err(|e| self.run_error(e))
+            .map_err(|e| self.run_error(e))?;
+        self.follow_in_rooms(&started.0, &started.1, &rooms).await;
+        Ok(started)
     }
 
     /// Decides at a gate of `job`, checked against the permissions file and the gate (its

@@ -22,6 +22,7 @@ mod chat;
 mod error;
 mod identity;
 mod jobs;
+pub mod matrix;
 mod notify;
 mod ops;
 mod packages;

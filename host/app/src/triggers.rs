@@ -202,12 +202,16 @@ impl App {
             via: AuthMethod::System,
             os_user: String::new(),
         };
+        let rooms = rule.chat_follow.clone();
         match self
             .runner(observer)?
             .start_caused(rule, &dir, &params, actor, Some(start.cause))
             .await
         {
-            Ok(r) => Ok(Some(r)),
+            Ok(r) => {
+                self.follow_in_rooms(&r.0, &r.1, &rooms).await;
+                Ok(Some(r))
+            }
             Err(sluice_runner::RunError::Store(StoreError::Triggered { .. })) => Ok(None),
             Err(e) => Err(self.run_error(e)),
         }

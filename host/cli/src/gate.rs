@@ -254,22 +254,12 @@ pub(crate) async fn chat(global: &Global, cmd: ChatCommand) -> CmdResult {
         ChatCommand::Follow(a) => (true, a),
         ChatCommand::Unfollow(a) => (false, a),
     };
-    let Some((backend, room)) = args
-        .room
-        .split_once(':')
-        .filter(|(b, r)| matches!(*b, "slack" | "matrix") && !r.is_empty())
-    else {
-        return Err(Failed::usage(anyhow::anyhow!(
-            "--room {}: write slack:CHANNEL_ID or matrix:!room:server",
-            args.room
-        )));
-    };
-    let app = app(global)?;
+    app(global)?
+        .chat_follow_room(&args.room, &args.job, follow)
+        .await?;
     if follow {
-        app.chat_follow(backend, room, &args.job).await?;
         println!("{} follows {}", args.room, args.job);
     } else {
-        app.chat_unfollow(backend, room, &args.job).await?;
         println!("{} no longer follows {}", args.room, args.job);
     }
     Ok(0)

@@ -44,6 +44,10 @@ pub(crate) struct ServerArgs {
     /// SLUICE_SLACK_BOT_TOKEN to turn Slack on; docs/chatops.md).
     #[arg(long, default_value = "https://slack.com/api")]
     slack_api_url: String,
+    /// A Matrix homeserver for ChatOps (`https://matrix.example.org`), with the bot account in
+    /// SLUICE_MATRIX_USER and SLUICE_MATRIX_PASSWORD (docs/chatops.md).
+    #[arg(long)]
+    matrix_homeserver: Option<String>,
 }
 
 pub(crate) async fn server(global: &Global, args: ServerArgs) -> CmdResult {
@@ -77,6 +81,7 @@ pub(crate) async fn server(global: &Global, args: ServerArgs) -> CmdResult {
         auth_header: args.auth_header,
         trusted_proxies: args.trusted_proxy,
         slack: sluice_app::SlackApp::from_env(&args.slack_api_url),
+        matrix: sluice_app::matrix::MatrixBot::from_env(args.matrix_homeserver.as_deref()),
         ..sluice_server::Config::new(args.listen)
     };
     sluice_server::serve(

@@ -296,6 +296,28 @@ mod tests {
     }
 
     #[test]
+    fn rules_name_rooms_by_their_chat() {
+        let opts = crate::ParseOptions {
+            file: "r.yaml",
+            std_ops: &["log"],
+        };
+        let r = crate::parse(
+            "rule: r\nchat: { follow: [slack:C1, \"matrix:!a:hs\"] }\nphases:\n  run: [{ op: log }]\n",
+            &opts,
+        )
+        .unwrap();
+        assert_eq!(r.chat_follow, ["slack:C1", "matrix:!a:hs"]);
+        let e = crate::parse(
+            "rule: r\nchat: { follow: [\"#releases\"] }\nphases:\n  run: [{ op: log }]\n",
+            &opts,
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(e.contains("r.yaml:2:18"), "{e}");
+        assert!(e.contains("does not say which chat room"), "{e}");
+    }
+
+    #[test]
     fn problems_are_placed() {
         let e = parse(
             "users:\n  U1: alice\ncommands: [aprove, deploy]\nactions:\n  approve: { rule: x }\n  a: { params: { env: x }, allow: [env] }\n",

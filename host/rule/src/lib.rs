@@ -72,6 +72,9 @@ pub struct Rule {
     /// When its jobs may run: a job outside waits at a `window` gate before it takes its locks.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub windows: Option<calendar::Windows>,
+    /// Chat rooms every job of the rule is followed in (`chat: { follow: [slack:C0123] }`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub chat_follow: Vec<String>,
 }
 
 /// What starts a job of a rule by itself.

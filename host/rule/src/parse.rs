@@ -34,6 +34,7 @@ const TOP_KEYS: &[&str] = &[
     "defaults",
     "on",
     "windows",
+    "chat",
 ];
 const JOB_FINISHED_KEYS: &[&str] = &["rule", "status", "params-match", "params"];
 const CLOUDEVENT_KEYS: &[&str] = &["type", "source", "filter", "params"];
@@ -318,6 +319,10 @@ impl Parser<'_> {
             .map(|n| self.triggers(n, &name, &params))
             .unwrap_or_default();
         let windows = m.get_node("windows").and_then(|n| self.windows(n));
+        let chat_follow = m
+            .get_node("chat")
+            .map(|n| self.chat_rooms(n))
+            .unwrap_or_default();
 
         Some(Rule {
             name,
@@ -333,6 +338,7 @@ impl Parser<'_> {
             grants,
             on,
             windows,
+            chat_follow,
         })
     }
 
@@ -479,6 +485,37 @@ impl Parser<'_> {
             filter,
             params: mapped,
         })
+    }
+
+    /// `chat: { follow: [slack:C0123, "matrix:!room:server"] }`.
+    fn chat_rooms(&mut self, n: &Node) -> Vec<String> {
+        let Some(m) = self.mapping(n, "`chat`", &["follow"]) else {
+            return vec![];
+        };
+        let Some(f) = m.get_node("follow") else {
+            return vec![];
+        };
+        let Some(seq) = f.as_sequence() else {
+            self.err(
+                loc(f),
+                "`follow` must be a list of rooms",
+                Some("for example `follow: [slack:C0123]`".into()),
+            );
+            return vec![];
+        };
+        let mut rooms = Vec::new();
+        for r in seq.iter() {
+            let room = r.as_scalar().map(|s| s.as_str()).unwrap_or("");
+            match room.split_once(':') {
+                Some(("slack" | "matrix", id)) if !id.is_empty() => rooms.push(room.to_string()),
+                _ => self.err(
+                    loc(r),
+                    format!("`{room}` does not say which chat room"),
+                    Some("write slack:CHANNEL_ID or matrix:!room:server".into()),
+                ),
+            }
+        }
+        rooms
     }
 
     /// `webhook: { name, secret, filter, params }`.

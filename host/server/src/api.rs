@@ -49,7 +49,8 @@ pub(crate) fn routes() -> (Router<Arc<Server>>, utoipa::openapi::OpenApi) {
         .routes(routes!(notifications))
         .routes(routes!(locks))
         .routes(routes!(workers))
-        .routes(routes!(events));
+        .routes(routes!(events))
+        .routes(routes!(chat_follow, chat_unfollow));
     let (router, mut api) = api.split_for_parts();
     // After the paths are in: the answers every operation may give go on each of them.
     utoipa::Modify::modify(&Common, &mut api);
@@ -810,6 +811,44 @@ async fn events(
         StatusCode::ACCEPTED,
         json!({ "started": started, "not_started": already }),
     )
+}
+
+#[derive(Deserialize, ToSchema, IntoParams)]
+#[serde(deny_unknown_fields)]
+struct FollowBody {
+    /// The job id.
+    job: String,
+    /// `slack:CHANNEL_ID` or `matrix:!room:server`.
+    room: String,
+}
+
+/// A chat room follows a job: its transitions are posted there, and what is said there is
+/// recorded in it (docs/chatops.md).
+#[utoipa::path(post, path = "/chat/follows", tag = "chat", request_body = FollowBody,
+    responses(
+        (status = 201, description = "`{\"job\", \"room\"}`: the room follows the job.", content_type = "application/json"),
+        (status = 400, description = "Not a room of a chat sluice knows.", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 404, description = "No such job.", body = ProblemDoc, content_type = "application/problem+json"),
+        (status = 409, description = "The job ended.", body = ProblemDoc, content_type = "application/problem+json")))]
+async fn chat_follow(State(server): State<Arc<Server>>, Json(body): Json<FollowBody>) -> Answer {
+    server
+        .app
+        .chat_follow_room(&body.room, &body.job, true)
+        .await?;
+    ok(
+        StatusCode::CREATED,
+        json!({ "job": body.job, "room": body.room }),
+    )
+}
+
+/// A chat room stops following a job.
+#[utoipa::path(delete, path = "/chat/follows", tag = "chat", params(FollowBody),
+    responses(
+        (status = 204, description = "The room no longer follows the job."),
+        (status = 404, description = "The room did not follow it.", body = ProblemDoc, content_type = "application/problem+json")))]
+async fn chat_unfollow(State(server): State<Arc<Server>>, Query(q): Query<FollowBody>) -> Answer {
+    server.app.chat_follow_room(&q.room, &q.job, false).await?;
+    Ok(StatusCode::NO_CONTENT.into_response())
 }
 
 #[utoipa::path(get, path = "/locks", tag = "locks",

@@ -193,3 +193,91 @@ pub(crate) async fn post(server: Arc<Server>, stop: CancellationToken) {
         }
     }
 }
+
+/// Logs the Matrix bot in, retrying with doubling waits (the homeserver may start after us).
+async fn matrix_login(
+    bot: &sluice_app::matrix::MatrixBot,
+    client: &reqwest::Client,
+    stop: &CancellationToken,
+) -> Option<sluice_app::matrix::MatrixSession> {
+    let mut wait = Duration::from_millis(500);
+    loop {
+        match sluice_app::matrix::MatrixSession::login(bot, client).await {
+            Ok(s) => return Some(s),
+            Err(e) => tracing::warn!(error = %e, "the Matrix bot cannot log in; trying again"),
+        }
+        tokio::select! {
+            () = tokio::time::sleep(wait) => {}
+            () = stop.cancelled() => return None,
+        }
+        wait = (wait * 2).min(Duration::from_secs(60));
+    }
+}
+
+/// Reads Matrix until `stop`: long-polls `/sync` as the bot, joining, answering and recording.
+pub(crate) async fn matrix_read(server: Arc<Server>, stop: CancellationToken) {
+    let Some(bot) = server.config.matrix.clone() else {
+        return;
+    };
+    let client = reqwest::Client::new();
+    let Some(mut session) = matrix_login(&bot, &client, &stop).await else {
+        return;
+    };
+    tracing::info!(user = session.user_id, "the Matrix bot is logged in");
+    loop {
+        let round = tokio::select! {
+            r = server.app.matrix_sync(
+                &mut session,
+                &client,
+                Duration::from_secs(10),
+                server.config.rules.as_deref(),
+                server.live.clone(),
+            ) => r,
+            () = stop.cancelled() => return,
+        };
+        match round {
+            Ok(decided) => {
+                for job in decided {
+                    crate::api::drive_on(&server, &job);
+                }
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, "a Matrix sync failed");
+                tokio::select! {
+                    () = tokio::time::sleep(Duration::from_secs(1)) => {}
+                    () = stop.cancelled() => return,
+                }
+            }
+        }
+    }
+}
+
+/// Posts followed jobs' transitions to Matrix rooms until `stop`.
+pub(crate) async fn matrix_post(server: Arc<Server>, stop: CancellationToken) {
+    let Some(bot) = server.config.matrix.clone() else {
+        return;
+    };
+    let client = client();
+    let Some(mut session) = matrix_login(&bot, &client, &stop).await else {
+        return;
+    };
+    loop {
+        let round = tokio::select! {
+            r = server.app.matrix_round(&mut session, &client) => r,
+            () = stop.cancelled() => return,
+        };
+        let busy = match round {
+            Ok(n) => n > 0,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot post to Matrix");
+                false
+            }
+        };
+        if !busy {
+            tokio::select! {
+                () = tokio::time::sleep(server.config.worker_every) => {}
+                () = stop.cancelled() => return,
+            }
+        }
+    }
+}

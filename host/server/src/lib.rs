@@ -56,6 +56,8 @@ pub struct Config {
     pub trusted_proxies: Vec<IpAddr>,
     /// Slack, when set up (`SLUICE_SLACK_SIGNING_SECRET`): ChatOps under `/chat/slack/`.
     pub slack: Option<sluice_app::SlackApp>,
+    /// Matrix, when set up (`--matrix-homeserver`, `SLUICE_MATRIX_USER`): a bot account.
+    pub matrix: Option<sluice_app::matrix::MatrixBot>,
 }
 
 impl Config {
@@ -70,6 +72,7 @@ impl Config {
             auth_header: None,
             trusted_proxies: Vec::new(),
             slack: None,
+            matrix: None,
         }
     }
 }
@@ -265,6 +268,8 @@ pub async fn serve(
     let follower = tokio::spawn(follow(server.clone(), stop.clone()));
     let scheduler = tokio::spawn(schedules(server.clone(), stop.clone()));
     let chatter = tokio::spawn(chat::post(server.clone(), stop.clone()));
+    let matrix_reader = tokio::spawn(chat::matrix_read(server.clone(), stop.clone()));
+    let matrix_poster = tokio::spawn(chat::matrix_post(server.clone(), stop.clone()));
 
     let router = router(server.clone()).into_make_service_with_connect_info::<SocketAddr>();
     listening(addr);
@@ -297,6 +302,8 @@ pub async fn serve(
     let _ = follower.await;
     let _ = scheduler.await;
     let _ = chatter.await;
+    let _ = matrix_reader.await;
+    let _ = matrix_poster.await;
     // The worker finishes its round; jobs driven for requests get `grace` to reach a gate or
     // their end. Whatever still runs after that is recovered by the next process.
     let worker = worker.await;
