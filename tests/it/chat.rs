@@ -261,6 +261,14 @@ fn a_slack_channel_follows_a_job_records_what_is_said_and_decides_with_the_same_
 
     // Refusals, with their reasons: a chat user no one mapped, a command not allowed, a
     // mapped user the permissions file does not let approve.
+    let (_, v) = command(&server, "U9", "status chatty-1");
+    assert!(
+        v["text"]
+            .as_str()
+            .unwrap()
+            .contains("may talk here but not use commands"),
+        "{v}"
+    );
     let (_, v) = command(&server, "U9", "approve chatty-1");
     assert!(
         v["text"]

@@ -297,13 +297,16 @@ fn a_signed_webhook_starts_its_rule_once_per_delivery_and_a_bad_signature_starts
     assert_eq!(job["triggered_by"]["kind"], "webhook");
     assert_eq!(job["triggered_by"]["from"], "hook:github-push#d-1");
 
-    // GitHub redelivers with the same delivery id: nothing new starts.
-    let (s, v) = post("/hooks/github-push", &delivery("d-1", signed), push);
-    assert_eq!(
-        (s, &v["started"]),
-        (StatusCode::ACCEPTED, &json!([])),
-        "{v}"
-    );
+    // GitHub redelivers with the same delivery id: nothing new starts. Nor does the same
+    // signed body replayed under a new delivery id (the headers are not signed).
+    for id in ["d-1", "d-1-replayed"] {
+        let (s, v) = post("/hooks/github-push", &delivery(id, signed), push);
+        assert_eq!(
+            (s, &v["started"]),
+            (StatusCode::ACCEPTED, &json!([])),
+            "{v}"
+        );
+    }
 
     // A body changed on the way, another secret, or no signature: 401, nothing started.
     let tampered = push.replace("9f2c1e7", "0000000");

@@ -151,11 +151,13 @@ impl App {
             via: AuthMethod::Chat,
             os_user: String::new(),
         };
-        let needs_user = || {
-            AppError::Forbidden(format!(
-                "{} is not mapped to a sluice user, so it may talk but not decide: map it under `users` in chat.yaml",
+        // What is said is recorded whoever says it; everything a command does or shows needs
+        // a sluice user, as the API needs a token.
+        let Some(who) = mapped else {
+            return Ok(ChatReply::refused(format!(
+                "{} is not mapped to a sluice user, so it may talk here but not use commands: map it under `users` in chat.yaml",
                 origin.who()
-            ))
+            )));
         };
         let job_arg = |what: &str| -> Result<String, AppError> {
             rest.first().map(|j| j.to_string()).ok_or_else(|| {
@@ -202,14 +204,17 @@ impl App {
             }
             "annotate" => {
                 let job = job_arg(" TEXT")?;
-                let who = mapped.clone().unwrap_or_else(|| origin.who());
-                self.chat_annotate(&job, origin, &who, "chat", &rest[1..].join(" "))
+                let text = rest[1..].join(" ");
+                if text.trim().is_empty() {
+                    return Ok(ChatReply::refused("say what to note: `annotate JOB TEXT`"));
+                }
+                // Checked against `annotate:` in the permissions file, like `sluice annotate`.
+                self.annotate(&job, crate::Note::Comment(text), actor(&who))
                     .await?;
                 Ok(ChatReply::done(format!("noted in {job}")))
             }
             "cancel" => {
                 let job = job_arg(" [REASON]")?;
-                let who = mapped.ok_or_else(needs_user)?;
                 let reason = rest[1..].join(" ");
                 self.cancel(&job, &reason, actor(&who), observer).await?;
                 Ok(ChatReply::done(format!("{job} cancelled by {who}")))
@@ -219,8 +224,14 @@ impl App {
                     AppError::Internal(format!("`{verb}` is a command without a meaning"))
                 })?;
                 let job = job_arg(" [step=STEP] [NAME=VALUE]... [COMMENT]")?;
-                let who = mapped.ok_or_else(needs_user)?;
                 let (step, inputs, comment) = split_decision(&rest[1..]);
+                // The reason skip-window asks for is the person's own words, not where they
+                // were typed.
+                if kind == DecisionKind::SkipWindow && comment.trim().is_empty() {
+                    return Ok(ChatReply::refused(format!(
+                        "skipping the deploy window needs a reason: `skip-window {job} WHY`"
+                    )));
+                }
                 let decision = Decision {
                     kind,
                     step,
@@ -239,7 +250,6 @@ impl App {
                 )))
             }
             action => {
-                let who = mapped.ok_or_else(needs_user)?;
                 let a = settings.actions.get(action).cloned().ok_or_else(|| {
                     AppError::Internal(format!("`{action}` is allowed but not an action"))
                 })?;
@@ -510,6 +520,14 @@ impl App {
                 .await
         };
         r.map_err(|e| self.store_error(e))
+    }
+
+    /// Forgets a delivery seen but not recorded, so its retry is.
+    pub async fn chat_unsee(&self, key: &str) -> Result<(), AppError> {
+        self.journal
+            .chat_unsee(key)
+            .await
+            .map_err(|e| self.store_error(e))
     }
 
     /// Whether a chat delivery (Slack's `event_id`) is seen for the first time: retries of one

@@ -168,7 +168,33 @@ impl App {
         let first = s.since.is_none();
         s.since = answer["next_batch"].as_str().map(str::to_string);
         if let Some(invites) = answer["rooms"]["invite"].as_object() {
-            for room in invites.keys() {
+            let settings = self.chat_settings().ok();
+            for (room, invite) in invites {
+                // Only a mapped user brings the bot into a room: anyone else could read the
+                // jobs it follows there.
+                let inviter = invite["invite_state"]["events"]
+                    .as_array()
+                    .into_iter()
+                    .flatten()
+                    .find(|e| {
+                        e["type"] == "m.room.member"
+                            && e["state_key"] == s.user_id.as_str()
+                            && e["content"]["membership"] == "invite"
+                    })
+                    .and_then(|e| e["sender"].as_str());
+                let known = inviter.is_some_and(|who| {
+                    settings
+                        .as_ref()
+                        .is_some_and(|c| c.user("matrix", who).is_some())
+                });
+                if !known {
+                    tracing::warn!(
+                        room,
+                        inviter,
+                        "an invite from a user chat.yaml does not map: not joined"
+                    );
+                    continue;
+                }
                 let join = url(&s.bot.homeserver, &["join", room])?;
                 if let Err(e) = send(
                     client.post(join).bearer_auth(&s.token).json(&json!({})),
@@ -195,8 +221,16 @@ impl App {
                 else {
                     continue;
                 };
-                if sender == s.user_id || !self.chat_first_seen(&format!("matrix:{id}")).await? {
+                if sender == s.user_id {
                     continue;
+                }
+                match self.chat_first_seen(&format!("matrix:{id}")).await {
+                    Ok(true) => {}
+                    Ok(false) => continue,
+                    Err(e) => {
+                        tracing::warn!(room, event = id, error = %e, "a Matrix event was not read");
+                        continue;
+                    }
                 }
                 let origin = ChatOrigin {
                     backend: "matrix".into(),
@@ -209,7 +243,7 @@ impl App {
                         let c = &e["content"];
                         if c["m.relates_to"]["rel_type"] == "m.replace" {
                             let text = c["m.new_content"]["body"].as_str().unwrap_or("");
-                            self.chat_record(&origin, "chat-edit", text).await?;
+                            self.record_or_log(&origin, "chat-edit", text).await;
                             continue;
                         }
                         let body = c["body"].as_str().unwrap_or("");
@@ -222,7 +256,9 @@ impl App {
                             } else {
                                 format!("refused: {}", reply.text)
                             };
-                            s.say(client, room, &text, Some(id)).await?;
+                            if let Err(e) = s.say(client, room, &text, Some(id)).await {
+                                tracing::warn!(room, error = %e, "a command's answer was not posted");
+                            }
                             if reply.ok
                                 && let Some(job) = command.split_whitespace().nth(1)
                             {
@@ -239,25 +275,32 @@ impl App {
                         } else {
                             body.to_string()
                         };
-                        self.chat_record(&origin, kind, &text).await?;
+                        self.record_or_log(&origin, kind, &text).await;
                     }
                     Some("m.room.redaction") => {
                         let what = e["redacts"]
                             .as_str()
                             .or_else(|| e["content"]["redacts"].as_str())
                             .unwrap_or("");
-                        self.chat_record(
+                        self.record_or_log(
                             &origin,
                             "chat-delete",
                             &format!("deleted message {what}"),
                         )
-                        .await?;
+                        .await;
                     }
                     _ => {}
                 }
             }
         }
         Ok(decided)
+    }
+
+    /// Records a message; a failure is logged, and the rest of the sync is still read.
+    async fn record_or_log(&self, origin: &ChatOrigin, kind: &str, text: &str) {
+        if let Err(e) = self.chat_record(origin, kind, text).await {
+            tracing::warn!(room = origin.room, message = origin.message, error = %e, "a chat message was not recorded");
+        }
     }
 
     /// Posts what the rooms following jobs on Matrix were not told yet, in order; a gate's
@@ -279,7 +322,14 @@ impl App {
                 if let Some((step, kinds)) = &post.gate {
                     let commands: Vec<String> = kinds
                         .iter()
-                        .map(|k| format!("{PREFIX} {} {} step={step}", k.as_str(), post.job))
+                        .map(|k| {
+                            let why = if *k == sluice_model::DecisionKind::SkipWindow {
+                                " WHY"
+                            } else {
+                                ""
+                            };
+                            format!("{PREFIX} {} {} step={step}{why}", k.as_str(), post.job)
+                        })
                         .collect();
                     text.push_str(&format!("\nto decide: {}", commands.join("  |  ")));
                 }

@@ -257,8 +257,11 @@ pub fn blocks(post: &ChatPost) -> Value {
         "text": { "type": "mrkdwn", "text": escape(&post.text) },
     })];
     if let Some((step, kinds)) = &post.gate {
+        // skip-window asks for a reason a button cannot give: it is typed (`/sluice skip-window
+        // JOB WHY`), and the text says so.
         let buttons: Vec<Value> = kinds
             .iter()
+            .filter(|k| **k != DecisionKind::SkipWindow)
             .map(|k| {
                 let mut b = json!({
                     "type": "button",

@@ -276,9 +276,8 @@ pub struct ScheduleRound {
 impl App {
     /// The jobs a signed webhook starts among the rules of `dir` (`on: webhook` with its
     /// name): the body must be signed with each rule's secret (HMAC-SHA256, compared in
-    /// constant time), be JSON, and pass the rule's filter. One job per delivery and rule: the
-    /// key is `hook:NAME#DELIVERY:RULE`; a delivery without an id is known by its body's
-    /// sha256.
+    /// constant time), be JSON, and pass the rule's filter. One job per signed body and rule:
+    /// the key is `hook:NAME#sha256:BODY:RULE` (the delivery id header is not signed).
     pub async fn webhook_starts(
         &self,
         dir: &Path,
@@ -310,22 +309,31 @@ impl App {
             ));
         };
         let mut signed = Vec::new();
+        let mut unset = Vec::new();
         for (path, rule, w) in matching {
             let var = format!(
                 "SLUICE_SECRET_{}",
                 w.secret.to_uppercase().replace('-', "_")
             );
             let Ok(secret) = std::env::var(&var) else {
-                return Err(AppError::Internal(format!(
-                    "webhook `{}` of {} is signed with secret `{}`, which this server does not have: set {var} where it runs",
-                    w.name,
-                    path.display(),
-                    w.secret
-                )));
+                tracing::warn!(
+                    hook = w.name,
+                    rule,
+                    "the hook's secret is not set on this server: set {var}"
+                );
+                unset.push(var);
+                continue;
             };
             if signed_by(secret.as_bytes(), hook.body, signature) {
                 signed.push((path, rule, w));
             }
+        }
+        if signed.is_empty() && !unset.is_empty() {
+            return Err(AppError::Internal(format!(
+                "webhook `{}` is signed with a secret this server does not have: set {} where it runs",
+                hook.name,
+                unset.join(", ")
+            )));
         }
         if signed.is_empty() {
             return Err(AppError::Unauthenticated(format!(
@@ -338,13 +346,17 @@ impl App {
                 "the body is not JSON ({e}): send application/json (GitHub: the webhook's content type)"
             ))
         })?;
-        let delivery = match hook.delivery {
-            Some(d) => d.to_string(),
-            None => {
-                use sha2::Digest as _;
-                format!("sha256:{}", hex::encode(sha2::Sha256::digest(hook.body)))
-            }
+        // The delivery id and event headers are not signed: once per delivery is once per
+        // signed body (a redelivery sends the same body), so a captured body replayed under
+        // new delivery ids starts nothing new.
+        let body_hash = {
+            use sha2::Digest as _;
+            hex::encode(sha2::Sha256::digest(hook.body))
         };
+        let delivery = hook
+            .delivery
+            .map(str::to_string)
+            .unwrap_or_else(|| format!("sha256:{body_hash}"));
         let ctx = json!({ "trigger": { "webhook": {
             "name": hook.name,
             "event": hook.event,
@@ -368,7 +380,7 @@ impl App {
                 cause: Cause {
                     kind: "webhook".into(),
                     from: format!("hook:{}#{delivery}", w.name),
-                    key: format!("hook:{}#{delivery}:{rule}", w.name),
+                    key: format!("hook:{}#sha256:{body_hash}:{rule}", w.name),
                     depth: 1,
                 },
             });
@@ -404,9 +416,14 @@ impl App {
                     .await
                     .map_err(|e| self.store_error(e))?
                     .and_then(|k| sluice_rule::calendar::parse_utc(&k[prefix.len()..]));
-                let due = sluice_engine::schedule::due(s, last, since, now).map_err(|e| {
-                    AppError::Usage(format!("{}: `on: schedule`: {e}", path.display()))
-                })?;
+                // A rule that cannot be read this way is skipped, not every schedule with it.
+                let due = match sluice_engine::schedule::due(s, last, since, now) {
+                    Ok(d) => d,
+                    Err(e) => {
+                        tracing::warn!(rule = rule.name, "`on: schedule`: {e}");
+                        continue;
+                    }
+                };
                 if let Some(n) = due.next {
                     round.next = Some(round.next.map_or(n, |m: u64| m.min(n)));
                 }
@@ -419,8 +436,15 @@ impl App {
                     "cron": s.cron,
                     "timezone": s.timezone,
                 }}});
+                let params = match render_params(&ev, &s.params, &ctx, &path) {
+                    Ok(p) => p,
+                    Err(e) => {
+                        tracing::warn!(rule = rule.name, "`on: schedule`: {e}");
+                        continue;
+                    }
+                };
                 round.starts.push(TriggeredStart {
-                    params: render_params(&ev, &s.params, &ctx, &path)?,
+                    params,
                     path: path.clone(),
                     cause: Cause {
                         kind: "schedule".into(),

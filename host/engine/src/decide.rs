@@ -177,7 +177,11 @@ pub fn decide(job: &Job, now: Millis) -> Vec<Action> {
                 Action::ReleaseLocks,
             ];
         }
-        if let Some(w) = &job.rule.windows {
+        // Once in line for its locks it keeps its place: a window is looked at before asking,
+        // not while waiting (a job at a window gate must not hold others up in the line).
+        if let Some(w) = &job.rule.windows
+            && job.queued_behind.is_none()
+        {
             match c.window(JOB_WINDOW, w) {
                 Window::Go => {}
                 Window::Wait => return c.actions,
@@ -542,6 +546,10 @@ impl Ctx<'_> {
             && let (Some(g), Some(w)) = (&state.gate, &call.windows)
             && g.gate.kind == GateKind::Window
         {
+            // Cancelled (or a fail-fast branch stopped) after the window opened: it never starts.
+            if self.no_start {
+                return Flow::Stopped;
+            }
             return match self.step_window(step, w) {
                 Some(flow) => flow,
                 None => self.first_attempt(step, call),

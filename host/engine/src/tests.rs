@@ -1553,3 +1553,65 @@ phases: { run: [{ op: echo }] }
         "{actions:?}"
     );
 }
+
+#[test]
+fn a_job_in_line_for_its_locks_is_not_sent_back_to_its_window() {
+    let mut job = created(WINDOWED);
+    // Asked for its locks inside the window, and waits in line...
+    job.apply(
+        &Event::Queued {
+            behind: vec!["other-1".into()],
+        },
+        MONDAY + 10 * HOUR,
+    );
+    // ...past the window's end: it stays in line, at no window gate.
+    let actions = record_derived(&mut job, MONDAY + 20 * HOUR);
+    assert!(
+        matches!(actions.as_slice(), [Action::AcquireLocks { .. }]),
+        "{actions:?}"
+    );
+    assert!(job.waiting_gates().is_empty());
+}
+
+#[test]
+fn a_step_whose_window_opened_does_not_start_after_a_cancel() {
+    let mut job = started_with_idempotent_echo(
+        "rule: r
+phases:
+  run:
+    - id: deploy
+      op: echo
+      windows: { allow: [{ hours: \"22:00-23:00\" }] }
+",
+    );
+    record_derived(&mut job, MONDAY + 10 * HOUR);
+    let e = job
+        .check_decision(&DecisionRequest {
+            step: None,
+            kind: DecisionKind::SkipWindow,
+            actor: person("bob"),
+            comment: "hotfix",
+            inputs: Map::new(),
+        })
+        .unwrap();
+    job.apply(&e, MONDAY + 10 * HOUR);
+    job.apply(
+        &Event::CancelRequested {
+            by: person("bob"),
+            reason: "no after all".into(),
+        },
+        MONDAY + 10 * HOUR,
+    );
+    let actions = decide(&job, MONDAY + 10 * HOUR);
+    assert!(calls(&actions).is_empty(), "{actions:?}");
+    assert!(
+        matches!(
+            actions.first(),
+            Some(Action::Record(Event::Finished {
+                status: JobStatus::Cancelled,
+                ..
+            }))
+        ),
+        "{actions:?}"
+    );
+}

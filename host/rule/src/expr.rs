@@ -81,7 +81,11 @@ fn stray_character(expr: &str) -> Result<(), ExprError> {
             }
             continue;
         }
-        let fine = c.is_alphanumeric() || c.is_whitespace() || "_.,:()[]{}+-*/%~|=!<>".contains(c);
+        // ASCII only: the parser reads no other letter or space outside strings either (a
+        // pasted non-breaking space would end the expression as silently as `&`).
+        let fine = c.is_ascii_alphanumeric()
+            || c.is_ascii_whitespace()
+            || "_.,:()[]{}+-*/%~|=!<>".contains(c);
         match c {
             '\'' | '"' => quote = Some(c),
             _ if fine => {}
@@ -92,9 +96,14 @@ fn stray_character(expr: &str) -> Result<(), ExprError> {
                 ));
             }
             _ => {
+                let at = expr[..i].chars().count() + 1;
+                let shown = if c.is_whitespace() || c.is_control() {
+                    format!("U+{:04X}", c as u32)
+                } else {
+                    c.to_string()
+                };
                 return Err(ExprError::Invalid(format!(
-                    "unexpected `{c}` at character {} of `{}`: expressions use and, or, not, ==, !=, <, >, +, -, *, /, ~ and |filters",
-                    i + 1,
+                    "unexpected `{shown}` at character {at} of `{}`: expressions use and, or, not, ==, !=, <, >, +, -, *, /, ~ and |filters",
                     cut(expr)
                 )));
             }
@@ -594,6 +603,10 @@ mod tests {
             ("params.env == 'production' ; false", "unexpected `;`"),
             ("params.env == 'production' ? 1 : 2", "unexpected `?`"),
             ("params.env == 'production' # note", "unexpected `#`"),
+            (
+                "params.env == 'production'\u{a0}or true",
+                "unexpected `U+00A0` at character 27",
+            ),
         ] {
             let e = ev.condition(cond, &ctx()).unwrap_err().to_string();
             assert!(e.contains(says), "{cond}: {e}");

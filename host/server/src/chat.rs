@@ -140,12 +140,13 @@ pub(crate) async fn slack_events(
             kind,
             text,
         } => {
-            if server
-                .app
-                .chat_first_seen(&format!("slack:{event_id}"))
-                .await?
+            let key = format!("slack:{event_id}");
+            if server.app.chat_first_seen(&key).await?
+                && let Err(e) = server.app.chat_record(&origin, kind, &text).await
             {
-                server.app.chat_record(&origin, kind, &text).await?;
+                // Not recorded: forget it, so Slack's retry of this delivery is.
+                let _ = server.app.chat_unsee(&key).await;
+                return Err(e.into());
             }
             Ok(StatusCode::OK.into_response())
         }

@@ -438,6 +438,9 @@ async fn schedules(server: Arc<Server>, stop: CancellationToken) {
         return;
     };
     let since = sluice_app::now();
+    // Runs this process tried: one whose check failed wrote nothing to the journal, and is
+    // not tried again every round while it stays the latest due run.
+    let mut tried: std::collections::HashSet<String> = std::collections::HashSet::new();
     loop {
         let now = sluice_app::now();
         let round = tokio::select! {
@@ -446,8 +449,14 @@ async fn schedules(server: Arc<Server>, stop: CancellationToken) {
         };
         let next = match round {
             Ok(round) => {
+                let due: std::collections::HashSet<String> =
+                    round.starts.iter().map(|s| s.cause.key.clone()).collect();
+                tried.retain(|k| due.contains(k));
                 for start in round.starts {
                     let key = start.cause.key.clone();
+                    if !tried.insert(key.clone()) {
+                        continue;
+                    }
                     match start_triggered(&server, start).await {
                         Ok(Some(id)) => tracing::info!(job = id, key, "started by a schedule"),
                         Ok(None) => {}

@@ -900,4 +900,9 @@ pub async fn chat_rooms_follow_jobs_and_deliveries_are_seen_once(j: Arc<dyn Jour
     assert!(j.chat_seen("slack:Ev1", 1).await.unwrap());
     assert!(!j.chat_seen("slack:Ev1", 2).await.unwrap());
     assert!(j.chat_seen("slack:Ev2", 2).await.unwrap());
+    j.chat_unsee("slack:Ev1").await.unwrap();
+    assert!(
+        j.chat_seen("slack:Ev1", 3).await.unwrap(),
+        "forgotten, seen anew"
+    );
 }

@@ -513,6 +513,8 @@ pub trait Journal: Send + Sync {
     async fn chat_follows(&self, backend: &str) -> Result<Vec<(String, String, u64)>, StoreError>;
     /// Records a chat delivery's key; true the first time it is seen.
     async fn chat_seen(&self, key: &str, at: Millis) -> Result<bool, StoreError>;
+    /// Forgets a chat delivery's key: it was seen but not recorded, and its retry must be.
+    async fn chat_unsee(&self, key: &str) -> Result<(), StoreError>;
     /// The greatest trigger key that starts with `prefix` (a schedule's latest run, whose
     /// keys end with the run's time), if any.
     async fn last_trigger(&self, prefix: &str) -> Result<Option<String>, StoreError>;

@@ -1373,6 +1373,16 @@ impl Journal for SqliteJournal {
         .await
     }
 
+    async fn chat_unsee(&self, key: &str) -> Result<(), StoreError> {
+        let key = key.to_string();
+        self.with(move |conn| {
+            conn.prepare_cached("DELETE FROM chat_seen WHERE key = ?1")?
+                .execute([key])?;
+            Ok(())
+        })
+        .await
+    }
+
     async fn last_trigger(&self, prefix: &str) -> Result<Option<String>, StoreError> {
         // A range over the key's index: every key with the prefix sorts between the prefix and
         // the prefix followed by the greatest character.
