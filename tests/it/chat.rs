@@ -12,7 +12,9 @@ use crate::server::{Server, token};
 
 const SECRET: &str = "8f742231b10e8888abcd99yyyzzz85a5";
 
-const CHAT: &str = "users:\n  slack:U1: bob\n  slack:U2: dave\ncommands: [follow, unfollow, status, approve, reject, annotate]\nactions:\n  again: { rule: chatty, allow: [] }\n";
+const CHAT: &str = "users:\n  slack:U1: bob\n  slack:U2: dave\ncommands: [follow, unfollow, status, approve, reject, annotate]\nactions:\n  again: { rule: chatty, allow: [] }\n  slow: { rule: slow }\n";
+/// A rule whose first step takes longer than Slack waits for a command's answer.
+const SLOW: &str = "rule: slow\ngrants: { test: [\"exec:sleep\"] }\nphases:\n  run:\n    - { id: nap, op: test, with: { checks: [{ name: nap, command: { program: sleep, args: [\"3\"] } }] } }\n";
 const PERMISSIONS: &str = "groups:\n  release-managers: [bob]\nallow:\n  approve: [group:release-managers]\n  annotate: ['*']\n  cancel: [ann]\n";
 const RULE: &str = "rule: chatty\nchat: { follow: [\"slack:C3\"] }\nphases:\n  run:\n    - { id: approval, op: approve, with: { message: \"ship it?\" } }\n    - { id: ship, op: log, with: { message: shipped } }\n";
 
@@ -95,8 +97,11 @@ fn a_slack_channel_follows_a_job_records_what_is_said_and_decides_with_the_same_
     let rules = home.path().join("rules");
     std::fs::create_dir(&rules).unwrap();
     std::fs::write(rules.join("chatty.yaml"), RULE).unwrap();
-    let api =
-        crate::sandbox::serve(|_| (200, br#"{"ok": true, "ts": "1700000000.000100"}"#.to_vec()));
+    std::fs::write(rules.join("slow.yaml"), SLOW).unwrap();
+    let api = crate::sandbox::serve(|path| match path {
+        "/files/canary.txt" => (200, b"p95 240 ms, 0 errors".to_vec()),
+        _ => (200, br#"{"ok": true, "ts": "1700000000.000100"}"#.to_vec()),
+    });
     let api_url = format!("http://127.0.0.1:{}/api", api.port);
     let server = Server::with_env(
         home.path(),
@@ -245,6 +250,63 @@ fn a_slack_channel_follows_a_job_records_what_is_said_and_decides_with_the_same_
             .contains("canary looks fine to me"),
         "{v}"
     );
+    // A file posted there is kept in the job (downloaded with the bot token from Slack only).
+    let shared = json!({
+        "type": "event_callback", "event_id": "Ev0002",
+        "event": { "type": "message", "subtype": "file_share", "channel": "C1", "user": "U1", "text": "", "ts": "1700000002.000300",
+            "files": [
+                { "name": "canary.txt", "url_private_download": format!("http://127.0.0.1:{}/files/canary.txt", api.port) },
+                { "name": "elsewhere.txt", "url_private_download": "http://198.51.100.7/steal" }
+            ] }
+    })
+    .to_string();
+    let (s, _) = slack(
+        &server,
+        "/chat/slack/events",
+        "application/json",
+        &shared,
+        now(),
+        None,
+    );
+    assert_eq!(s, StatusCode::OK);
+    let (_, v) = server.get("/api/v1/jobs/chatty-1/annotations", &ann);
+    let file = v["annotations"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|a| a["kind"] == "file")
+        .unwrap_or_else(|| panic!("{v}"))
+        .clone();
+    assert_eq!(
+        (file["title"].as_str(), file["author"].as_str()),
+        (Some("canary.txt"), Some("bob"))
+    );
+    let body = server
+        .req(
+            reqwest::Method::GET,
+            &format!("/api/v1/jobs/chatty-1/annotations/{}", file["id"]),
+            Some(&ann),
+        )
+        .send()
+        .unwrap()
+        .bytes()
+        .unwrap();
+    assert_eq!(&body[..], b"p95 240 ms, 0 errors");
+    let (_, download_headers) = posted(&api, |r| r.starts_with("GET /files/canary.txt"));
+    assert!(download_headers.contains(&"authorization: Bearer xoxb-test".to_string()));
+    assert!(
+        v["annotations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["kind"] == "chat-file"
+                && a["title"]
+                    .as_str()
+                    .unwrap_or("")
+                    .contains("not kept: `http://198.51.100.7/steal` is not Slack's")),
+        "{v}"
+    );
+
     // The URL check when the events URL is set.
     let (_, v) = slack(
         &server,
@@ -344,12 +406,9 @@ fn a_slack_channel_follows_a_job_records_what_is_said_and_decides_with_the_same_
         .clone();
     assert_eq!(decided["event"]["by"]["name"], "bob");
     assert_eq!(decided["event"]["by"]["via"], "chat");
-    assert!(
-        decided["event"]["comment"]
-            .as_str()
-            .unwrap()
-            .contains("from slack C1, message 1700000000.000100"),
-        "{decided}"
+    assert_eq!(
+        decided["event"]["by"]["chat"],
+        json!({ "source": "slack", "room": "C1", "message": "1700000000.000100" })
     );
     let (update, _) = posted(&api, |r| r.starts_with("POST /api/chat.update "));
     assert!(update.contains(r#""ts":"1700000000.000100""#), "{update}");
@@ -374,4 +433,11 @@ fn a_slack_channel_follows_a_job_records_what_is_said_and_decides_with_the_same_
     );
     let job = server.until("chatty-2", &ann, |v| v["status"] == "waiting");
     assert_eq!(job["started_by"], "dave");
+
+    // Slack waits 3 s for an answer: a longer command is answered at once, and its answer is
+    // posted when it is done.
+    let (s, v) = command(&server, "U1", "slow");
+    assert_eq!(s, StatusCode::OK, "{v}");
+    assert_eq!(v["text"], "working on `slow`: the answer follows here");
+    posted(&api, |r| r.contains("slow: started slow-1 for bob"));
 }

@@ -301,6 +301,56 @@ fn a_matrix_room_follows_a_job_and_a_permitted_person_approves_it_there() {
         std::thread::sleep(Duration::from_millis(200));
     }
 
+    // A file posted there is kept in the job.
+    let uri = alice
+        .client
+        .post(format!(
+            "{}/_matrix/media/v3/upload?filename=notes.txt",
+            hs.url
+        ))
+        .bearer_auth(&alice.token)
+        .header("content-type", "text/plain")
+        .body("release notes for 3.0")
+        .send()
+        .unwrap()
+        .json::<Value>()
+        .unwrap()["content_uri"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    alice.txn.set(alice.txn.get() + 1);
+    alice.call(
+        reqwest::Method::PUT,
+        &format!("/rooms/{room}/send/m.room.message/t{}", alice.txn.get()),
+        Some(json!({ "msgtype": "m.file", "body": "notes.txt", "url": uri, "info": { "size": 21, "mimetype": "text/plain" } })),
+    );
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let file = loop {
+        let (_, v) = server.get("/api/v1/jobs/chatty-1/annotations", &ann);
+        if let Some(f) = v["annotations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["kind"] == "file")
+        {
+            break f.clone();
+        }
+        assert!(Instant::now() < deadline, "the file was not kept: {v}");
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert_eq!(file["title"], "notes.txt");
+    let body = server
+        .req(
+            reqwest::Method::GET,
+            &format!("/api/v1/jobs/chatty-1/annotations/{}", file["id"]),
+            Some(&ann),
+        )
+        .send()
+        .unwrap()
+        .text()
+        .unwrap();
+    assert_eq!(body, "release notes for 3.0");
+
     // eve may not approve; alice may.
     eve.say(&room, "!sluice approve chatty-1");
     alice.heard(&room, "eve may not approve");

@@ -90,6 +90,43 @@ const FAILURE_LINES: usize = 5;
 /// The longest text recorded from one chat message.
 pub const MAX_CHAT_TEXT: usize = 16 * 1024;
 
+/// The largest file posted in a room that is kept in the jobs it follows.
+pub const MAX_CHAT_FILE: u64 = 16 * 1024 * 1024;
+
+/// Downloads a file posted in chat with `token`, refusing one over [`MAX_CHAT_FILE`] (by its
+/// announced length, and again while reading).
+pub(crate) async fn download(
+    client: &reqwest::Client,
+    url: reqwest::Url,
+    token: &str,
+) -> Result<Vec<u8>, String> {
+    let mut r = client
+        .get(url)
+        .bearer_auth(token)
+        .timeout(std::time::Duration::from_secs(60))
+        .send()
+        .await
+        .map_err(|e| format!("cannot download it: {e}"))?;
+    if !r.status().is_success() {
+        return Err(format!("the download answered {}", r.status()));
+    }
+    if r.content_length().is_some_and(|n| n > MAX_CHAT_FILE) {
+        return Err(format!("it is over the {} MiB limit", MAX_CHAT_FILE >> 20));
+    }
+    let mut bytes = Vec::new();
+    while let Some(chunk) = r
+        .chunk()
+        .await
+        .map_err(|e| format!("the download broke: {e}"))?
+    {
+        bytes.extend_from_slice(&chunk);
+        if bytes.len() as u64 > MAX_CHAT_FILE {
+            return Err(format!("it is over the {} MiB limit", MAX_CHAT_FILE >> 20));
+        }
+    }
+    Ok(bytes)
+}
+
 impl App {
     /// The chat file (`$SLUICE_HOME/chat.yaml`, or `SLUICE_CHAT`); chat is not set up without it.
     pub fn chat_settings(&self) -> Result<ChatSettings, AppError> {
@@ -150,6 +187,11 @@ impl App {
             groups: Vec::new(),
             via: AuthMethod::Chat,
             os_user: String::new(),
+            chat: Some(sluice_model::ChatSource {
+                source: origin.backend.clone(),
+                room: origin.room.clone(),
+                message: origin.message.clone(),
+            }),
         };
         // What is said is recorded whoever says it; everything a command does or shows needs
         // a sluice user, as the API needs a token.
@@ -235,12 +277,7 @@ impl App {
                 let decision = Decision {
                     kind,
                     step,
-                    comment: format!(
-                        "{comment} (from {} {}, message {})",
-                        origin.backend, origin.room, origin.message
-                    )
-                    .trim_start()
-                    .to_string(),
+                    comment,
                     inputs,
                     detach: true,
                 };
@@ -318,6 +355,67 @@ impl App {
                 self.chat_annotate(&job, origin, &who, kind, text).await?;
                 jobs.push(job);
             }
+        }
+        Ok(jobs)
+    }
+
+    /// Keeps a file posted in a room as a `file` annotation of every live job it follows;
+    /// one that could not be had (too big, the download failed) is recorded as `chat-file`
+    /// with why.
+    pub async fn chat_record_file(
+        &self,
+        origin: &ChatOrigin,
+        name: &str,
+        bytes: Result<Vec<u8>, String>,
+    ) -> Result<Vec<String>, AppError> {
+        let bytes = match bytes {
+            Ok(b) => b,
+            Err(why) => {
+                return self
+                    .chat_record(
+                        origin,
+                        "chat-file",
+                        &format!("[posted {name}; not kept: {why}]"),
+                    )
+                    .await;
+            }
+        };
+        let settings = self.chat_settings()?;
+        let who = settings
+            .user(&origin.backend, &origin.user)
+            .map(str::to_string)
+            .unwrap_or_else(|| origin.who());
+        let mut jobs = Vec::new();
+        for (job, _) in self
+            .journal
+            .chat_following(&origin.backend, &origin.room)
+            .await
+            .map_err(|e| self.store_error(e))?
+        {
+            let live = self
+                .row(&job)
+                .await
+                .is_ok_and(|r| !matches!(r.status, sluice_model::JobState::Ended(_)));
+            if !live {
+                continue;
+            }
+            let meta = NewAnnotation {
+                at: sluice_runner::now(),
+                author: who.clone(),
+                kind: "file".into(),
+                title: name.to_string(),
+            };
+            let len = bytes.len() as u64;
+            self.journal
+                .annotate(
+                    &job,
+                    meta,
+                    Box::new(std::io::Cursor::new(bytes.clone())),
+                    len,
+                )
+                .await
+                .map_err(|e| self.store_error(e))?;
+            jobs.push(job);
         }
         Ok(jobs)
     }

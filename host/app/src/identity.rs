@@ -48,6 +48,7 @@ pub fn command_line_actor(claimed: Option<&str>) -> Result<Actor, AppError> {
         groups: Vec::new(),
         via,
         os_user,
+        chat: None,
     })
 }
 

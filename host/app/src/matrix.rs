@@ -122,6 +122,18 @@ fn url(homeserver: &str, segments: &[&str]) -> Result<reqwest::Url, AppError> {
     Ok(u)
 }
 
+/// Where the homeserver serves the content of an `mxc://SERVER/ID` address (authenticated
+/// media, `/_matrix/client/v1/media/download`).
+fn media_url(homeserver: &str, mxc: Option<&str>) -> Option<reqwest::Url> {
+    let (server, id) = mxc?.strip_prefix("mxc://")?.split_once('/')?;
+    let mut u = reqwest::Url::parse(homeserver).ok()?;
+    u.path_segments_mut()
+        .ok()?
+        .pop_if_empty()
+        .extend(["_matrix", "client", "v1", "media", "download", server, id]);
+    Some(u)
+}
+
 /// One call; the homeserver's `errcode` and `error` when it refuses.
 async fn send(r: reqwest::RequestBuilder, what: &str) -> Result<Value, AppError> {
     let r = r
@@ -266,16 +278,20 @@ impl App {
                             }
                             continue;
                         }
-                        let kind = match c["msgtype"].as_str() {
-                            Some("m.file" | "m.image" | "m.video" | "m.audio") => "chat-file",
-                            _ => "chat",
-                        };
-                        let text = if kind == "chat-file" {
-                            format!("[posted {body}; the file itself is not kept yet]")
-                        } else {
-                            body.to_string()
-                        };
-                        self.record_or_log(&origin, kind, &text).await;
+                        if matches!(
+                            c["msgtype"].as_str(),
+                            Some("m.file" | "m.image" | "m.video" | "m.audio")
+                        ) {
+                            let bytes = match media_url(&s.bot.homeserver, c["url"].as_str()) {
+                                Some(u) => crate::chat::download(client, u, &s.token).await,
+                                None => Err("it has no mxc:// address".to_string()),
+                            };
+                            if let Err(e) = self.chat_record_file(&origin, body, bytes).await {
+                                tracing::warn!(room, error = %e, "a posted file was not recorded");
+                            }
+                            continue;
+                        }
+                        self.record_or_log(&origin, "chat", body).await;
                     }
                     Some("m.room.redaction") => {
                         let what = e["redacts"]

@@ -181,6 +181,8 @@ pub enum Delivery {
         kind: &'static str,
         /// What.
         text: String,
+        /// Files posted with it: name and where Slack keeps it.
+        files: Vec<(String, String)>,
     },
     /// Anything else (a bot's own message, an event sluice does not use).
     Ignored,
@@ -204,6 +206,7 @@ pub fn delivery(body: &[u8]) -> Result<Delivery, AppError> {
         return Ok(Delivery::Ignored);
     }
     let s = |x: &Value| x.as_str().unwrap_or("").to_string();
+    let mut files = Vec::new();
     let (kind, user, text, ts) = match e["subtype"].as_str() {
         None | Some("thread_broadcast") => ("chat", s(&e["user"]), s(&e["text"]), s(&e["ts"])),
         Some("message_changed") => (
@@ -219,20 +222,10 @@ pub fn delivery(body: &[u8]) -> Result<Delivery, AppError> {
             s(&e["deleted_ts"]),
         ),
         Some("file_share") => {
-            let names: Vec<String> = e["files"]
-                .as_array()
-                .map(|f| f.iter().map(|x| s(&x["name"])).collect())
-                .unwrap_or_default();
-            (
-                "chat-file",
-                s(&e["user"]),
-                format!(
-                    "{} [posted {}; the file itself is not kept yet]",
-                    s(&e["text"]),
-                    names.join(", ")
-                ),
-                s(&e["ts"]),
-            )
+            for f in e["files"].as_array().into_iter().flatten() {
+                files.push((s(&f["name"]), s(&f["url_private_download"])));
+            }
+            ("chat", s(&e["user"]), s(&e["text"]), s(&e["ts"]))
         }
         _ => return Ok(Delivery::Ignored),
     };
@@ -246,6 +239,7 @@ pub fn delivery(body: &[u8]) -> Result<Delivery, AppError> {
         },
         kind,
         text,
+        files,
     })
 }
 
@@ -303,7 +297,40 @@ fn escape(s: &str) -> String {
         .replace('>', "&gt;")
 }
 
+impl SlackApp {
+    /// Where Slack keeps a posted file, if it is Slack's: its files host, or the Web API's own
+    /// (the bot token goes nowhere else).
+    pub fn file_url(&self, url: &str) -> Option<reqwest::Url> {
+        let u = reqwest::Url::parse(url).ok()?;
+        let api = reqwest::Url::parse(&self.api_url).ok()?;
+        let slacks = u.scheme() == "https" && u.host_str() == Some("files.slack.com");
+        let same = u.scheme() == api.scheme()
+            && u.host_str() == api.host_str()
+            && u.port_or_known_default() == api.port_or_known_default();
+        (slacks || same).then_some(u)
+    }
+}
+
 impl App {
+    /// Keeps the files of a message posted in a followed Slack channel (see
+    /// [`App::chat_record_file`]).
+    pub async fn slack_files(
+        &self,
+        slack: &SlackApp,
+        client: &reqwest::Client,
+        origin: &ChatOrigin,
+        files: &[(String, String)],
+    ) -> Result<(), AppError> {
+        for (name, url) in files {
+            let bytes = match slack.file_url(url) {
+                Some(u) => crate::chat::download(client, u, &slack.bot_token).await,
+                None => Err(format!("`{url}` is not Slack's")),
+            };
+            self.chat_record_file(origin, name, bytes).await?;
+        }
+        Ok(())
+    }
+
     /// Posts what the rooms following jobs on Slack were not told yet, in order; a room whose
     /// post fails is tried again next round (at least once).
     pub async fn slack_round(
@@ -339,6 +366,20 @@ impl App {
             self.chat_posted(&post).await?;
         }
         Ok(posted)
+    }
+
+    /// Posts `text` to a channel (a command's late answer).
+    pub async fn slack_say(
+        &self,
+        slack: &SlackApp,
+        client: &reqwest::Client,
+        room: &str,
+        text: &str,
+    ) -> Result<(), AppError> {
+        let body = json!({ "channel": room, "text": text });
+        call(client, slack, "chat.postMessage", &body)
+            .await
+            .map_err(AppError::Load)
     }
 
     /// Replaces a pressed message's buttons with what the press did.
@@ -468,6 +509,7 @@ mod tests {
                 origin,
                 kind,
                 text,
+                ..
             } => {
                 assert_eq!(
                     (event_id.as_str(), kind, text.as_str()),

@@ -121,6 +121,7 @@ impl App {
             groups: row.groups,
             via: AuthMethod::Token,
             os_user: String::new(),
+            chat: None,
         })
     }
 }
@@ -233,6 +234,7 @@ impl App {
             groups: Vec::new(),
             via: AuthMethod::Password,
             os_user: String::new(),
+            chat: None,
         })
     }
 }

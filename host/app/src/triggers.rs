@@ -201,6 +201,7 @@ impl App {
             groups: Vec::new(),
             via: AuthMethod::System,
             os_user: String::new(),
+            chat: None,
         };
         let rooms = rule.chat_follow.clone();
         match self

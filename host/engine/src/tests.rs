@@ -78,6 +78,7 @@ fn person(name: &str) -> Actor {
         groups: vec!["release".into()],
         via: AuthMethod::Claimed,
         os_user: "os-account".into(),
+        chat: None,
     }
 }
 

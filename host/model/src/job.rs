@@ -176,6 +176,20 @@ pub struct Actor {
     /// The OS account of the process that recorded the act, when a process did.
     #[serde(default, skip_serializing_if = "String::is_empty")]
     pub os_user: String,
+    /// Where in chat they acted, when they did it from chat.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub chat: Option<ChatSource>,
+}
+
+/// The chat message an act came from.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct ChatSource {
+    /// `slack` or `matrix`.
+    pub source: String,
+    /// The channel or room id.
+    pub room: String,
+    /// The message's id (Slack's `ts` or trigger id, Matrix's event id).
+    pub message: String,
 }
 
 impl Actor {
@@ -186,6 +200,7 @@ impl Actor {
             groups: Vec::new(),
             via: AuthMethod::System,
             os_user: String::new(),
+            chat: None,
         }
     }
 

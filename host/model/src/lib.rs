@@ -11,7 +11,7 @@ use serde::{Deserialize, Serialize};
 
 mod job;
 mod origin;
-pub use job::{Actor, AuthMethod, JobState, JobStatus};
+pub use job::{Actor, AuthMethod, ChatSource, JobState, JobStatus};
 pub use origin::Origin;
 
 /// Seconds since 1970-01-01 UTC as `[year, month, day, hour, minute, second]`, by Howard

@@ -58,18 +58,64 @@ pub(crate) async fn slack_command(
     let form: Vec<(String, String)> = serde_urlencoded::from_bytes(&body)
         .map_err(|e| Problem::new(StatusCode::BAD_REQUEST, format!("not a form: {e}")))?;
     let (origin, text) = slack::slash_command(&form)?;
-    let reply = server
-        .app
-        .chat_command(
-            &origin,
-            &text,
-            server.config.rules.as_deref(),
-            server.live.clone(),
-        )
-        .await;
-    drive_named(&server, &text);
-    Ok(say(&reply))
+    // Slack waits 3 s for the answer. A command that takes longer (a named action runs its job
+    // to its first gate, a cancel runs post) is answered "working on it", and its answer is
+    // posted to the channel when it is done.
+    let task = {
+        let server = server.clone();
+        let origin = origin.clone();
+        let text = text.clone();
+        server.clone().tasks.spawn(async move {
+            let reply = server
+                .app
+                .chat_command(
+                    &origin,
+                    &text,
+                    server.config.rules.as_deref(),
+                    server.live.clone(),
+                )
+                .await;
+            drive_named(&server, &text);
+            reply
+        })
+    };
+    let mut task = task;
+    match tokio::time::timeout(SLACK_ANSWER, &mut task).await {
+        Ok(Ok(reply)) => Ok(say(&reply)),
+        Ok(Err(e)) => Err(Problem::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            format!("the command failed: {e}"),
+        )),
+        Err(_) => {
+            let app = server.config.slack.clone().expect("checked above");
+            let late = server.clone();
+            server.tasks.spawn(async move {
+                let Ok(reply) = task.await else { return };
+                let text = if reply.ok {
+                    reply.text.clone()
+                } else {
+                    format!("refused: {}", reply.text)
+                };
+                if let Err(e) = late
+                    .app
+                    .slack_say(&app, &client(), &origin.room, &text)
+                    .await
+                {
+                    tracing::warn!(error = %e, "a command's late answer was not posted");
+                }
+            });
+            Ok(axum::Json(json!({
+                "response_type": "in_channel",
+                "text": format!("working on `{text}`: the answer follows here"),
+            }))
+            .into_response())
+        }
+    }
 }
+
+/// How long a slash command's answer may take before it is answered "working on it" (Slack
+/// gives up after 3 s).
+const SLACK_ANSWER: Duration = Duration::from_millis(2_500);
 
 /// `POST /chat/slack/interactive`: a button on a gate's message was pressed; the message's
 /// buttons are replaced with what it did.
@@ -139,14 +185,26 @@ pub(crate) async fn slack_events(
             origin,
             kind,
             text,
+            files,
         } => {
             let key = format!("slack:{event_id}");
-            if server.app.chat_first_seen(&key).await?
-                && let Err(e) = server.app.chat_record(&origin, kind, &text).await
-            {
-                // Not recorded: forget it, so Slack's retry of this delivery is.
-                let _ = server.app.chat_unsee(&key).await;
-                return Err(e.into());
+            if server.app.chat_first_seen(&key).await? {
+                let recorded = async {
+                    if !text.is_empty() || files.is_empty() {
+                        server.app.chat_record(&origin, kind, &text).await?;
+                    }
+                    let app = server.config.slack.as_ref().expect("checked above");
+                    server
+                        .app
+                        .slack_files(app, &client(), &origin, &files)
+                        .await
+                }
+                .await;
+                if let Err(e) = recorded {
+                    // Not recorded: forget it, so Slack's retry of this delivery is.
+                    let _ = server.app.chat_unsee(&key).await;
+                    return Err(e.into());
+                }
             }
             Ok(StatusCode::OK.into_response())
         }

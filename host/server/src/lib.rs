@@ -187,6 +187,7 @@ impl Server {
             groups: Vec::new(),
             via: sluice_app::AuthMethod::Proxy,
             os_user: String::new(),
+            chat: None,
         })
     }
 
