@@ -224,7 +224,7 @@ fn a_team_starts_decides_and_follows_a_release_over_http() {
     assert_eq!(job, "web-release-1");
     let v = server.until(&job, &ann, waiting);
     assert_eq!(v["started_by"], "ann");
-    assert_eq!(v["waiting"][0]["step"], "go-live");
+    assert_eq!(v["waiting"][0]["step"], "go-live", "{v:#}");
 
     // Refusals are 403 with the reason: not allowed by the permissions file, four eyes.
     let approve = json!({ "decision": "approve", "inputs": { "window": "tonight" }, "comment": "canary is clean" });
@@ -689,5 +689,40 @@ fn malformed_and_oversized_requests_are_refused_and_start_nothing() {
     assert!(
         v["detail"].as_str().unwrap().contains("standard ops only"),
         "{v}"
+    );
+}
+
+/// A server drives a job a request started in one task and due jobs in its worker loop: the
+/// worker must leave a job another task of the same process is driving, not take its lease as
+/// its own and find its running step "interrupted" (a non-idempotent step would then wait at
+/// a trap, an idempotent one run twice at once).
+#[test]
+fn the_worker_leaves_a_job_another_task_of_its_process_drives() {
+    let home = crate::home();
+    let rules = home.path().join("rules");
+    std::fs::create_dir(&rules).unwrap();
+    std::fs::write(
+        rules.join("slow-deploy.yaml"),
+        "rule: slow-deploy\ngrants: { deploy: [\"exec:sleep\"] }\nphases:\n  run:\n    - { id: roll-out, op: deploy, with: { revision: r1, apply: [{ command: { program: sleep, args: [\"2\"] } }] } }\n",
+    )
+    .unwrap();
+    let ann = token(home.path(), "ann");
+    // The worker looks every 200 ms: it sees the job running many times during the step.
+    let server = Server::with_args(home.path(), &rules, &[], client());
+    let (s, v) = server.post("/api/v1/jobs", &ann, json!({ "rule": "slow-deploy" }));
+    assert_eq!(s, StatusCode::CREATED, "{v}");
+    let v = server.until("slow-deploy-1", &ann, |v| v["status"] != "running");
+    assert_eq!(v["status"], "succeeded", "{v:#}");
+    let events: Vec<&str> = v["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["event"]["type"].as_str().unwrap())
+        .collect();
+    assert!(!events.contains(&"interrupted"), "{events:?}");
+    assert_eq!(
+        events.iter().filter(|e| **e == "step-started").count(),
+        1,
+        "{events:?}"
     );
 }

@@ -17,15 +17,27 @@ pub(crate) fn hostname() -> String {
         .unwrap_or_else(|_| "localhost".into())
 }
 
-/// This process as a lease holder: `host:pid:start-ticks`.
+/// A new lease holder of this process: `host:pid:start-ticks#n`, one per driver. Two drivers
+/// of one process (a server's worker loop and the task driving a job a request started) are
+/// different holders: the one that does not hold a job's lease leaves the job alone, instead
+/// of taking the lease as its own and finding the other's running step "interrupted".
 pub(crate) fn this_holder() -> String {
+    use std::sync::atomic::{AtomicU64, Ordering};
+    static DRIVERS: AtomicU64 = AtomicU64::new(0);
     let pid = std::process::id();
-    format!("{}:{pid}:{}", hostname(), start_ticks(pid).unwrap_or(0))
+    format!(
+        "{}:{pid}:{}#{}",
+        hostname(),
+        start_ticks(pid).unwrap_or(0),
+        DRIVERS.fetch_add(1, Ordering::Relaxed)
+    )
 }
 
 /// Whether a lease holder is a process of this host that no longer runs.
 pub(crate) fn holder_dead(holder: &str) -> bool {
-    let mut parts = holder.rsplitn(3, ':');
+    // The driver's number (`#n`) does not matter here: a process lives or not.
+    let process = holder.split_once('#').map_or(holder, |(p, _)| p);
+    let mut parts = process.rsplitn(3, ':');
     let (Some(ticks), Some(pid), Some(host)) = (parts.next(), parts.next(), parts.next()) else {
         return false;
     };
