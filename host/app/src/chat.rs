@@ -335,6 +335,19 @@ impl App {
         kind: &str,
         text: &str,
     ) -> Result<Vec<String>, AppError> {
+        let (who, jobs) = self.speaker_and_live_jobs(origin).await?;
+        for job in &jobs {
+            self.chat_annotate(job, origin, &who, kind, text).await?;
+        }
+        Ok(jobs)
+    }
+
+    /// Who said something in a room (the mapped sluice user, or the chat id), and the live
+    /// jobs the room follows: where it is recorded.
+    async fn speaker_and_live_jobs(
+        &self,
+        origin: &ChatOrigin,
+    ) -> Result<(String, Vec<String>), AppError> {
         let settings = self.chat_settings()?;
         let who = settings
             .user(&origin.backend, &origin.user)
@@ -352,11 +365,10 @@ impl App {
                 .await
                 .is_ok_and(|r| !matches!(r.status, sluice_model::JobState::Ended(_)));
             if live {
-                self.chat_annotate(&job, origin, &who, kind, text).await?;
                 jobs.push(job);
             }
         }
-        Ok(jobs)
+        Ok((who, jobs))
     }
 
     /// Keeps a file posted in a room as a `file` annotation of every live job it follows;
@@ -371,51 +383,23 @@ impl App {
         let bytes = match bytes {
             Ok(b) => b,
             Err(why) => {
-                return self
-                    .chat_record(
-                        origin,
-                        "chat-file",
-                        &format!("[posted {name}; not kept: {why}]"),
-                    )
-                    .await;
+                let text = format!("[posted {name}; not kept: {why}]");
+                return self.chat_record(origin, "chat-file", &text).await;
             }
         };
-        let settings = self.chat_settings()?;
-        let who = settings
-            .user(&origin.backend, &origin.user)
-            .map(str::to_string)
-            .unwrap_or_else(|| origin.who());
-        let mut jobs = Vec::new();
-        for (job, _) in self
-            .journal
-            .chat_following(&origin.backend, &origin.room)
-            .await
-            .map_err(|e| self.store_error(e))?
-        {
-            let live = self
-                .row(&job)
-                .await
-                .is_ok_and(|r| !matches!(r.status, sluice_model::JobState::Ended(_)));
-            if !live {
-                continue;
-            }
+        let (who, jobs) = self.speaker_and_live_jobs(origin).await?;
+        for job in &jobs {
             let meta = NewAnnotation {
                 at: sluice_runner::now(),
                 author: who.clone(),
                 kind: "file".into(),
                 title: name.to_string(),
             };
-            let len = bytes.len() as u64;
+            let body = Box::new(std::io::Cursor::new(bytes.clone()));
             self.journal
-                .annotate(
-                    &job,
-                    meta,
-                    Box::new(std::io::Cursor::new(bytes.clone())),
-                    len,
-                )
+                .annotate(job, meta, body, bytes.len() as u64)
                 .await
                 .map_err(|e| self.store_error(e))?;
-            jobs.push(job);
         }
         Ok(jobs)
     }

@@ -82,11 +82,7 @@ impl App {
             "started_by": job.started_by,
         }}});
         let mut out = Vec::new();
-        for file in self.rule_files(dir).await? {
-            let path = dir.join(&file.file);
-            let Ok(rule) = self.read_rule(&path) else {
-                continue;
-            };
+        for (path, rule) in self.rules_in(dir).await? {
             for t in &rule.on {
                 let Trigger::JobFinished(f) = t else {
                     continue;
@@ -139,11 +135,7 @@ impl App {
         let ctx = json!({ "trigger": { "event": event } });
         let ev = sluice_rule::expr::Evaluator::new();
         let mut out = Vec::new();
-        for file in self.rule_files(dir).await? {
-            let path = dir.join(&file.file);
-            let Ok(rule) = self.read_rule(&path) else {
-                continue;
-            };
+        for (path, rule) in self.rules_in(dir).await? {
             for t in &rule.on {
                 let Trigger::Cloudevent(c) = t else {
                     continue;
@@ -218,6 +210,19 @@ impl App {
         }
     }
 
+    /// The rules of `dir` that parse, with their files (one that does not is skipped: `GET
+    /// /rules` says why).
+    async fn rules_in(&self, dir: &Path) -> Result<Vec<(PathBuf, sluice_rule::Rule)>, AppError> {
+        let mut out = Vec::new();
+        for file in self.rule_files(dir).await? {
+            let path = dir.join(&file.file);
+            if let Ok(rule) = self.read_rule(&path) {
+                out.push((path, rule));
+            }
+        }
+        Ok(out)
+    }
+
     /// The jobs `job`'s end started through triggers.
     pub async fn started_by_job(&self, job: &str) -> Result<Vec<String>, AppError> {
         self.journal
@@ -285,11 +290,7 @@ impl App {
         hook: HookDelivery<'_>,
     ) -> Result<Vec<TriggeredStart>, AppError> {
         let mut matching = Vec::new();
-        for file in self.rule_files(dir).await? {
-            let path = dir.join(&file.file);
-            let Ok(rule) = self.read_rule(&path) else {
-                continue;
-            };
+        for (path, rule) in self.rules_in(dir).await? {
             for t in &rule.on {
                 if let Trigger::Webhook(w) = t
                     && w.name == hook.name
@@ -401,11 +402,7 @@ impl App {
     ) -> Result<ScheduleRound, AppError> {
         let mut round = ScheduleRound::default();
         let ev = sluice_rule::expr::Evaluator::new();
-        for file in self.rule_files(dir).await? {
-            let path = dir.join(&file.file);
-            let Ok(rule) = self.read_rule(&path) else {
-                continue;
-            };
+        for (path, rule) in self.rules_in(dir).await? {
             for t in &rule.on {
                 let Trigger::Schedule(s) = t else {
                     continue;
