@@ -909,3 +909,63 @@ fn a_job_waiting_for_its_window_starts_when_the_timer_fires() {
         "the step started before its window opened"
     );
 }
+
+#[test]
+fn racing_skip_windows_land_once_and_a_killed_one_loses_nothing() {
+    let home = crate::home();
+    // Only the day after tomorrow (UTC) is allowed: closed now.
+    let day = (unix_now() / 86_400 + 3 + 2) % 7;
+    let rule = write_rule(
+        home.path(),
+        "w.yaml",
+        &format!(
+            "rule: raced\nwindows: {{ allow: [{{ days: [{}] }}] }}\nphases:\n  run:\n    - {{ id: deploy, op: log, with: {{ message: deploying }} }}\n",
+            DAYS[day as usize]
+        ),
+    );
+    assert_eq!(
+        sluice(home.path(), &["run", rule.to_str().unwrap()])
+            .status
+            .code(),
+        Some(3)
+    );
+    let spawn = |who: &str| {
+        Command::new(env!("CARGO_BIN_EXE_sluice"))
+            .args(["skip-window", "raced-1", "-m", "hotfix", "--as", who])
+            .env("SLUICE_HOME", home.path())
+            .stdout(Stdio::piped())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let mut racers: Vec<_> = ["a", "b", "c", "d"].iter().map(|u| spawn(u)).collect();
+    // One of them is killed wherever it is: before, during or after its decision.
+    let _ = racers[0].kill();
+    for r in racers {
+        let _ = r.wait_with_output().unwrap();
+    }
+    // Whatever the killed one left, a worker carries the job on.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let mut v = status(home.path(), "raced-1");
+    while v["status"] != "succeeded" && std::time::Instant::now() < deadline {
+        assert!(sluice(home.path(), &["worker", "--once"]).status.success());
+        v = status(home.path(), "raced-1");
+    }
+    assert_eq!(v["status"], "succeeded", "{v:#}");
+    let kinds: Vec<&str> = v["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|h| h["event"]["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "decided").count(),
+        1,
+        "one skip-window lands: {kinds:?}"
+    );
+    assert_eq!(
+        kinds.iter().filter(|k| **k == "step-finished").count(),
+        1,
+        "the step ends once: {kinds:?}"
+    );
+}

@@ -16,7 +16,7 @@ use sluice_engine::{Event, StepStatus};
 use sluice_model::{Actor, AuthMethod, DecisionKind};
 use sluice_rule::chat::ChatSettings;
 use sluice_runner::Observer;
-use sluice_store::NewAnnotation;
+use sluice_store::{LogRow, NewAnnotation};
 
 use crate::{App, AppError, Decision};
 
@@ -546,39 +546,42 @@ impl App {
     /// yet, as posts, in order.
     pub async fn chat_pending(&self, backend: &str) -> Result<Vec<ChatPost>, AppError> {
         let mut out = Vec::new();
+        // Rooms following one job read it once a round; a job with nothing new is not read.
+        let mut read: std::collections::BTreeMap<String, (crate::JobView, Vec<LogRow>)> =
+            Default::default();
         for (room, job, posted) in self
             .journal
             .chat_follows(backend)
             .await
             .map_err(|e| self.store_error(e))?
         {
-            let Ok(view) = self.job(&job).await else {
+            if self.row(&job).await.is_ok_and(|r| r.last_seq <= posted) {
                 continue;
-            };
-            let logs = self.logs(&job, 0).await.unwrap_or_default();
-            for (i, (e, _)) in view.history.iter().enumerate() {
-                let seq = i as u64 + 1;
-                if seq <= posted {
-                    continue;
-                }
-                let Some((text, gate)) = describe(&view, e, &logs) else {
-                    // Nothing to say: the follow still moves past it.
-                    out.push(ChatPost {
-                        backend: backend.to_string(),
-                        room: room.clone(),
-                        job: job.clone(),
-                        seq,
-                        text: String::new(),
-                        gate: None,
-                        last: false,
-                    });
+            }
+            if !read.contains_key(&job) {
+                let Ok(view) = self.job(&job).await else {
                     continue;
                 };
+                // Log lines only go into the post of a failed step.
+                let failed = view.history.iter().skip(posted as usize).any(|(e, _)| {
+                    matches!(e, Event::StepFinished { result, .. } if result.status == sluice_engine::ResultStatus::Failure)
+                });
+                let logs = if failed {
+                    self.logs(&job, 0).await.unwrap_or_default()
+                } else {
+                    Vec::new()
+                };
+                read.insert(job.clone(), (view, logs));
+            }
+            let (view, logs) = &read[&job];
+            for (i, (e, _)) in view.history.iter().enumerate().skip(posted as usize) {
+                // An event with nothing to say still moves the follow past it (empty text).
+                let (text, gate) = describe(view, e, logs).unwrap_or_default();
                 out.push(ChatPost {
                     backend: backend.to_string(),
                     room: room.clone(),
                     job: job.clone(),
-                    seq,
+                    seq: i as u64 + 1,
                     text,
                     gate,
                     last: matches!(e, Event::Finished { .. }),
@@ -665,7 +668,7 @@ type GateButtons = (String, Vec<DecisionKind>);
 fn describe(
     view: &crate::JobView,
     e: &Event,
-    logs: &[sluice_store::LogRow],
+    logs: &[LogRow],
 ) -> Option<(String, Option<GateButtons>)> {
     let job = &view.job.id;
     Some(match e {

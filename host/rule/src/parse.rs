@@ -440,13 +440,7 @@ impl Parser<'_> {
                 .get_node("params-match")
                 .map(|x| self.text_map(x, "`params-match`"))
                 .unwrap_or_default();
-            let mapped = t
-                .get_node("params")
-                .map(|x| self.text_map(x, "`params`"))
-                .unwrap_or_default();
-            if let Some(pm) = t.get_node("params") {
-                self.check_trigger_params(pm, params);
-            }
+            let mapped = self.trigger_params(t, params);
             out.push(Trigger::JobFinished(JobFinished {
                 rule,
                 status,
@@ -472,13 +466,7 @@ impl Parser<'_> {
             .get_node("source")
             .and_then(|x| self.string(x, "`source`"));
         let filter = self.trigger_filter(t);
-        let mapped = t
-            .get_node("params")
-            .map(|x| self.text_map(x, "`params`"))
-            .unwrap_or_default();
-        if let Some(pm) = t.get_node("params") {
-            self.check_trigger_params(pm, params);
-        }
+        let mapped = self.trigger_params(t, params);
         Some(CloudEventTrigger {
             ty,
             source,
@@ -548,13 +536,7 @@ impl Parser<'_> {
             return None;
         };
         let filter = self.trigger_filter(t);
-        let mapped = t
-            .get_node("params")
-            .map(|x| self.text_map(x, "`params`"))
-            .unwrap_or_default();
-        if let Some(pm) = t.get_node("params") {
-            self.check_trigger_params(pm, params);
-        }
+        let mapped = self.trigger_params(t, params);
         Some(WebhookTrigger {
             name,
             secret,
@@ -577,16 +559,7 @@ impl Parser<'_> {
         if let Err(e) = calendar::cron(&cron) {
             self.err(t.get_node("cron").map(loc).unwrap_or_default(), e, None);
         }
-        let timezone = match t.get_node("timezone") {
-            None => "UTC".to_string(),
-            Some(x) => {
-                let tz = self.string(x, "`timezone`")?;
-                if let Err(e) = calendar::zone(&tz) {
-                    self.err(loc(x), e, None);
-                }
-                tz
-            }
-        };
+        let timezone = self.timezone(t)?;
         let missed = match t
             .get_scalar("missed")
             .map(|s| (s.as_str(), Loc::of(s.span())))
@@ -605,13 +578,7 @@ impl Parser<'_> {
                 calendar::Missed::RunOnce
             }
         };
-        let mapped = t
-            .get_node("params")
-            .map(|x| self.text_map(x, "`params`"))
-            .unwrap_or_default();
-        if let Some(pm) = t.get_node("params") {
-            self.check_trigger_params(pm, params);
-        }
+        let mapped = self.trigger_params(t, params);
         Some(calendar::Schedule {
             cron,
             timezone,
@@ -638,16 +605,7 @@ impl Parser<'_> {
     /// `windows:` of a rule or a step: `timezone`, `allow` (days and hours), `freeze` (dates).
     fn windows(&mut self, n: &Node) -> Option<calendar::Windows> {
         let m = self.mapping(n, "`windows`", WINDOWS_KEYS)?;
-        let timezone = match m.get_node("timezone") {
-            None => "UTC".to_string(),
-            Some(t) => {
-                let tz = self.string(t, "`timezone`")?;
-                if let Err(e) = calendar::zone(&tz) {
-                    self.err(loc(t), e, None);
-                }
-                tz
-            }
-        };
+        let timezone = self.timezone(m)?;
         let mut allow = Vec::new();
         if let Some(a) = m.get_node("allow") {
             let items: Vec<&Node> = match a.as_sequence() {
@@ -758,6 +716,32 @@ impl Parser<'_> {
             allow,
             freeze,
         })
+    }
+
+    /// A trigger's `params:`: templates by param name, checked.
+    fn trigger_params(
+        &mut self,
+        t: &MarkedMappingNode,
+        params: &[Param],
+    ) -> BTreeMap<String, String> {
+        let Some(pm) = t.get_node("params") else {
+            return BTreeMap::new();
+        };
+        let mapped = self.text_map(pm, "`params`");
+        self.check_trigger_params(pm, params);
+        mapped
+    }
+
+    /// `timezone:` of windows and schedules, an IANA name (`UTC` when not given).
+    fn timezone(&mut self, m: &MarkedMappingNode) -> Option<String> {
+        let Some(t) = m.get_node("timezone") else {
+            return Some("UTC".to_string());
+        };
+        let tz = self.string(t, "`timezone`")?;
+        if let Err(e) = calendar::zone(&tz) {
+            self.err(loc(t), e, None);
+        }
+        Some(tz)
     }
 
     /// A trigger's `params:` names params of this rule, with templates that parse.
