@@ -247,11 +247,13 @@ fn issue_12_chaos_kills_never_lose_a_decision_or_run_a_step_twice() {
         );
     }
 
-    let db = rusqlite::Connection::open(home.path().join("sluice.db")).unwrap();
-    let check: String = db
-        .query_row("PRAGMA integrity_check", [], |r| r.get(0))
-        .unwrap();
-    assert_eq!(check, "ok", "seed {seed}");
+    if !crate::on_postgres() {
+        let db = rusqlite::Connection::open(home.path().join("sluice.db")).unwrap();
+        let check: String = db
+            .query_row("PRAGMA integrity_check", [], |r| r.get(0))
+            .unwrap();
+        assert_eq!(check, "ok", "seed {seed}");
+    }
     eprintln!(
         "chaos: seed {seed}, {} jobs, {kills} kills, {} deciders, {:.1} s",
         ids.len(),

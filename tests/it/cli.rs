@@ -9,7 +9,7 @@ use sluice_std_ops::test_ops;
 fn sluice(home: &Path, args: &[&str]) -> Output {
     Command::new(env!("CARGO_BIN_EXE_sluice"))
         .args(args)
-        .env("SLUICE_HOME", home)
+        .envs(crate::home_env(home))
         .env_remove("SLUICE_LOG")
         .output()
         .expect("running sluice")
@@ -269,7 +269,7 @@ fn the_example_op_builds_with_the_sdk_and_runs() {
             r#"{"name":"ops team"}"#,
             "--json",
         ])
-        .env("SLUICE_HOME", home.path())
+        .envs(crate::home_env(home.path()))
         .env("SLUICE_USER", "carol")
         .output()
         .unwrap();

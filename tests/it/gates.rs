@@ -221,7 +221,7 @@ fn a_quorum_needs_distinct_approvers_and_concurrent_decisions_land_once() {
     let spawn = |user: &str| {
         Command::new(env!("CARGO_BIN_EXE_sluice"))
             .args(["reject", "gated-1", "--as", user])
-            .env("SLUICE_HOME", home.path())
+            .envs(crate::home_env(home.path()))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()
@@ -548,7 +548,7 @@ fn a_host_killed_mid_step_recovers_into_an_interrupted_trap() {
     );
     let mut child = Command::new(env!("CARGO_BIN_EXE_sluice"))
         .args(["run", rule.to_str().unwrap()])
-        .env("SLUICE_HOME", home.path())
+        .envs(crate::home_env(home.path()))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -666,14 +666,17 @@ fn the_worker_stops_cleanly_on_sigterm() {
     let home = crate::home();
     let w = Command::new(env!("CARGO_BIN_EXE_sluice"))
         .args(["worker", "--interval-ms", "50"])
-        .env("SLUICE_HOME", home.path())
+        .envs(crate::home_env(home.path()))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
         .unwrap();
-    // Wait until it has opened the journal (the file exists), then ask it to stop.
+    // Wait until it has said in the journal that it runs, then ask it to stop.
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
-    while !home.path().join("sluice.db").exists() {
+    while json(&sluice(home.path(), &["workers", "--json"]))
+        .as_array()
+        .is_none_or(|w| w.is_empty())
+    {
         assert!(std::time::Instant::now() < deadline);
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
@@ -706,7 +709,7 @@ fn an_unblocked_job_is_left_to_the_worker_not_run_in_the_approvers_terminal() {
     assert_eq!(status(home.path(), "line-2")["status"], "queued");
     let mut worker = Command::new(env!("CARGO_BIN_EXE_sluice"))
         .args(["worker", "--interval-ms", "100"])
-        .env("SLUICE_HOME", home.path())
+        .envs(crate::home_env(home.path()))
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -932,7 +935,7 @@ fn racing_skip_windows_land_once_and_a_killed_one_loses_nothing() {
     let spawn = |who: &str| {
         Command::new(env!("CARGO_BIN_EXE_sluice"))
             .args(["skip-window", "raced-1", "-m", "hotfix", "--as", who])
-            .env("SLUICE_HOME", home.path())
+            .envs(crate::home_env(home.path()))
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .spawn()

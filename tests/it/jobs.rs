@@ -19,7 +19,7 @@ pub(crate) fn command(home: &Path, args: &[&str]) -> Command {
     let mut c = Command::new(env!("CARGO_BIN_EXE_sluice"));
     c.args(args)
         .current_dir(root())
-        .env("SLUICE_HOME", home)
+        .envs(crate::home_env(home))
         .env("SLUICE_USER", "ann")
         // A saved `sluice login` of whoever runs the tests must not send them to a server.
         .env("XDG_CONFIG_HOME", home.join("config"))
@@ -374,7 +374,7 @@ phases:
     );
     let first = Command::new(env!("CARGO_BIN_EXE_sluice"))
         .args(["run", deploy.to_str().unwrap()])
-        .env("SLUICE_HOME", home.path())
+        .envs(crate::home_env(home.path()))
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -463,8 +463,7 @@ phases:
 fn cancel_a_queued_job_ends_it_without_running_anything() {
     let home = crate::home();
     // Hold the lock for a job that is not running, straight in the store.
-    let journal = sluice_store::SqliteJournal::open(&home.path().join("sluice.db")).unwrap();
-    use sluice_store::Journal;
+    let journal = crate::journal(home.path());
     tokio::runtime::Runtime::new()
         .unwrap()
         .block_on(journal.acquire(

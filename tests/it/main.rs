@@ -1,7 +1,8 @@
 //! sluice's integration tests: one binary (the `it` test of the `sluice` package).
 //!
 //! `runtime` drives `sluice-runtime` with the test ops from `plugins/test/`; `cli` runs the
-//! built `sluice` binary as a user would.
+//! built `sluice` binary as a user would. `it-postgres` (postgres.rs) runs the tests that go
+//! through the journal again with every journal in PostgreSQL.
 
 mod browser;
 mod chaos;
@@ -25,10 +26,7 @@ mod tidy;
 mod triggers;
 mod upgrade;
 
-/// A fresh `$SLUICE_HOME` for one test.
-pub fn home() -> tempfile::TempDir {
-    tempfile::Builder::new()
-        .prefix("sluice-test-")
-        .tempdir()
-        .expect("temp dir")
-}
+/// This binary's journals are SQLite files in each `$SLUICE_HOME`.
+const BACKEND: Backend = Backend::Sqlite;
+
+include!("common.rs");

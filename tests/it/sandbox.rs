@@ -156,7 +156,7 @@ phases:
     );
     let o = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
         .args(["run", rule.to_str().unwrap()])
-        .env("SLUICE_HOME", home.path())
+        .envs(crate::home_env(home.path()))
         .env("SLUICE_TEST_VISIBLE", "yes")
         .env("SLUICE_TEST_HIDDEN", "no")
         .output()
@@ -202,7 +202,7 @@ fn secrets_come_only_to_ops_granted_them_and_are_masked_everywhere() {
     );
     let o = std::process::Command::new(env!("CARGO_BIN_EXE_sluice"))
         .args(["run", rule.to_str().unwrap()])
-        .env("SLUICE_HOME", home.path())
+        .envs(crate::home_env(home.path()))
         .env("SLUICE_SECRET_DB_PASSWORD", "correct-horse-battery")
         .output()
         .unwrap();
@@ -219,7 +219,7 @@ fn secrets_come_only_to_ops_granted_them_and_are_masked_everywhere() {
     );
     let logs = out(&sluice(home.path(), &["logs", "secretive-1"]));
     assert_eq!(logs, "use#1 [op info] using db-password=***\n");
-    let db = std::fs::read(home.path().join("sluice.db")).unwrap();
+    let db = crate::journal_bytes(home.path());
     assert!(
         !db.windows(21).any(|w| w == b"correct-horse-battery"),
         "the secret reached the journal"

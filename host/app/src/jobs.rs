@@ -376,19 +376,34 @@ impl App {
         tokio::pin!(stop);
         let result = async {
             loop {
-                for (job, standing) in runner
-                    .work_once(every_ms)
-                    .await
-                    .map_err(|e| self.run_error(e))?
-                {
-                    tracing::info!(job, ?standing, "drove");
+                // A continuous worker outlives what fails in a round (the database restarting,
+                // one job that cannot be driven): it says so and looks again next round.
+                match runner.work_once(every_ms).await {
+                    Ok(round) => {
+                        for (job, standing) in round {
+                            match standing {
+                                Ok(standing) => tracing::info!(job, ?standing, "drove"),
+                                Err(e) if once => return Err(self.run_error(e)),
+                                Err(e) => tracing::warn!(
+                                    job,
+                                    "could not drive the job, trying again next round: {}",
+                                    self.run_error(e)
+                                ),
+                            }
+                        }
+                    }
+                    Err(e) if once => return Err(self.run_error(e)),
+                    Err(e) => tracing::warn!(
+                        "the worker's round failed, trying again: {}",
+                        self.run_error(e)
+                    ),
                 }
                 if once {
                     return Ok(());
                 }
                 tokio::select! {
                     _ = &mut stop => return Ok(()),
-                    _ = tokio::time::sleep(every) => {}
+                    _ = self.journal.wait_for_work(every) => {}
                 }
             }
         }

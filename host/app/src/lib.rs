@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use sluice_runtime::{Runtime, RuntimeConfig};
-use sluice_store::{Journal, SqliteJournal};
+use sluice_store::{Journal, PgJournal, SqliteJournal};
 
 mod chat;
 mod error;
@@ -76,6 +76,8 @@ pub struct App {
     permissions: PathBuf,
     notifications: PathBuf,
     runtime: std::sync::OnceLock<Arc<Runtime>>,
+    /// The shared journal's URL (password hidden), when it is PostgreSQL.
+    database: Option<String>,
 }
 
 impl App {
@@ -99,6 +101,42 @@ impl App {
         Ok(App::with(home, Arc::new(journal)))
     }
 
+    /// Opens `home` with its journal in the PostgreSQL database at `database`
+    /// (`postgres://...`) when one is given, in `home` (SQLite) otherwise. The database is
+    /// reached, and its schema checked and migrated, on first use.
+    pub fn open_with(home: &Path, database: Option<&str>) -> Result<App, AppError> {
+        let Some(url) = database.filter(|u| !u.is_empty()) else {
+            return App::open(home);
+        };
+        if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
+            return Err(AppError::Usage(format!(
+                "--database {}: only PostgreSQL is supported as a shared journal: write postgres://USER:PASSWORD@HOST:PORT/DATABASE (without --database the journal is $SLUICE_HOME/sluice.db)",
+                sluice_store::redact_url(url)
+            )));
+        }
+        let journal = PgJournal::open(url).map_err(|e| AppError::Usage(e.to_string()))?;
+        let mut app = App::with(home, Arc::new(journal));
+        app.database = Some(sluice_store::redact_url(url));
+        Ok(app)
+    }
+
+    /// [`App::open_read_only`], or the PostgreSQL journal at `database` when one is given.
+    pub fn open_read_only_with(home: &Path, database: Option<&str>) -> Result<App, AppError> {
+        match database.filter(|u| !u.is_empty()) {
+            Some(_) => App::open_with(home, database),
+            None => App::open_read_only(home),
+        }
+    }
+
+    /// Where the journal is, for people: the PostgreSQL URL (password hidden) or the SQLite
+    /// file.
+    pub fn journal_location(&self) -> String {
+        match &self.database {
+            Some(url) => url.clone(),
+            None => self.home.join("sluice.db").display().to_string(),
+        }
+    }
+
     fn with(home: &Path, journal: Arc<dyn Journal>) -> App {
         let permissions = std::env::var_os("SLUICE_PERMISSIONS")
             .map(PathBuf::from)
@@ -112,6 +150,7 @@ impl App {
             permissions,
             notifications,
             runtime: std::sync::OnceLock::new(),
+            database: None,
         }
     }
 
@@ -141,7 +180,12 @@ impl App {
     }
 
     fn store_error(&self, e: sluice_store::StoreError) -> AppError {
-        error::store(&self.home, e)
+        match (&self.database, e) {
+            (Some(url), sluice_store::StoreError::Backend(m)) => AppError::Storage(format!(
+                "the journal in PostgreSQL ({url}) failed: {m}; check that the database runs and this host reaches it"
+            )),
+            (_, e) => error::store(&self.home, e),
+        }
     }
 
     fn run_error(&self, e: sluice_runner::RunError) -> AppError {

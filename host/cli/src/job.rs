@@ -78,12 +78,15 @@ pub(crate) struct LocksArgs {
 
 /// `$SLUICE_HOME` opened to read and write.
 pub(crate) fn app(global: &Global) -> Result<App, Failed> {
-    Ok(App::open(&global.home)?)
+    Ok(App::open_with(&global.home, global.database.as_deref())?)
 }
 
 /// `$SLUICE_HOME` opened for queries only (works on a read-only home).
 pub(crate) fn app_read(global: &Global) -> Result<App, Failed> {
-    Ok(App::open_read_only(&global.home)?)
+    Ok(App::open_read_only_with(
+        &global.home,
+        global.database.as_deref(),
+    )?)
 }
 
 /// Prints events and logs as plain lines (or JSON lines) as the runner goes; on a terminal,

@@ -39,6 +39,15 @@ struct Global {
     /// Where sluice keeps its state and compile cache.
     #[arg(long, global = true, env = "SLUICE_HOME", default_value = ".sluice")]
     home: PathBuf,
+    /// The shared journal, for several hosts: postgres://USER:PASSWORD@HOST:PORT/DATABASE.
+    /// Without it the journal is $SLUICE_HOME/sluice.db (SQLite).
+    #[arg(
+        long,
+        global = true,
+        env = "SLUICE_DATABASE_URL",
+        hide_env_values = true
+    )]
+    database: Option<String>,
     /// More host logging on stderr (-v info, -vv debug); SLUICE_LOG overrides.
     #[arg(short, long, global = true, action = clap::ArgAction::Count)]
     verbose: u8,

@@ -11,12 +11,12 @@ use sluice_engine::{
 use sluice_model::{JobContext, LogLine, Outcome};
 use sluice_runtime::{Call, OpReport};
 use sluice_store::{
-    Acquired, Append, GroupMode, Lease, LeaseRequest, LockAsk, NewEvent, NewJob, StepLogs,
+    Acquired, Append, Fence, GroupMode, Lease, LeaseRequest, LockAsk, NewEvent, NewJob, StepLogs,
     StoreError,
 };
 use tokio::task::JoinSet;
 
-use crate::lease::{self, LEASE_MS};
+use crate::lease::{self, lease_ms};
 use crate::{RunError, Runner, Standing, grants, now, ops, status_of};
 
 /// One job being driven: its state, and whether it is in the journal yet.
@@ -28,6 +28,9 @@ pub(crate) struct Driving {
     pending: Vec<(Millis, Event)>,
     pending_logs: Vec<StepLogs>,
     pending_outbox: Vec<sluice_store::NewMessage>,
+    /// The epoch of the lease this driver holds: every append is fenced by it, so a driver
+    /// whose lease was taken over (paused, cut off) writes nothing more.
+    fence: Option<u64>,
 }
 
 type CallDone = (StepCall, OpReport);
@@ -39,6 +42,11 @@ pub(crate) fn stored(at: Millis, e: &Event) -> NewEvent {
         version: sluice_engine::EVENT_VERSION,
         body: sluice_engine::encode(e),
     }
+}
+
+/// Whether `e` says this driver's lease was taken over: it stops driving, writing nothing more.
+fn lost_lease(e: &RunError) -> bool {
+    matches!(e, RunError::Store(StoreError::Fenced { .. }))
 }
 
 impl Runner {
@@ -56,6 +64,7 @@ impl Runner {
             pending: vec![(at, created)],
             pending_logs: vec![],
             pending_outbox,
+            fence: None,
         };
         let standing = match self.run(&mut d).await {
             Ok(standing) if d.persisted => {
@@ -71,6 +80,10 @@ impl Runner {
                 }
             }
             Ok(standing) => standing,
+            Err(e) if lost_lease(&e) => {
+                tracing::warn!(job = d.job.id, "{e}");
+                return Ok(Standing::ElsewhereRunning);
+            }
             Err(e) => {
                 if d.persisted {
                     self.journal.unlease(&d.job.id, &self.holder, None).await?;
@@ -90,25 +103,31 @@ impl Runner {
         let ask = |steal: Option<String>| LeaseRequest {
             holder: self.holder.clone(),
             now: t,
-            until: t + LEASE_MS,
+            until: t + lease_ms(),
             steal,
+            renew: None,
         };
-        if let Lease::HeldBy(current) = self.journal.lease(job_id, ask(None)).await? {
-            if !lease::holder_dead(&current)
-                || self
+        let epoch = match self.journal.lease(job_id, ask(None)).await? {
+            Lease::Taken { epoch } => epoch,
+            Lease::HeldBy(current) => {
+                if !lease::holder_dead(&current) {
+                    return Ok(Standing::ElsewhereRunning);
+                }
+                let Lease::Taken { epoch } = self
                     .journal
                     .lease(job_id, ask(Some(current.clone())))
                     .await?
-                    != Lease::Taken
-            {
-                return Ok(Standing::ElsewhereRunning);
+                else {
+                    return Ok(Standing::ElsewhereRunning);
+                };
+                tracing::warn!(
+                    job = job_id,
+                    dead = current,
+                    "took over a job whose driver stopped"
+                );
+                epoch
             }
-            tracing::warn!(
-                job = job_id,
-                dead = current,
-                "took over a job whose driver stopped"
-            );
-        }
+        };
         loop {
             let mut d = match self.load(job_id).await {
                 Ok(d) => d,
@@ -117,6 +136,7 @@ impl Runner {
                     return Err(e);
                 }
             };
+            d.fence = Some(epoch);
             let result = async {
                 // We hold the lease, so whoever ran these attempts is gone: they never
                 // finished. Programs they started may still run; the engine hears of them.
@@ -149,6 +169,10 @@ impl Runner {
                     }
                     tracing::debug!(job = job_id, "the job moved while this process drove it");
                 }
+                Err(e) if lost_lease(&e) => {
+                    tracing::warn!(job = job_id, "{e}");
+                    return Ok(Standing::ElsewhereRunning);
+                }
                 Err(e) => {
                     self.journal.unlease(job_id, &self.holder, None).await?;
                     return Err(e);
@@ -178,6 +202,7 @@ impl Runner {
             pending: vec![],
             pending_logs: vec![],
             pending_outbox: vec![],
+            fence: None,
         })
     }
 
@@ -218,6 +243,10 @@ impl Runner {
             wake_at: Some(next.next_timer()),
             logs,
             outbox,
+            fence: d.fence.map(|epoch| Fence {
+                holder: self.holder.clone(),
+                epoch,
+            }),
         };
         match self.journal.append(&d.job.id, d.last_seq, append).await {
             Ok(seq) => {
@@ -265,7 +294,7 @@ impl Runner {
             message,
             started_by: d.job.started_by.clone(),
             created_at: d.job.created_at,
-            lease: Some((self.holder.clone(), now() + LEASE_MS)),
+            lease: Some((self.holder.clone(), now() + lease_ms())),
             outbox: std::mem::take(&mut d.pending_outbox),
             trigger: d
                 .job
@@ -277,6 +306,7 @@ impl Runner {
         let events = d.pending.drain(..).map(|(at, e)| stored(at, &e)).collect();
         d.last_seq = self.journal.create_job(row, events).await?;
         d.persisted = true;
+        d.fence = Some(sluice_store::FIRST_EPOCH);
         self.observer.created(&d.job.id);
         for logs in std::mem::take(&mut d.pending_logs) {
             if !logs.lines.is_empty() {
@@ -405,7 +435,7 @@ impl Runner {
                 }
             }
             // Wait for an op, the next retry, or the time to renew the lease.
-            let until = wake.unwrap_or(u64::MAX).min(now() + LEASE_MS / 3);
+            let until = wake.unwrap_or(u64::MAX).min(now() + lease_ms() / 3);
             let done = tokio::select! {
                 r = inflight.join_next() => r,
                 _ = tokio::time::sleep(Duration::from_millis(until.saturating_sub(now()))) => {
@@ -414,10 +444,21 @@ impl Runner {
                         let renew = LeaseRequest {
                             holder: self.holder.clone(),
                             now: t,
-                            until: t + LEASE_MS,
+                            until: t + lease_ms(),
                             steal: None,
+                            renew: d.fence,
                         };
-                        self.journal.lease(&d.job.id, renew).await?;
+                        // Taken over while this process was paused or cut off: stop here,
+                        // leaving the running ops' results unrecorded (the new driver found
+                        // their steps interrupted).
+                        if let Lease::HeldBy(_) = self.journal.lease(&d.job.id, renew).await? {
+                            return Err(StoreError::Fenced {
+                                job: d.job.id.clone(),
+                                holder: self.holder.clone(),
+                                epoch: d.fence.unwrap_or_default(),
+                            }
+                            .into());
+                        }
                     }
                     continue;
                 }

@@ -8,10 +8,27 @@ use sluice_store::{ChildRow, Journal, StoreError};
 
 use crate::now;
 
-/// How long a lease lasts without renewal; a driver renews it every third of that.
-pub(crate) const LEASE_MS: u64 = 60_000;
+/// How long a lease lasts without renewal (60 s, or `SLUICE_LEASE_MS`); a driver renews it
+/// every third of that. Another host takes over a job whose driver stopped renewing once it
+/// runs out; a driver of this host found dead is taken over at once.
+pub(crate) fn lease_ms() -> u64 {
+    static MS: std::sync::OnceLock<u64> = std::sync::OnceLock::new();
+    *MS.get_or_init(|| {
+        std::env::var("SLUICE_LEASE_MS")
+            .ok()
+            .and_then(|v| v.parse::<u64>().ok())
+            .filter(|ms| *ms >= 300)
+            .unwrap_or(60_000)
+    })
+}
 
+/// The name this process's leases and the programs its ops start are recorded under: the
+/// host name, or `SLUICE_NODE` (several servers in one host that should behave as separate
+/// machines, or a container whose host name changes).
 pub(crate) fn hostname() -> String {
+    if let Some(node) = std::env::var("SLUICE_NODE").ok().filter(|n| !n.is_empty()) {
+        return node.replace([':', '#'], "_");
+    }
     std::fs::read_to_string("/proc/sys/kernel/hostname")
         .map(|h| h.trim().to_string())
         .unwrap_or_else(|_| "localhost".into())

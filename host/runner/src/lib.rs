@@ -358,6 +358,7 @@ impl Runner {
                 wake_at: Some(next.next_timer()),
                 logs: None,
                 outbox: self.messages(&next, &e, d.last_seq + 1, at),
+                fence: None,
             };
             match self.journal.append(job_id, d.last_seq, append).await {
                 Ok(_) => {
@@ -416,14 +417,41 @@ impl Runner {
 
     /// Drives every job a worker should (queued, due timers, decided and detached, and those
     /// whose driver died) once, having told the journal this worker runs and comes back every
-    /// `every_ms`.
-    pub async fn work_once(&self, every_ms: u64) -> Result<Vec<(String, Standing)>, RunError> {
+    /// `every_ms`. A job that cannot be driven does not hold up the others: each job's outcome
+    /// is returned; only a journal that cannot be asked what is due fails the round.
+    pub async fn work_once(
+        &self,
+        every_ms: u64,
+    ) -> Result<Vec<(String, Result<Standing, RunError>)>, RunError> {
         self.journal
             .worker_seen(&self.holder, now(), every_ms.max(1))
             .await?;
         let mut out = Vec::new();
+        // Claim due jobs one at a time (several workers, on several hosts, get different
+        // ones), each driven before the next is claimed.
+        let mut claimed: Vec<String> = Vec::new();
+        loop {
+            let t = now();
+            let until = t + lease::lease_ms();
+            let Some((job, _)) = self.journal.claim(t, &self.holder, until, &claimed).await? else {
+                break;
+            };
+            claimed.push(job.clone());
+            let standing = self.drive(&job).await;
+            out.push((job, standing));
+        }
+        // What is left is leased: taken over here only when its driver was a process of this
+        // host that died (another host's lease has to run out first, and is then claimed).
         for job in self.journal.due(now()).await? {
-            let standing = self.drive(&job).await?;
+            if claimed.contains(&job) {
+                continue;
+            }
+            if let Some(holder) = self.journal.lease_holder(&job, now()).await?
+                && !lease::holder_dead(&holder)
+            {
+                continue;
+            }
+            let standing = self.drive(&job).await;
             out.push((job, standing));
         }
         Ok(out)

@@ -1,5 +1,5 @@
 //! What every [`Journal`] must do, as tests any implementation runs:
-//! `sluice_store::conformance_tests!(|dir: &Path| -> Arc<dyn Journal> { ... })` in its test
+//! `sluice_store::conformance_tests!(async |dir: &Path| -> Arc<dyn Journal> { ... })` in its test
 //! module expands to one `#[tokio::test]` per check, each on a fresh journal made in a fresh
 //! temporary directory.
 //!
@@ -23,6 +23,8 @@ macro_rules! conformance_tests {
             concurrent_appenders_land_once_each,
             one_lease_at_a_time_until_it_runs_out_or_its_holder_is_found_dead,
             a_lease_is_kept_when_the_job_moved_since_the_holder_last_read,
+            a_driver_whose_lease_was_taken_over_is_fenced_off,
+            workers_claim_different_due_jobs,
             timers_and_the_due_list,
             exclusive_locks_queue_first_come_first_served_and_shared_ones_overlap,
             a_later_job_cannot_jump_the_line,
@@ -48,7 +50,7 @@ macro_rules! conformance_tests {
             async fn $name() {
                 let dir = tempfile::tempdir().unwrap();
                 #[allow(clippy::redundant_closure_call)]
-                let journal: std::sync::Arc<dyn $crate::Journal> = ($make)(dir.path());
+                let journal: std::sync::Arc<dyn $crate::Journal> = ($make)(dir.path()).await;
                 $crate::conformance::$name(journal).await;
             }
         )*
@@ -103,6 +105,7 @@ fn lease(holder: &str, now: Millis, until: Millis, steal: Option<&str>) -> Lease
         now,
         until,
         steal: steal.map(String::from),
+        renew: None,
     }
 }
 
@@ -204,21 +207,28 @@ pub async fn concurrent_appenders_land_once_each(j: Arc<dyn Journal>) {
     assert_eq!(bodies.len(), 1 + 8 * 25, "no event twice");
 }
 
-/// One holder at a time; an expired lease or one of a holder found dead can be taken.
+/// One holder at a time; an expired lease or one of a holder found dead can be taken. Each
+/// take by a new holder (or from nobody) is a new epoch; its holder asking again keeps it.
 pub async fn one_lease_at_a_time_until_it_runs_out_or_its_holder_is_found_dead(
     j: Arc<dyn Journal>,
 ) {
     j.create_job(new_job("deploy-1"), events(1)).await.unwrap();
+    let take = |holder: &str, now, until, steal| {
+        let j = j.clone();
+        let req = lease(holder, now, until, steal);
+        async move { j.lease("deploy-1", req).await.unwrap() }
+    };
     assert_eq!(
-        j.lease("deploy-1", lease("cli:1", 100, 200, None))
-            .await
-            .unwrap(),
-        Lease::Taken
+        take("cli:1", 100, 200, None).await,
+        Lease::Taken { epoch: 1 }
     );
     assert_eq!(
-        j.lease("deploy-1", lease("worker:2", 150, 250, None))
-            .await
-            .unwrap(),
+        take("cli:1", 110, 210, None).await,
+        Lease::Taken { epoch: 1 },
+        "its holder asking again keeps the epoch"
+    );
+    assert_eq!(
+        take("worker:2", 150, 250, None).await,
         Lease::HeldBy("cli:1".into())
     );
     assert_eq!(
@@ -226,25 +236,162 @@ pub async fn one_lease_at_a_time_until_it_runs_out_or_its_holder_is_found_dead(
         Some("cli:1")
     );
     assert_eq!(
-        j.lease("deploy-1", lease("worker:2", 201, 300, None))
-            .await
-            .unwrap(),
-        Lease::Taken,
+        take("worker:2", 211, 300, None).await,
+        Lease::Taken { epoch: 2 },
         "expired"
     );
     assert_eq!(
-        j.lease("deploy-1", lease("cli:3", 202, 300, Some("worker:2")))
-            .await
-            .unwrap(),
-        Lease::Taken,
+        take("cli:3", 212, 300, Some("worker:2")).await,
+        Lease::Taken { epoch: 3 },
         "stolen from the dead"
     );
     assert!(j.unlease("deploy-1", "cli:3", None).await.unwrap());
-    assert_eq!(j.lease_holder("deploy-1", 203).await.unwrap(), None);
+    assert_eq!(j.lease_holder("deploy-1", 213).await.unwrap(), None);
+    assert_eq!(
+        take("cli:3", 214, 300, None).await,
+        Lease::Taken { epoch: 4 },
+        "taken from nobody: a new epoch"
+    );
     assert!(matches!(
         j.lease("nope-1", lease("cli:1", 1, 2, None)).await,
         Err(StoreError::NoJob(_))
     ));
+}
+
+/// Fencing: a driver whose lease ran out and was taken over can neither renew it nor append
+/// under it, even when its view of the job is not stale; renewing a lease still held (even
+/// past its expiry, when nobody took it) keeps its epoch.
+pub async fn a_driver_whose_lease_was_taken_over_is_fenced_off(j: Arc<dyn Journal>) {
+    let mut job = new_job("deploy-1");
+    job.lease = Some(("a:1:1#0".into(), 1_000));
+    j.create_job(job, events(1)).await.unwrap();
+    let fenced = |holder: &str, epoch| Append {
+        events: vec![event(5, "{}")],
+        fence: Some(Fence {
+            holder: holder.into(),
+            epoch,
+        }),
+        ..Append::default()
+    };
+    let renew = |holder: &str, now, epoch| LeaseRequest {
+        renew: Some(epoch),
+        ..lease(holder, now, now + 1_000, None)
+    };
+    let a = "a:1:1#0";
+    assert_eq!(
+        j.append("deploy-1", 1, fenced(a, FIRST_EPOCH))
+            .await
+            .unwrap(),
+        2
+    );
+    assert_eq!(
+        j.lease("deploy-1", renew(a, 1_200, FIRST_EPOCH))
+            .await
+            .unwrap(),
+        Lease::Taken { epoch: FIRST_EPOCH },
+        "ran out, nobody took it: renewed"
+    );
+    // Paused past its expiry; another host takes over and has not written yet.
+    assert_eq!(
+        j.lease("deploy-1", lease("b:2:2#0", 2_201, 3_000, None))
+            .await
+            .unwrap(),
+        Lease::Taken {
+            epoch: FIRST_EPOCH + 1
+        }
+    );
+    assert!(matches!(
+        j.append("deploy-1", 2, fenced(a, FIRST_EPOCH)).await,
+        Err(StoreError::Fenced { .. })
+    ));
+    assert_eq!(
+        j.lease("deploy-1", renew(a, 2_300, FIRST_EPOCH))
+            .await
+            .unwrap(),
+        Lease::HeldBy("b:2:2#0".into())
+    );
+    // The new holder gives it back; the old one still can neither renew nor write.
+    assert!(j.unlease("deploy-1", "b:2:2#0", None).await.unwrap());
+    assert_eq!(
+        j.lease("deploy-1", renew(a, 2_400, FIRST_EPOCH))
+            .await
+            .unwrap(),
+        Lease::HeldBy(String::new())
+    );
+    assert!(matches!(
+        j.append("deploy-1", 2, fenced(a, FIRST_EPOCH)).await,
+        Err(StoreError::Fenced { .. })
+    ));
+    assert_eq!(
+        j.job("deploy-1").await.unwrap().unwrap().last_seq,
+        2,
+        "nothing written"
+    );
+    // A decision from someone not driving the job needs no lease.
+    let decision = Append {
+        events: vec![event(6, "{}")],
+        ..Append::default()
+    };
+    j.append("deploy-1", 2, decision).await.unwrap();
+}
+
+/// Claiming: several workers claiming at once each get a different due job (oldest first),
+/// never one whose lease runs, and `skip` leaves out what a worker drove already.
+pub async fn workers_claim_different_due_jobs(j: Arc<dyn Journal>) {
+    for (i, (id, state)) in [
+        ("a-1", JobState::Ready),
+        ("b-1", JobState::Queued),
+        ("c-1", JobState::Waiting),
+        ("d-1", JobState::Running),
+        ("e-1", JobState::Ended(JobStatus::Succeeded)),
+    ]
+    .into_iter()
+    .enumerate()
+    {
+        let mut row = new_job(id);
+        row.status = state;
+        row.created_at = i as u64;
+        if id == "d-1" {
+            row.lease = Some(("alive:1:1#0".into(), 10_000));
+        }
+        j.create_job(row, events(1)).await.unwrap();
+    }
+    let mut claims = Vec::new();
+    for w in 0..4 {
+        let j = j.clone();
+        claims.push(tokio::spawn(async move {
+            j.claim(100, &format!("w:{w}:1#0"), 1_000, &[])
+                .await
+                .unwrap()
+        }));
+    }
+    let mut got = Vec::new();
+    for c in claims {
+        if let Some((id, epoch)) = c.await.unwrap() {
+            assert_eq!(epoch, 1);
+            got.push(id);
+        }
+    }
+    got.sort();
+    assert_eq!(got, ["a-1", "b-1"], "each due, unleased job once");
+    assert_eq!(j.claim(100, "w:9:1#0", 1_000, &[]).await.unwrap(), None);
+    // Their leases run out; d-1's runs until 10,000.
+    let first = j.claim(2_000, "w:9:1#0", 3_000, &[]).await.unwrap();
+    assert_eq!(first, Some(("a-1".to_string(), 2)));
+    let skip = vec!["a-1".to_string()];
+    let next = j.claim(2_000, "w:9:1#0", 3_000, &skip).await.unwrap();
+    assert_eq!(next, Some(("b-1".to_string(), 2)));
+    assert_eq!(
+        j.lease_holder("b-1", 2_500).await.unwrap().as_deref(),
+        Some("w:9:1#0")
+    );
+    assert_eq!(j.claim(2_000, "w:9:1#0", 3_000, &[]).await.unwrap(), None);
+    let skip = vec!["a-1".to_string(), "b-1".to_string()];
+    assert_eq!(
+        j.claim(10_001, "w:8:1#0", 12_000, &skip).await.unwrap(),
+        Some(("d-1".to_string(), 2)),
+        "a running job whose driver's lease ran out is taken over"
+    );
 }
 
 /// Issue 12, item 1: a holder that decided from an older read must not give the lease back

@@ -22,9 +22,11 @@ pub use sluice_model::{JobState, JobStatus, LogLevel, LogLine, LogSource};
 
 pub mod conformance;
 pub mod locks;
+mod postgres;
 mod sqlite;
 
 pub use locks::{Acquired, Acquisition, GroupMode, LockAsk, LockRow};
+pub use postgres::{MAX_BLOB as MAX_PG_BLOB, PgJournal, redact as redact_url};
 pub use sqlite::SqliteJournal;
 
 /// Milliseconds since the Unix epoch.
@@ -92,6 +94,19 @@ pub enum StoreError {
         path: String,
         /// What failed.
         message: String,
+    },
+    /// A driver's lease was taken over (it was paused or cut off past its expiry): what it
+    /// wanted to write is refused, and it must stop driving the job.
+    #[error(
+        "job {job}: the lease this driver ({holder}) took with epoch {epoch} was taken over; nothing was written and it stops driving the job"
+    )]
+    Fenced {
+        /// The job.
+        job: String,
+        /// The driver.
+        holder: String,
+        /// The epoch it held.
+        epoch: u64,
     },
     /// The journal was written by a newer sluice.
     #[error(
@@ -233,7 +248,24 @@ pub struct Append {
     /// Messages the events cause (gate notifications), put in the outbox in the same
     /// transaction: an event is never recorded without its messages, nor a message without it.
     pub outbox: Vec<NewMessage>,
+    /// The lease the writer drives the job under: the append is refused
+    /// ([`StoreError::Fenced`]) unless that lease still runs under this epoch. A decision or
+    /// a cancel from someone not driving the job has none.
+    pub fence: Option<Fence>,
 }
+
+/// A driver's lease as it took it: the fencing token of its appends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence {
+    /// The driver.
+    pub holder: String,
+    /// The epoch [`Journal::lease`] answered (a job created under a lease starts at
+    /// [`FIRST_EPOCH`]).
+    pub epoch: u64,
+}
+
+/// The epoch of the lease a job is created under.
+pub const FIRST_EPOCH: u64 = 1;
 
 /// A message for a sink (a webhook), delivered at least once from the outbox.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -306,14 +338,22 @@ pub struct LeaseRequest {
     pub until: Millis,
     /// Take it even from this holder (found dead).
     pub steal: Option<String>,
+    /// Renews the lease taken with this epoch: refused unless the asker still holds it under
+    /// that epoch (nobody took it over meanwhile, even after it ran out).
+    pub renew: Option<u64>,
 }
 
 /// The answer to [`Journal::lease`].
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Lease {
-    /// The asker holds it until the time it asked for.
-    Taken,
-    /// Another holder's lease runs.
+    /// The asker holds it until the time it asked for, under this epoch: the same epoch when
+    /// it held it already, one more than the last when it takes it from nobody or another.
+    Taken {
+        /// The fencing token for [`Append::fence`].
+        epoch: u64,
+    },
+    /// Another holder's lease runs (or, renewing, the lease was taken over: its holder, or
+    /// empty when nobody holds it now).
     HeldBy(String),
 }
 
@@ -418,6 +458,22 @@ pub trait Journal: Send + Sync {
     /// Jobs a worker should drive at `now`: queued ones, waiting ones whose timer is due, and
     /// ones decided or under way (`ready`, `running`...), oldest first.
     async fn due(&self, now: Millis) -> Result<Vec<String>, StoreError>;
+    /// Takes the lease of the oldest due job (as [`Journal::due`]) whose lease is free or ran
+    /// out, other than `skip`, for `holder` until `until`; returns it and the lease's epoch.
+    /// Several workers claiming at once get different jobs, without waiting for each other.
+    async fn claim(
+        &self,
+        now: Millis,
+        holder: &str,
+        until: Millis,
+        skip: &[String],
+    ) -> Result<Option<(String, u64)>, StoreError>;
+    /// Waits up to `max` for a hint that there may be work (a job became ready, locks were
+    /// given back): a shared journal tells other hosts at once; otherwise this only sleeps.
+    /// A hint can be lost, so callers look anyway when it returns.
+    async fn wait_for_work(&self, max: std::time::Duration) {
+        tokio::time::sleep(max).await;
+    }
     /// Attaches a note, file or log to a job; returns its id. The body is streamed from
     /// `body`, which must yield exactly `len` bytes (a source that shrinks or grows while it is
     /// read is refused, and nothing is stored).

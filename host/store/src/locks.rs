@@ -158,6 +158,38 @@ pub fn waiting_after_release(table: &[LockRow], job: &str) -> Vec<String> {
     out
 }
 
+/// Whether `req` gets a job's lease held by `holder` until `until` under `epoch`: `Ok(epoch)`
+/// it takes it under (the same when the asker holds it already, one more when it takes it from
+/// nobody or another), or `Err` with the answer. Shared by every journal, so each one's lease
+/// rule is this one.
+pub fn lease_decision(
+    holder: &Option<String>,
+    until: Option<crate::Millis>,
+    epoch: u64,
+    req: &crate::LeaseRequest,
+) -> Result<u64, crate::Lease> {
+    let mine = holder.as_deref() == Some(req.holder.as_str());
+    if let Some(held) = req.renew {
+        return if mine && held == epoch {
+            Ok(epoch)
+        } else {
+            Err(crate::Lease::HeldBy(holder.clone().unwrap_or_default()))
+        };
+    }
+    let free = match (holder, until) {
+        (None, _) => true,
+        (Some(_), _) if mine => return Ok(epoch),
+        (Some(h), _) if Some(h) == req.steal.as_ref() => true,
+        (Some(_), Some(u)) => u < req.now,
+        (Some(_), None) => true,
+    };
+    if free {
+        Ok(epoch + 1)
+    } else {
+        Err(crate::Lease::HeldBy(holder.clone().unwrap_or_default()))
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

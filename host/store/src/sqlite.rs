@@ -14,7 +14,7 @@ use crate::locks::{self, Plan};
 use crate::*;
 
 /// The schema this code reads and writes.
-const SCHEMA_VERSION: u32 = 8;
+const SCHEMA_VERSION: u32 = 9;
 
 const SCHEMA: &str = "
 CREATE TABLE IF NOT EXISTS counters (rule TEXT PRIMARY KEY, next INTEGER NOT NULL);
@@ -29,7 +29,8 @@ CREATE TABLE IF NOT EXISTS jobs (
     last_seq INTEGER NOT NULL,
     wake_at INTEGER,
     lease_holder TEXT,
-    lease_until INTEGER
+    lease_until INTEGER,
+    lease_epoch INTEGER NOT NULL DEFAULT 0
 );
 CREATE TABLE IF NOT EXISTS annotations (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -383,6 +384,15 @@ fn migrate(conn: &mut Connection) -> Res<()> {
         if !has_version {
             tx.execute_batch("ALTER TABLE events ADD COLUMN version INTEGER NOT NULL DEFAULT 1;")?;
         }
+        // 9: the lease's epoch (the fencing token of a driver's appends).
+        let has_epoch = tx
+            .prepare("SELECT 1 FROM pragma_table_info('jobs') WHERE name = 'lease_epoch'")?
+            .exists([])?;
+        if !has_epoch {
+            tx.execute_batch(
+                "ALTER TABLE jobs ADD COLUMN lease_epoch INTEGER NOT NULL DEFAULT 0;",
+            )?;
+        }
         tx.pragma_update(None, "user_version", SCHEMA_VERSION)?;
     }
     tx.commit()?;
@@ -562,7 +572,7 @@ impl Journal for SqliteJournal {
                 return Err(StoreError::Exists(job.id.clone()).into());
             }
             tx.execute(
-                "INSERT INTO jobs (id, rule, status, message, started_by, created_at, updated_at, last_seq, lease_holder, lease_until, wake_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, 0, ?7, ?8, ?9)",
+                "INSERT INTO jobs (id, rule, status, message, started_by, created_at, updated_at, last_seq, lease_holder, lease_until, wake_at, lease_epoch) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?6, 0, ?7, ?8, ?9, ?10)",
                 params![
                     job.id,
                     job.rule,
@@ -572,7 +582,8 @@ impl Journal for SqliteJournal {
                     job.created_at as i64,
                     job.lease.as_ref().map(|(h, _)| h.clone()),
                     job.lease.as_ref().map(|(_, u)| *u as i64),
-                    job.wake_at.map(|t| t as i64)
+                    job.wake_at.map(|t| t as i64),
+                    if job.lease.is_some() { FIRST_EPOCH as i64 } else { 0 }
                 ],
             )?;
             if let Some((key, from)) = &job.trigger {
@@ -610,12 +621,24 @@ impl Journal for SqliteJournal {
         let job = job.to_string();
         self.with(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let found: i64 = tx
-                .query_row("SELECT last_seq FROM jobs WHERE id = ?1", [&job], |r| {
-                    r.get(0)
-                })
+            let (found, holder, epoch): (i64, Option<String>, i64) = tx
+                .query_row(
+                    "SELECT last_seq, lease_holder, lease_epoch FROM jobs WHERE id = ?1",
+                    [&job],
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
+                )
                 .optional()?
                 .ok_or_else(|| StoreError::NoJob(job.clone()))?;
+            if let Some(fence) = &append.fence
+                && (holder.as_deref() != Some(fence.holder.as_str()) || epoch as u64 != fence.epoch)
+            {
+                return Err(StoreError::Fenced {
+                    job: job.clone(),
+                    holder: fence.holder.clone(),
+                    epoch: fence.epoch,
+                }
+                .into());
+            }
             if found as u64 != expected {
                 return Err(StoreError::Conflict {
                     job: job.clone(),
@@ -853,32 +876,27 @@ impl Journal for SqliteJournal {
         let job = job.to_string();
         self.with(move |conn| {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-            let current: Option<(Option<String>, Option<i64>)> = tx
+            let current: Option<(Option<String>, Option<i64>, i64)> = tx
                 .query_row(
-                    "SELECT lease_holder, lease_until FROM jobs WHERE id = ?1",
+                    "SELECT lease_holder, lease_until, lease_epoch FROM jobs WHERE id = ?1",
                     [&job],
-                    |r| Ok((r.get(0)?, r.get(1)?)),
+                    |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
                 )
                 .optional()?;
-            let Some((current, current_until)) = current else {
+            let Some((current, until, epoch)) = current else {
                 return Err(StoreError::NoJob(job.clone()).into());
             };
-            let free = match (&current, current_until) {
-                (None, _) => true,
-                (Some(h), _) if *h == req.holder => true,
-                (Some(h), _) if Some(h) == req.steal.as_ref() => true,
-                (Some(_), Some(u)) => (u as u64) < req.now,
-                (Some(_), None) => true,
+            let epoch = epoch as u64;
+            let next = match locks::lease_decision(&current, until.map(|u| u as u64), epoch, &req) {
+                Err(lease) => return Ok(lease),
+                Ok(next) => next,
             };
-            if !free {
-                return Ok(Lease::HeldBy(current.unwrap_or_default()));
-            }
             tx.execute(
-                "UPDATE jobs SET lease_holder = ?2, lease_until = ?3 WHERE id = ?1",
-                params![job, req.holder, req.until as i64],
+                "UPDATE jobs SET lease_holder = ?2, lease_until = ?3, lease_epoch = ?4 WHERE id = ?1",
+                params![job, req.holder, req.until as i64, next as i64],
             )?;
             tx.commit()?;
-            Ok(Lease::Taken)
+            Ok(Lease::Taken { epoch: next })
         })
         .await
     }
@@ -948,6 +966,44 @@ impl Journal for SqliteJournal {
             )?;
             let rows = st.query_map([now as i64], |r| r.get::<_, String>(0))?;
             Ok(rows.collect::<Result<_, _>>()?)
+        })
+        .await
+    }
+
+    async fn claim(
+        &self,
+        now: Millis,
+        holder: &str,
+        until: Millis,
+        skip: &[String],
+    ) -> Result<Option<(String, u64)>, StoreError> {
+        let (holder, skip) = (holder.to_string(), skip.to_vec());
+        self.with(move |conn| {
+            // One writer at a time in SQLite: the transaction alone keeps two claimers apart.
+            let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let found: Option<(String, i64)> = {
+                let mut st = tx.prepare_cached(
+                    "SELECT id, lease_epoch FROM jobs
+                     WHERE (status IN ('queued', 'ready', 'running', 'cancelling', 'rolling-back')
+                            OR (status = 'waiting' AND wake_at <= ?1))
+                       AND (lease_holder IS NULL OR lease_until IS NULL OR lease_until < ?1)
+                       AND id NOT IN (SELECT value FROM json_each(?2))
+                     ORDER BY created_at, rowid LIMIT 1",
+                )?;
+                let skip = serde_json::to_string(&skip).unwrap_or_else(|_| "[]".into());
+                st.query_row(params![now as i64, skip], |r| Ok((r.get(0)?, r.get(1)?)))
+                    .optional()?
+            };
+            let Some((id, epoch)) = found else {
+                return Ok(None);
+            };
+            let epoch = epoch as u64 + 1;
+            tx.execute(
+                "UPDATE jobs SET lease_holder = ?2, lease_until = ?3, lease_epoch = ?4 WHERE id = ?1",
+                params![id, holder, until as i64, epoch as i64],
+            )?;
+            tx.commit()?;
+            Ok(Some((id, epoch)))
         })
         .await
     }
@@ -1449,7 +1505,7 @@ fn token_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<TokenRow> {
 mod tests {
     use super::*;
 
-    crate::conformance_tests!(|dir: &Path| {
+    crate::conformance_tests!(async |dir: &Path| {
         Arc::new(SqliteJournal::open(&dir.join("sluice.db")).unwrap()) as Arc<dyn Journal>
     });
 
