@@ -10,6 +10,7 @@ mod chaos;
 mod chat;
 mod client;
 mod gates;
+mod hosts;
 mod jobs;
 mod races;
 mod sandbox;

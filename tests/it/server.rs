@@ -92,6 +92,12 @@ impl Server {
         Server { child, url, client }
     }
 
+    /// Its process id (hosts.rs, in the PostgreSQL tests only).
+    #[allow(dead_code)]
+    pub(crate) fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Stops the server as systemd does (SIGTERM) and waits for it to exit.
     pub(crate) fn stop(mut self) -> std::process::ExitStatus {
         rustix::process::kill_process(
