@@ -12,6 +12,7 @@ mod client;
 mod gates;
 mod hosts;
 mod jobs;
+mod migrate;
 mod races;
 mod sandbox;
 mod server;

@@ -58,7 +58,9 @@ pub use sluice_packages::CachedPackage;
 pub use sluice_rule::{Diagnostic, Diagnostics, Rule, Step, StepKind};
 pub use sluice_runner::{Observer, Quiet, Standing, now, status_of};
 pub use sluice_runtime::{Fault, LoadSource, OpReport};
-pub use sluice_store::{AnnotationRow, JobQuery, JobRow, LockRow, LogRow, MessageRow, TokenRow};
+pub use sluice_store::{
+    AnnotationRow, JobQuery, JobRow, LockRow, LogRow, MessageRow, TokenRow, redact_url,
+};
 
 /// A time as UTC `YYYY-MM-DD HH:MM:SS`.
 pub fn format_time(ms: Millis) -> String {
@@ -111,12 +113,12 @@ impl App {
         if !(url.starts_with("postgres://") || url.starts_with("postgresql://")) {
             return Err(AppError::Usage(format!(
                 "--database {}: only PostgreSQL is supported as a shared journal: write postgres://USER:PASSWORD@HOST:PORT/DATABASE (without --database the journal is $SLUICE_HOME/sluice.db)",
-                sluice_store::redact_url(url)
+                redact_url(url)
             )));
         }
         let journal = PgJournal::open(url).map_err(|e| AppError::Usage(e.to_string()))?;
         let mut app = App::with(home, Arc::new(journal));
-        app.database = Some(sluice_store::redact_url(url));
+        app.database = Some(redact_url(url));
         Ok(app)
     }
 
@@ -126,6 +128,25 @@ impl App {
             Some(_) => App::open_with(home, database),
             None => App::open_read_only(home),
         }
+    }
+
+    /// Moves `home`'s SQLite journal into the empty PostgreSQL database at `to`, in one
+    /// transaction (all of it or nothing); the SQLite file is left as it was. Refused while a
+    /// process still drives a job of it.
+    pub async fn migrate(home: &Path, to: &str) -> Result<sluice_store::Imported, AppError> {
+        let shown = redact_url(to);
+        if !(to.starts_with("postgres://") || to.starts_with("postgresql://")) {
+            return Err(AppError::Usage(format!(
+                "--to {shown}: name the PostgreSQL database to move the journal into: postgres://USER:PASSWORD@HOST:PORT/DATABASE"
+            )));
+        }
+        let path = home.join("sluice.db");
+        let pg = PgJournal::open(to).map_err(|e| AppError::Usage(e.to_string()))?;
+        pg.import_sqlite(&path, now()).await.map_err(|e| match e {
+            sluice_store::StoreError::Io { .. } => AppError::NotFound(e.to_string()),
+            sluice_store::StoreError::NewerSchema { .. } => AppError::Refused(e.to_string()),
+            e => AppError::Refused(format!("moving {} into {shown}: {e}", path.display())),
+        })
     }
 
     /// Where the journal is, for people: the PostgreSQL URL (password hidden) or the SQLite

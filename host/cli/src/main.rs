@@ -124,6 +124,16 @@ enum Command {
     Login(LoginArgs),
     /// Forget the server `sluice login` saved: commands use the local home again.
     Logout,
+    /// Move $SLUICE_HOME's journal (sluice.db) into an empty PostgreSQL database, to run
+    /// several hosts on it (docs/scale-out.md).
+    Migrate(MigrateArgs),
+}
+
+#[derive(Debug, Args)]
+struct MigrateArgs {
+    /// The database: postgres://USER:PASSWORD@HOST:PORT/DATABASE.
+    #[arg(long, value_name = "URL")]
+    to: String,
 }
 
 #[derive(Debug, Args)]
@@ -256,6 +266,7 @@ fn run(cli: Cli) -> CmdResult {
             Command::Password(cmd) => server::password(&cli.global, cmd).await,
             Command::Login(a) => remote::login(&a.url).await,
             Command::Logout => remote::logout(),
+            Command::Migrate(a) => migrate(&cli.global, a).await,
         }
     })
 }
@@ -272,4 +283,26 @@ fn init_tracing(verbose: u8) {
         .with_env_filter(filter)
         .with_writer(std::io::stderr)
         .init();
+}
+
+/// `sluice migrate --to postgres://...`.
+async fn migrate(global: &Global, args: MigrateArgs) -> CmdResult {
+    if global.database.is_some() {
+        return Err(Failed::usage(anyhow::anyhow!(
+            "`sluice migrate` moves $SLUICE_HOME/sluice.db into PostgreSQL: run it without --database or SLUICE_DATABASE_URL, and name the database with --to"
+        )));
+    }
+    let imported = sluice_app::App::migrate(&global.home, &args.to).await?;
+    let mut text = String::new();
+    for (table, rows) in &imported.tables {
+        text.push_str(&format!("{table:>12}  {rows}\n"));
+    }
+    text.push_str(&format!(
+        "moved {} into {}; start every sluice with --database (or SLUICE_DATABASE_URL) set to it. {} is left as it was.\n",
+        global.home.join("sluice.db").display(),
+        sluice_app::redact_url(&args.to),
+        global.home.join("sluice.db").display(),
+    ));
+    output::print(&text)?;
+    Ok(0)
 }

@@ -26,7 +26,7 @@ mod postgres;
 mod sqlite;
 
 pub use locks::{Acquired, Acquisition, GroupMode, LockAsk, LockRow};
-pub use postgres::{MAX_BLOB as MAX_PG_BLOB, PgJournal, redact as redact_url};
+pub use postgres::{Imported, MAX_BLOB as MAX_PG_BLOB, PgJournal, redact as redact_url};
 pub use sqlite::SqliteJournal;
 
 /// Milliseconds since the Unix epoch.

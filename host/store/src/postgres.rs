@@ -1425,6 +1425,256 @@ impl Journal for PgJournal {
     }
 }
 
+/// What [`PgJournal::import_sqlite`] copied: rows per table.
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Imported {
+    /// Table name and rows copied, in the order copied.
+    pub tables: Vec<(String, u64)>,
+}
+
+/// How a column is read from SQLite and written to PostgreSQL.
+#[derive(Clone, Copy)]
+enum Kind {
+    Int,
+    /// An `INTEGER` (32-bit) column.
+    Int32,
+    Text,
+    Blob,
+    /// An SQLite integer 0/1 read as a PostgreSQL boolean.
+    Bool,
+}
+
+/// One table's copy: the SQLite query (columns in order) and the PostgreSQL insert.
+struct TableCopy {
+    table: &'static str,
+    select: &'static str,
+    insert: &'static str,
+    kinds: &'static [Kind],
+    /// An identity column whose values are kept (ids people and URLs refer to): its sequence
+    /// is moved past them afterwards.
+    kept_id: Option<&'static str>,
+}
+
+use Kind::{Blob, Bool, Int, Int32, Text};
+
+/// Every table but `workers` (who runs now is not history) and leases (no process drives a
+/// job of a journal being moved), in an order that satisfies the foreign keys.
+const COPIES: &[TableCopy] = &[
+    TableCopy {
+        table: "counters",
+        select: "SELECT rule, next FROM counters",
+        insert: "INSERT INTO counters (rule, next) VALUES ($1, $2)",
+        kinds: &[Text, Int],
+        kept_id: None,
+    },
+    TableCopy {
+        table: "jobs",
+        select: "SELECT id, rule, status, message, started_by, created_at, updated_at, last_seq, wake_at, lease_epoch FROM jobs ORDER BY rowid",
+        insert: "INSERT INTO jobs (id, rule, status, message, started_by, created_at, updated_at, last_seq, wake_at, lease_epoch) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        kinds: &[Text, Text, Text, Text, Text, Int, Int, Int, Int, Int],
+        kept_id: None,
+    },
+    TableCopy {
+        table: "events",
+        select: "SELECT job_id, seq, at, body, version FROM events ORDER BY job_id, seq",
+        insert: "INSERT INTO events (job_id, seq, at, body, version) VALUES ($1, $2, $3, $4, $5)",
+        kinds: &[Text, Int, Int, Text, Int32],
+        kept_id: None,
+    },
+    TableCopy {
+        table: "logs",
+        select: "SELECT id, job_id, step, attempt, at, level, source, message FROM logs ORDER BY id",
+        insert: "INSERT INTO logs (id, job_id, step, attempt, at, level, source, message) OVERRIDING SYSTEM VALUE VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        kinds: &[Int, Text, Text, Int, Int, Text, Text, Text],
+        kept_id: Some("id"),
+    },
+    TableCopy {
+        table: "annotations",
+        select: "SELECT id, job_id, at, author, kind, title, length(body), body FROM annotations ORDER BY id",
+        insert: "INSERT INTO annotations (id, job_id, at, author, kind, title, size, body) OVERRIDING SYSTEM VALUE VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        kinds: &[Int, Text, Int, Text, Text, Text, Int, Blob],
+        kept_id: Some("id"),
+    },
+    TableCopy {
+        table: "children",
+        select: "SELECT job_id, step, attempt, host, pid, start_ticks, program, at FROM children ORDER BY rowid",
+        insert: "INSERT INTO children (job_id, step, attempt, host, pid, start_ticks, program, at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+        kinds: &[Text, Text, Int, Text, Int, Int, Text, Int],
+        kept_id: None,
+    },
+    TableCopy {
+        table: "tokens",
+        select: "SELECT id, hash, user, groups, created_at, created_by, revoked_at FROM tokens ORDER BY rowid",
+        insert: "INSERT INTO tokens (id, hash, user_name, group_list, created_at, created_by, revoked_at) VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        kinds: &[Text, Text, Text, Text, Int, Text, Int],
+        kept_id: None,
+    },
+    TableCopy {
+        table: "passwords",
+        select: "SELECT user, hash, set_at FROM passwords",
+        insert: "INSERT INTO passwords (user_name, hash, set_at) VALUES ($1, $2, $3)",
+        kinds: &[Text, Text, Int],
+        kept_id: None,
+    },
+    TableCopy {
+        table: "outbox",
+        select: "SELECT id, job_id, sink, body, created_at, attempts, next_at, delivered_at, last_error, gave_up FROM outbox ORDER BY id",
+        insert: "INSERT INTO outbox (id, job_id, sink, body, created_at, attempts, next_at, delivered_at, last_error, gave_up) OVERRIDING SYSTEM VALUE VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
+        kinds: &[Int, Text, Text, Text, Int, Int, Int, Int, Text, Bool],
+        kept_id: Some("id"),
+    },
+    TableCopy {
+        table: "triggers",
+        select: "SELECT key, from_job, job_id FROM triggers ORDER BY rowid",
+        insert: "INSERT INTO triggers (key, from_job, job_id) VALUES ($1, $2, $3)",
+        kinds: &[Text, Text, Text],
+        kept_id: None,
+    },
+    TableCopy {
+        table: "chat_follows",
+        select: "SELECT backend, room, job_id, posted_seq FROM chat_follows ORDER BY rowid",
+        insert: "INSERT INTO chat_follows (backend, room, job_id, posted_seq) VALUES ($1, $2, $3, $4)",
+        kinds: &[Text, Text, Text, Int],
+        kept_id: None,
+    },
+    TableCopy {
+        table: "chat_seen",
+        select: "SELECT key, at FROM chat_seen",
+        insert: "INSERT INTO chat_seen (key, at) VALUES ($1, $2)",
+        kinds: &[Text, Int],
+        kept_id: None,
+    },
+    TableCopy {
+        table: "lock_line",
+        select: "SELECT ticket, job_id FROM lock_line ORDER BY ticket",
+        insert: "INSERT INTO lock_line (ticket, job_id) OVERRIDING SYSTEM VALUE VALUES ($1, $2)",
+        kinds: &[Int, Text],
+        kept_id: Some("ticket"),
+    },
+    TableCopy {
+        table: "lock_asks",
+        select: "SELECT job_id, name, exclusive, held FROM lock_asks",
+        insert: "INSERT INTO lock_asks (job_id, name, exclusive, held) VALUES ($1, $2, $3, $4)",
+        kinds: &[Text, Text, Bool, Bool],
+        kept_id: None,
+    },
+];
+
+type Cell = Box<dyn tokio_postgres::types::ToSql + Sync + Send>;
+
+/// Reads one table of the SQLite journal as PostgreSQL parameters.
+fn read_table(conn: &rusqlite::Connection, copy: &TableCopy) -> rusqlite::Result<Vec<Vec<Cell>>> {
+    let mut st = conn.prepare(copy.select)?;
+    let rows = st.query_map([], |r| {
+        let mut row: Vec<Cell> = Vec::with_capacity(copy.kinds.len());
+        for (i, kind) in copy.kinds.iter().enumerate() {
+            row.push(match kind {
+                Int => Box::new(r.get::<_, Option<i64>>(i)?),
+                Int32 => Box::new(r.get::<_, Option<i32>>(i)?),
+                Text => Box::new(r.get::<_, Option<String>>(i)?),
+                Blob => Box::new(r.get::<_, Option<Vec<u8>>>(i)?),
+                Bool => Box::new(r.get::<_, Option<i64>>(i)?.map(|v| v != 0)),
+            });
+        }
+        Ok(row)
+    })?;
+    rows.collect()
+}
+
+impl PgJournal {
+    /// Copies the SQLite journal at `path` (every job with its events, logs, annotations,
+    /// outbox, locks, triggers, tokens and passwords) into this database in one transaction:
+    /// all of it or nothing. Refused when this database holds jobs already, or when a job's
+    /// lease still runs in the SQLite journal at `now` (stop every sluice using it first).
+    /// Ids people refer to (annotations, log lines, outbox messages) are kept.
+    pub async fn import_sqlite(
+        &self,
+        path: &std::path::Path,
+        now: Millis,
+    ) -> Result<Imported, StoreError> {
+        if !path.exists() {
+            return Err(StoreError::Io {
+                path: path.display().to_string(),
+                message: "no journal there: name the $SLUICE_HOME that holds sluice.db".into(),
+            });
+        }
+        // Opening it brings an older file to the current schema first.
+        drop(SqliteJournal::open(path)?);
+        let path = path.to_path_buf();
+        let tables = tokio::task::spawn_blocking(move || -> R<Vec<(usize, Vec<Vec<Cell>>)>> {
+            let conn = rusqlite::Connection::open_with_flags(
+                &path,
+                rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY,
+            )
+            .map_err(|e| StoreError::Backend(e.to_string()))?;
+            let driven: Option<(String, String)> = conn
+                .query_row(
+                    "SELECT id, lease_holder FROM jobs WHERE lease_holder IS NOT NULL AND lease_until >= ?1 LIMIT 1",
+                    [now as i64],
+                    |r| Ok((r.get(0)?, r.get(1)?)),
+                )
+                .ok();
+            if let Some((job, holder)) = driven {
+                return Err(StoreError::Backend(format!(
+                    "job {job} is being driven by {holder}: stop every sluice process using this journal (servers, workers, runs) before moving it"
+                )));
+            }
+            // One read transaction: a consistent picture of every table.
+            conn.execute_batch("BEGIN").map_err(|e| StoreError::Backend(e.to_string()))?;
+            let mut out = Vec::new();
+            for (i, copy) in COPIES.iter().enumerate() {
+                let rows = read_table(&conn, copy)
+                    .map_err(|e| StoreError::Backend(format!("reading {}: {e}", copy.table)))?;
+                out.push((i, rows));
+            }
+            Ok(out)
+        })
+        .await
+        .map_err(|e| StoreError::Backend(format!("reading the SQLite journal did not finish: {e}")))??;
+
+        let mut c = self.client().await?;
+        let tx = c.transaction().await?;
+        let jobs: i64 = tx.query_one("SELECT COUNT(*) FROM jobs", &[]).await?.get(0);
+        if jobs > 0 {
+            return Err(StoreError::Backend(format!(
+                "the database holds {jobs} jobs already: move a journal into an empty database (nothing was copied)"
+            )));
+        }
+        let mut imported = Imported::default();
+        for (i, rows) in tables {
+            let copy = &COPIES[i];
+            let st = tx.prepare(copy.insert).await?;
+            for row in &rows {
+                let params: Vec<&(dyn tokio_postgres::types::ToSql + Sync)> =
+                    row.iter().map(|c| c.as_ref() as _).collect();
+                tx.execute(&st, &params)
+                    .await
+                    .map_err(|e| match StoreError::from(e) {
+                        StoreError::Backend(m) => {
+                            StoreError::Backend(format!("copying {}: {m}", copy.table))
+                        }
+                        other => other,
+                    })?;
+            }
+            if let Some(id) = copy.kept_id {
+                tx.execute(
+                    &format!(
+                        "SELECT setval(pg_get_serial_sequence('{t}', '{id}'), COALESCE((SELECT MAX({id}) FROM {t}), 0) + 1, false)",
+                        t = copy.table
+                    ),
+                    &[],
+                )
+                .await?;
+            }
+            imported
+                .tables
+                .push((copy.table.to_string(), rows.len() as u64));
+        }
+        tx.commit().await?;
+        Ok(imported)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
