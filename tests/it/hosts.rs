@@ -276,3 +276,19 @@ fn hosts_reconnect_and_carry_on_when_postgresql_restarts() {
         assert_eq!(s, StatusCode::OK, "server {i} still answers");
     }
 }
+
+/// Gate timeouts are timers in the journal: with three hosts looking, each fires once (one
+/// `decided` by the timeout per job), whichever host sees it first.
+#[test]
+fn each_gate_timeout_fires_once_across_hosts() {
+    let url = crate::database_of(crate::home().path()).unwrap();
+    let steps = "    - { id: gate, op: approve, with: { timeout: 2s, on-timeout: approve } }\n    - { id: after, op: echo }";
+    let fleet = Fleet::start(3, &rule(steps, None), url);
+    let ids: Vec<String> = (0..6).map(|i| fleet.start_job(i % 3)).collect();
+    for id in &ids {
+        let v = fleet.until(id, 90, |v| v["status"] == "succeeded");
+        assert_eq!(count(&v, "decided", Some("gate")), 1, "{id}: {v:#}");
+        assert_eq!(count(&v, "step-finished", Some("after")), 1, "{id}: {v:#}");
+        assert_eq!(count(&v, "step-finished", Some("tell")), 1, "{id}: {v:#}");
+    }
+}
