@@ -668,8 +668,8 @@ impl Runner {
             sluice_rule::ConcurrencyMode::Reject => GroupMode::Reject,
             sluice_rule::ConcurrencyMode::CancelPending => GroupMode::CancelPending,
         };
-        let got = self.journal.acquire(&d.job.id, asks, mode).await?;
-        for other in got.pushed_out {
+        let mut got = self.journal.acquire(&d.job.id, asks.clone(), mode).await?;
+        for other in std::mem::take(&mut got.pushed_out) {
             let superseded = Box::pin(self.cancel(
                 &other,
                 sluice_model::Actor::system("concurrency"),
@@ -683,6 +683,21 @@ impl Runner {
                     other?;
                 }
             }
+        }
+        if let Acquired::Queued { behind } = &got.acquired {
+            if d.job.queued_behind.as_ref() != Some(behind) {
+                self.record(
+                    d,
+                    vec![Event::Queued {
+                        behind: behind.clone(),
+                    }],
+                )
+                .await?;
+            }
+            // A queued job is not polled: whoever gives the locks back marks it ready. Ask
+            // once more now that it is recorded as queued, so a release that came between
+            // the first ask and that record (and found it not queued yet) is not missed.
+            got = self.journal.acquire(&d.job.id, asks, mode).await?;
         }
         match got.acquired {
             Acquired::Held => {

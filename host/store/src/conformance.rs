@@ -25,6 +25,7 @@ macro_rules! conformance_tests {
             a_lease_is_kept_when_the_job_moved_since_the_holder_last_read,
             a_driver_whose_lease_was_taken_over_is_fenced_off,
             workers_claim_different_due_jobs,
+            a_release_wakes_the_jobs_queued_behind_it,
             timers_and_the_due_list,
             exclusive_locks_queue_first_come_first_served_and_shared_ones_overlap,
             a_later_job_cannot_jump_the_line,
@@ -336,12 +337,14 @@ pub async fn a_driver_whose_lease_was_taken_over_is_fenced_off(j: Arc<dyn Journa
 }
 
 /// Claiming: several workers claiming at once each get a different due job (oldest first),
-/// never one whose lease runs, and `skip` leaves out what a worker drove already.
+/// never one whose lease runs nor one queued for locks, and `skip` leaves out what a worker
+/// drove already.
 pub async fn workers_claim_different_due_jobs(j: Arc<dyn Journal>) {
     for (i, (id, state)) in [
         ("a-1", JobState::Ready),
-        ("b-1", JobState::Queued),
+        ("b-1", JobState::Cancelling),
         ("c-1", JobState::Waiting),
+        ("q-1", JobState::Queued),
         ("d-1", JobState::Running),
         ("e-1", JobState::Ended(JobStatus::Succeeded)),
     ]
@@ -391,6 +394,30 @@ pub async fn workers_claim_different_due_jobs(j: Arc<dyn Journal>) {
         j.claim(10_001, "w:8:1#0", 12_000, &skip).await.unwrap(),
         Some(("d-1".to_string(), 2)),
         "a running job whose driver's lease ran out is taken over"
+    );
+}
+
+/// A queued job is not due until the locks it waits for are given back: the release marks it
+/// `ready` in the same transaction (and leaves other statuses alone).
+pub async fn a_release_wakes_the_jobs_queued_behind_it(j: Arc<dyn Journal>) {
+    for (id, state) in [("a-1", JobState::Running), ("b-1", JobState::Queued)] {
+        let mut row = new_job(id);
+        row.status = state;
+        j.create_job(row, events(1)).await.unwrap();
+    }
+    let env = || vec![ask("env-qa", true)];
+    j.acquire("a-1", env(), GroupMode::Queue).await.unwrap();
+    let b = j.acquire("b-1", env(), GroupMode::Queue).await.unwrap();
+    assert!(matches!(b.acquired, Acquired::Queued { .. }));
+    assert_eq!(j.due(10).await.unwrap(), ["a-1"], "queued: not polled");
+    assert_eq!(j.release("a-1").await.unwrap(), ["b-1"]);
+    let b = j.job("b-1").await.unwrap().unwrap();
+    assert_eq!(b.status, JobState::Ready, "woken");
+    assert_eq!(j.due(10).await.unwrap(), ["a-1", "b-1"]);
+    assert_eq!(
+        j.job("a-1").await.unwrap().unwrap().status,
+        JobState::Running,
+        "the releaser's own status is its driver's to set"
     );
 }
 

@@ -436,7 +436,8 @@ pub trait Journal: Send + Sync {
         mode: GroupMode,
     ) -> Result<Acquisition, StoreError>;
     /// Gives back every lock of `job` (held or asked for); returns jobs still waiting, in line
-    /// order, so the caller can try them.
+    /// order, so the caller can try them, and marks those that were `queued` `ready` in the
+    /// same transaction: a queued job is not polled, this is what wakes it.
     async fn release(&self, job: &str) -> Result<Vec<String>, StoreError>;
     /// Every lock held or waited for.
     async fn locks(&self) -> Result<Vec<LockRow>, StoreError>;
@@ -455,8 +456,9 @@ pub trait Journal: Send + Sync {
     ) -> Result<bool, StoreError>;
     /// The current lease holder of `job`, if any lease runs at `now`.
     async fn lease_holder(&self, job: &str, now: Millis) -> Result<Option<String>, StoreError>;
-    /// Jobs a worker should drive at `now`: queued ones, waiting ones whose timer is due, and
-    /// ones decided or under way (`ready`, `running`...), oldest first.
+    /// Jobs a worker should drive at `now`: waiting ones whose timer is due, and ones decided,
+    /// woken or under way (`ready`, `running`...), oldest first. Queued jobs are not: they
+    /// are woken by [`Journal::release`].
     async fn due(&self, now: Millis) -> Result<Vec<String>, StoreError>;
     /// Takes the lease of the oldest due job (as [`Journal::due`]) whose lease is free or ran
     /// out, other than `skip`, for `holder` until `until`; returns it and the lease's epoch.

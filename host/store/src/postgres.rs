@@ -46,8 +46,9 @@ const LOCKS_LOCK: i64 = 0x51_1CE0_0002;
 /// The channel hints of new work go out on.
 const CHANNEL: &str = "sluice_work";
 
-/// Statuses a worker drives (as [`Journal::due`]).
-const RUNNABLE: &str = "('queued', 'ready', 'running', 'cancelling', 'rolling-back')";
+/// Statuses a worker drives (as [`Journal::due`]); a queued job is not among them: giving
+/// locks back marks the jobs that waited for them `ready`.
+const RUNNABLE: &str = "('ready', 'running', 'cancelling', 'rolling-back')";
 
 /// Each schema version's statements, in order.
 const MIGRATIONS: &[&str] = &["
@@ -68,7 +69,7 @@ CREATE TABLE jobs (
     lease_epoch BIGINT NOT NULL DEFAULT 0
 );
 CREATE INDEX jobs_runnable ON jobs (created_at, n)
-    WHERE status IN ('queued', 'ready', 'running', 'cancelling', 'rolling-back');
+    WHERE status IN ('ready', 'running', 'cancelling', 'rolling-back');
 CREATE INDEX jobs_timers ON jobs (wake_at) WHERE status = 'waiting';
 CREATE INDEX jobs_by_status ON jobs (status, created_at);
 CREATE INDEX jobs_by_created ON jobs (created_at, n);
@@ -855,6 +856,13 @@ impl Journal for PgJournal {
         let table = lock_table(&tx).await?;
         forget_locks(&tx, job).await?;
         let waiting = locks::waiting_after_release(&table, job);
+        for w in &waiting {
+            tx.execute(
+                "UPDATE jobs SET status = 'ready' WHERE id = $1 AND status = 'queued'",
+                &[w],
+            )
+            .await?;
+        }
         if let Some(first) = waiting.first() {
             hint(&tx, first).await?;
         }

@@ -856,8 +856,15 @@ impl Journal for SqliteJournal {
             let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
             let table = lock_table(&tx)?;
             forget_locks(&tx, &job)?;
+            let waiting = locks::waiting_after_release(&table, &job);
+            for w in &waiting {
+                tx.execute(
+                    "UPDATE jobs SET status = 'ready' WHERE id = ?1 AND status = 'queued'",
+                    [w],
+                )?;
+            }
             tx.commit()?;
-            Ok(locks::waiting_after_release(&table, &job))
+            Ok(waiting)
         })
         .await
     }
@@ -959,7 +966,7 @@ impl Journal for SqliteJournal {
         self.with(move |conn| {
             let mut st = conn.prepare_cached(
                 "SELECT id FROM (
-                    SELECT id, created_at, rowid AS r FROM jobs WHERE status IN ('queued', 'ready', 'running', 'cancelling', 'rolling-back')
+                    SELECT id, created_at, rowid AS r FROM jobs WHERE status IN ('ready', 'running', 'cancelling', 'rolling-back')
                     UNION ALL
                     SELECT id, created_at, rowid AS r FROM jobs WHERE status = 'waiting' AND wake_at <= ?1
                  ) ORDER BY created_at, r",
@@ -984,7 +991,7 @@ impl Journal for SqliteJournal {
             let found: Option<(String, i64)> = {
                 let mut st = tx.prepare_cached(
                     "SELECT id, lease_epoch FROM jobs
-                     WHERE (status IN ('queued', 'ready', 'running', 'cancelling', 'rolling-back')
+                     WHERE (status IN ('ready', 'running', 'cancelling', 'rolling-back')
                             OR (status = 'waiting' AND wake_at <= ?1))
                        AND (lease_holder IS NULL OR lease_until IS NULL OR lease_until < ?1)
                        AND id NOT IN (SELECT value FROM json_each(?2))
