@@ -628,6 +628,37 @@ mod tests {
         .unwrap()
     }
 
+    /// Rule-wide settings checked after parsing (grants of ops no step calls, expressions in
+    /// lock names and the concurrency group) are reported where they are written.
+    #[test]
+    fn rule_wide_settings_are_reported_at_their_place() {
+        let text = "rule: r\ngrants:\n  log: [exec:ls]\n  exec: [exec:sleep]\nconcurrency:\n  group: \"g-${{ nope( }}\"\nlocks:\n  - env-qa\n  - { name: \"l-${{ ( }}\" }\nphases:\n  run: [{ op: log }]\n";
+        let d = parse(
+            text,
+            &ParseOptions {
+                file: "r.yaml",
+                std_ops: &["log"],
+            },
+        )
+        .unwrap_err();
+        let at = |needle: &str| {
+            d.items
+                .iter()
+                .find(|i| i.message.contains(needle))
+                .unwrap_or_else(|| panic!("no `{needle}` in {d:?}"))
+                .loc
+        };
+        assert_eq!(
+            (at("names op `exec`").line, at("names op `exec`").column),
+            (4, 3)
+        );
+        let group = d.items.iter().filter(|i| i.loc.line == 6).count();
+        assert!(group >= 1, "the group's expression at line 6: {d:?}");
+        let lock = d.items.iter().filter(|i| i.loc.line == 9).count();
+        assert!(lock >= 1, "the second lock's expression at line 9: {d:?}");
+        assert!(d.items.iter().all(|i| i.loc.line > 0), "{d:?}");
+    }
+
     #[test]
     fn numbers_must_be_finite() {
         let r = rule("  n: number\n");

@@ -65,6 +65,7 @@ pub fn parse(text: &str, opts: &ParseOptions<'_>) -> Result<Rule, Diagnostics> {
         d: Diagnostics::new(opts.file, text),
         opts: *opts,
         ids: BTreeSet::new(),
+        places: Places::default(),
     };
     let root = match yaml::load(
         text,
@@ -97,6 +98,16 @@ struct Parser<'a> {
     d: Diagnostics,
     opts: ParseOptions<'a>,
     ids: BTreeSet<String>,
+    /// Where the rule-wide settings checked after parsing were written: each `grants:` key
+    /// (by op), the `concurrency:` group and each lock (in order).
+    places: Places,
+}
+
+#[derive(Default)]
+struct Places {
+    grants: BTreeMap<String, Loc>,
+    concurrency: Loc,
+    locks: Vec<Loc>,
 }
 
 fn loc(n: &Node) -> Loc {
@@ -985,6 +996,9 @@ impl Parser<'_> {
             return out;
         };
         for (op, list) in m.iter() {
+            self.places
+                .grants
+                .insert(op.as_str().to_string(), Loc::of(op.span()));
             let Some(seq) = list.as_sequence() else {
                 self.err(
                     loc(list),
@@ -1356,6 +1370,7 @@ impl Parser<'_> {
     }
 
     fn concurrency(&mut self, n: &Node) -> Option<Concurrency> {
+        self.places.concurrency = loc(n);
         let m = self.mapping(n, "`concurrency`", &["group", "mode"])?;
         let group = match m.get_node("group") {
             Some(g) => self.string(g, "`group`")?,
@@ -1400,6 +1415,7 @@ impl Parser<'_> {
         for item in seq.iter() {
             // `- env-qa` is short for `- { name: env-qa, mode: exclusive }`.
             if let Some(s) = item.as_scalar() {
+                self.places.locks.push(loc(item));
                 out.push(Lock {
                     name: s.as_str().to_string(),
                     mode: LockMode::Exclusive,
@@ -1428,6 +1444,7 @@ impl Parser<'_> {
                     continue;
                 }
             };
+            self.places.locks.push(loc(item));
             out.push(Lock { name, mode });
         }
         out
@@ -1499,7 +1516,7 @@ impl Parser<'_> {
         for op in rule.grants.keys() {
             if !called.contains(op) {
                 problems.push((
-                    Loc::default(),
+                    self.places.grants.get(op).copied().unwrap_or_default(),
                     format!("`grants` names op `{op}`, which no step calls"),
                     did_you_mean(op, &called.iter().map(String::as_str).collect::<Vec<_>>())
                         .map(|s| format!("did you mean `{s}`?")),
@@ -1507,10 +1524,11 @@ impl Parser<'_> {
             }
         }
         if let Some(c) = &rule.concurrency {
-            check_expr(&c.group, Loc::default(), false, &mut problems);
+            check_expr(&c.group, self.places.concurrency, false, &mut problems);
         }
-        for l in &rule.locks {
-            check_expr(&l.name, Loc::default(), false, &mut problems);
+        for (i, l) in rule.locks.iter().enumerate() {
+            let at = self.places.locks.get(i).copied().unwrap_or_default();
+            check_expr(&l.name, at, false, &mut problems);
         }
         for (at, msg, hint) in problems {
             self.err(at, msg, hint);

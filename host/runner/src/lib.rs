@@ -506,46 +506,48 @@ impl Runner {
             .collect())
     }
 
-    /// After a job stops: if it ended, give back its locks (again: harmless) and carry on the
-    /// jobs that waited for them: a worker does; anyone else leaves them to a running worker,
-    /// so approving one job does not run another in the approver's terminal, and drives them
-    /// here only when no worker runs (and says so).
+    /// After a job stops: if it ended, give back its locks (again: harmless), which marks the
+    /// jobs that waited for them ready. A worker claims them in its round; anyone else leaves
+    /// them to a running worker, so approving one job does not run another in the approver's
+    /// terminal, and drives them here only when no worker runs (and says so).
     async fn after(&self, job_id: &str, standing: &Standing) -> Result<(), RunError> {
         if !matches!(standing, Standing::Finished { .. }) {
             return Ok(());
         }
         let mut waiting = self.journal.release(job_id).await?;
-        if waiting.is_empty() {
+        // A worker leaves them to its round: the release marked them ready, and claiming
+        // shares them with every other worker (of this host or another) in line order.
+        if waiting.is_empty() || self.worker {
             return Ok(());
         }
-        if !self.worker {
-            let workers = self.live_workers().await?;
-            if let Some(w) = workers.first() {
-                for next in &waiting {
-                    self.observer.note(&format!(
-                        "job {next} may go on now that {job_id} ended; the worker {w} carries it on"
-                    ));
-                }
-                return Ok(());
-            }
+        let workers = self.live_workers().await?;
+        if let Some(w) = workers.first() {
             for next in &waiting {
                 self.observer.note(&format!(
-                    "job {next} may go on now that {job_id} ended; no worker runs, so it is driven here (start `sluice worker` to leave such jobs to it)"
+                    "job {next} may go on now that {job_id} ended; the worker {w} carries it on"
                 ));
             }
+            return Ok(());
         }
-        let mut seen = vec![job_id.to_string()];
-        while let Some(next) = waiting.first().cloned() {
-            waiting.remove(0);
-            if seen.contains(&next) {
+        for next in &waiting {
+            self.observer.note(&format!(
+                "job {next} may go on now that {job_id} ended; no worker runs, so it is driven here (start `sluice worker` to leave such jobs to it)"
+            ));
+        }
+        // In line order, each job once (a set each: thousands can wait on one lock).
+        let mut seen: std::collections::HashSet<String> =
+            std::iter::once(job_id.to_string()).collect();
+        let mut queued: std::collections::HashSet<String> = waiting.iter().cloned().collect();
+        let mut waiting: std::collections::VecDeque<String> = waiting.drain(..).collect();
+        while let Some(next) = waiting.pop_front() {
+            if !seen.insert(next.clone()) {
                 continue;
             }
-            seen.push(next.clone());
             let standing = Box::pin(self.drive_one(&next)).await?;
             if matches!(standing, Standing::Finished { .. }) {
                 for w in self.journal.release(&next).await? {
-                    if !waiting.contains(&w) {
-                        waiting.push(w);
+                    if !seen.contains(&w) && queued.insert(w.clone()) {
+                        waiting.push_back(w);
                     }
                 }
             }

@@ -149,13 +149,12 @@ pub fn plan_acquire(
 pub fn waiting_after_release(table: &[LockRow], job: &str) -> Vec<String> {
     let mut waiting: Vec<&LockRow> = table.iter().filter(|r| r.job != job && !r.held).collect();
     waiting.sort_by_key(|r| r.ticket);
-    let mut out: Vec<String> = Vec::new();
-    for r in waiting {
-        if !out.contains(&r.job) {
-            out.push(r.job.clone());
-        }
-    }
-    out
+    let mut seen = std::collections::HashSet::new();
+    waiting
+        .into_iter()
+        .filter(|r| seen.insert(r.job.as_str()))
+        .map(|r| r.job.clone())
+        .collect()
 }
 
 /// Whether `req` gets a job's lease held by `holder` until `until` under `epoch`: `Ok(epoch)`

@@ -857,11 +857,13 @@ impl Journal for SqliteJournal {
             let table = lock_table(&tx)?;
             forget_locks(&tx, &job)?;
             let waiting = locks::waiting_after_release(&table, &job);
-            for w in &waiting {
-                tx.execute(
+            {
+                let mut wake = tx.prepare_cached(
                     "UPDATE jobs SET status = 'ready' WHERE id = ?1 AND status = 'queued'",
-                    [w],
                 )?;
+                for w in &waiting {
+                    wake.execute([w])?;
+                }
             }
             tx.commit()?;
             Ok(waiting)
