@@ -578,6 +578,27 @@ pub trait Journal: Send + Sync {
     async fn last_trigger(&self, prefix: &str) -> Result<Option<String>, StoreError>;
 }
 
+/// A stored log level (as [`LogLevel::as_str`] wrote it); anything else reads as info.
+pub(crate) fn parse_level(s: &str) -> LogLevel {
+    match s {
+        "trace" => LogLevel::Trace,
+        "debug" => LogLevel::Debug,
+        "warn" => LogLevel::Warn,
+        "error" => LogLevel::Error,
+        _ => LogLevel::Info,
+    }
+}
+
+/// A stored log source (as [`LogSource::as_str`] wrote it); anything else reads as the op.
+pub(crate) fn parse_source(s: &str) -> LogSource {
+    match s {
+        "stdout" => LogSource::Stdout,
+        "stderr" => LogSource::Stderr,
+        "host" => LogSource::Host,
+        _ => LogSource::Op,
+    }
+}
+
 /// How deeply `json` nests arrays and objects (text inside strings does not count).
 pub fn json_nesting(json: &str) -> usize {
     let (mut depth, mut max, mut in_str, mut esc) = (0usize, 0usize, false, false);

@@ -432,25 +432,6 @@ fn token_row(r: &tokio_postgres::Row) -> TokenRow {
     }
 }
 
-fn parse_level(s: &str) -> LogLevel {
-    match s {
-        "trace" => LogLevel::Trace,
-        "debug" => LogLevel::Debug,
-        "warn" => LogLevel::Warn,
-        "error" => LogLevel::Error,
-        _ => LogLevel::Info,
-    }
-}
-
-fn parse_source(s: &str) -> LogSource {
-    match s {
-        "stdout" => LogSource::Stdout,
-        "stderr" => LogSource::Stderr,
-        "host" => LogSource::Host,
-        _ => LogSource::Op,
-    }
-}
-
 type Tx<'a> = deadpool_postgres::Transaction<'a>;
 
 async fn insert_events(tx: &Tx<'_>, job: &str, after: u64, events: &[NewEvent]) -> R<u64> {

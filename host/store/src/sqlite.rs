@@ -443,25 +443,6 @@ fn annotation_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<AnnotationRow> {
     })
 }
 
-fn parse_level(s: &str) -> LogLevel {
-    match s {
-        "trace" => LogLevel::Trace,
-        "debug" => LogLevel::Debug,
-        "warn" => LogLevel::Warn,
-        "error" => LogLevel::Error,
-        _ => LogLevel::Info,
-    }
-}
-
-fn parse_source(s: &str) -> LogSource {
-    match s {
-        "stdout" => LogSource::Stdout,
-        "stderr" => LogSource::Stderr,
-        "host" => LogSource::Host,
-        _ => LogSource::Op,
-    }
-}
-
 fn insert_events(
     tx: &rusqlite::Transaction<'_>,
     job: &str,
