@@ -14,6 +14,7 @@ mod gates;
 mod jobs;
 mod langs;
 mod matrix;
+mod optest;
 mod packages;
 mod races;
 mod rules;

@@ -32,7 +32,10 @@ pub struct OpRun {
 impl App {
     /// Loads `arg`: a standard op by name, or a component file by path (an argument ending in
     /// `.wasm` or holding a `/`).
-    fn load_op(&self, arg: &str) -> Result<(LoadedOp, Arc<sluice_runtime::LoadedOp>), AppError> {
+    pub(crate) fn load_op(
+        &self,
+        arg: &str,
+    ) -> Result<(LoadedOp, Arc<sluice_runtime::LoadedOp>), AppError> {
         let path = Path::new(arg);
         let looks_like_file = arg.ends_with(".wasm") || arg.contains(std::path::MAIN_SEPARATOR);
         let (name, bytes): (String, std::borrow::Cow<'static, [u8]>) = if looks_like_file

@@ -17,6 +17,7 @@ mod gate;
 mod job;
 mod new_op;
 mod op;
+mod op_test;
 mod output;
 mod package;
 mod remote;

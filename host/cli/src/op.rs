@@ -1,4 +1,4 @@
-//! `sluice op list|describe|run`: ops on their own, outside any rule.
+//! `sluice op list|describe|run|test`: ops on their own, outside any rule.
 
 use std::path::PathBuf;
 use std::time::Duration;
@@ -56,6 +56,23 @@ pub(crate) enum OpCommand {
         #[arg(long)]
         json: bool,
     },
+    /// Run an op against the cases of its test file (input, grants, fake secrets, exec and
+    /// HTTP fixtures, expected outcome); exits 1 when a case fails.
+    Test {
+        /// The test file.
+        #[arg(default_value = "op-test.yaml")]
+        file: PathBuf,
+        /// Only the cases whose name contains this.
+        #[arg(long)]
+        case: Option<String>,
+        /// Build (the file's `build:` command) and test again whenever a file beside it
+        /// changes, until interrupted.
+        #[arg(long)]
+        watch: bool,
+        /// Print JSON for scripts.
+        #[arg(long, conflicts_with = "watch")]
+        json: bool,
+    },
 }
 
 pub(crate) async fn run(global: &Global, cmd: OpCommand) -> CmdResult {
@@ -73,6 +90,18 @@ pub(crate) async fn run(global: &Global, cmd: OpCommand) -> CmdResult {
             grants,
             json,
         } => run_op(global, &op, &input, timeout, &grants, json).await,
+        OpCommand::Test {
+            file,
+            case,
+            watch: false,
+            json,
+        } => crate::op_test::test(global, &file, case.as_deref(), json).await,
+        OpCommand::Test {
+            file,
+            case,
+            watch: true,
+            ..
+        } => crate::op_test::watch(global, &file, case.as_deref()).await,
     }
 }
 

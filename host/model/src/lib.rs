@@ -9,6 +9,7 @@
 
 use serde::{Deserialize, Serialize};
 
+pub mod fixtures;
 mod job;
 mod origin;
 pub use job::{Actor, AuthMethod, ChatSource, JobState, JobStatus};

@@ -21,6 +21,7 @@ mod diag;
 pub mod expr;
 pub mod inputs;
 pub mod notifications;
+pub mod optest;
 mod parse;
 pub mod permissions;
 mod yaml;

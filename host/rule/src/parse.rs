@@ -1685,7 +1685,7 @@ fn strings(v: &Value) -> Vec<&str> {
 
 /// YAML to JSON: plain scalars become null, booleans and numbers where they read as such;
 /// quoted scalars stay text.
-fn to_json(n: &Node) -> Value {
+pub(crate) fn to_json(n: &Node) -> Value {
     match n {
         Node::Scalar(s) => {
             let t = s.as_str();

@@ -22,7 +22,8 @@ pub fn host_grants(caps: &[Capability], workspace: &Path) -> Grants {
                         g.secrets.insert(name.clone(), v);
                     }
                     Err(_) => {
-                        g.unset_secrets.insert(name.clone(), var);
+                        g.unset_secrets
+                            .insert(name.clone(), format!("set {var} on the host"));
                     }
                 }
             }

@@ -52,7 +52,7 @@ impl host::Host for OpState {
     fn secret(&mut self, name: String) -> Result<String, types::HostError> {
         if let Some(var) = self.grants.unset_secrets.get(&name) {
             return Err(types::HostError::Failed(format!(
-                "secret `{name}` is granted to op `{}` but has no value here: set {var} on the host",
+                "secret `{name}` is granted to op `{}` but has no value here: {var}",
                 self.op_name
             )));
         }
@@ -79,6 +79,9 @@ impl exec::Host for OpState {
                 cmd.program, self.op_name, cmd.program
             )));
         };
+        if let Some(fixtures) = &self.grants.fixtures {
+            return answer_exec(fixtures, &cmd);
+        }
         let now = std::time::Instant::now();
         let left = self.deadline.saturating_duration_since(now);
         let limit = match cmd.timeout_ms {
@@ -157,6 +160,32 @@ impl exec::Host for OpState {
                 truncated: false,
             }),
         }
+    }
+}
+
+/// The fixture's answer to `cmd` (under `sluice op test`), or a failure naming the fixture to add.
+fn answer_exec(
+    fixtures: &sluice_model::fixtures::Fixtures,
+    cmd: &exec::Command,
+) -> Result<exec::ExitStatus, types::HostError> {
+    match fixtures
+        .exec
+        .iter()
+        .find(|f| f.answers(&cmd.program, &cmd.args))
+    {
+        Some(f) => Ok(exec::ExitStatus {
+            code: f.code,
+            stdout: f.stdout.clone(),
+            stderr: f.stderr.clone(),
+            timed_out: false,
+            truncated: false,
+        }),
+        None => Err(types::HostError::Failed(format!(
+            "no exec fixture answers `{}`: add one to the case's `exec:` (program: {}, args: {:?})",
+            sluice_model::fixtures::command_line(&cmd.program, &cmd.args),
+            cmd.program,
+            cmd.args
+        ))),
     }
 }
 

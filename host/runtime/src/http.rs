@@ -92,6 +92,9 @@ impl WasiHttpHooks for Egress {
             self.log.push(LogLevel::Error, LogSource::Host, why);
             return Box::new(async { Err(Error::HttpRequestDenied) });
         }
+        if let Some(fixtures) = self.grants.fixtures.clone() {
+            return Box::new(answer_http(fixtures, request, self.log.clone()));
+        }
         let options = self.bounded(options);
         let (log, url) = (self.log.clone(), request.uri().to_string());
         Box::new(async move {
@@ -118,4 +121,52 @@ impl WasiHttpHooks for Egress {
             Ok((res, Box::new(io) as Box<dyn Future<Output = _> + Send>))
         })
     }
+}
+
+/// The fixture's answer to `request` (under `sluice op test`): the request body is read (so the
+/// op's writes succeed) and dropped; a request no fixture answers fails, naming the fixture to add.
+async fn answer_http(
+    fixtures: Arc<sluice_model::fixtures::Fixtures>,
+    request: http::Request<WasiBody>,
+    log: LogSink,
+) -> Result<
+    (
+        http::Response<WasiBody>,
+        Box<dyn Future<Output = Result<(), Error>> + Send>,
+    ),
+    Error,
+> {
+    let (method, url) = (request.method().to_string(), request.uri().to_string());
+    let _ = http_body_util::Limited::new(request.into_body(), MAX_HTTP_RESPONSE_BYTES)
+        .collect()
+        .await;
+    let Some(f) = fixtures.http.iter().find(|f| f.answers(&method, &url)) else {
+        log.push(
+            LogLevel::Error,
+            LogSource::Host,
+            format!(
+                "no http fixture answers {method} {url}: add one to the case's `http:` (method: {method}, url: {url})"
+            ),
+        );
+        return Err(Error::ConnectionRefused);
+    };
+    let mut res = http::Response::builder().status(f.status);
+    for (name, value) in &f.headers {
+        res = res.header(name, value);
+    }
+    let body = http_body_util::Full::new(f.body.clone().into())
+        .map_err(|never| match never {})
+        .boxed_unsync();
+    let res = res.body(body).map_err(|e| {
+        log.push(
+            LogLevel::Error,
+            LogSource::Host,
+            format!("the http fixture for {method} {url} is not a valid response: {e}"),
+        );
+        Error::InternalError(Some(e.to_string()))
+    })?;
+    Ok((
+        res,
+        Box::new(async { Ok(()) }) as Box<dyn Future<Output = _> + Send>,
+    ))
 }

@@ -86,12 +86,15 @@ pub struct Grants {
     pub env: BTreeMap<String, String>,
     /// The job's workspace directory, preopened as `/workspace`, and how.
     pub workspace: Option<(PathBuf, sluice_model::Access)>,
-    /// Secrets granted but without a value on this host: name, and the variable to set.
+    /// Secrets granted but without a value on this host: name, and how to give it one.
     pub unset_secrets: BTreeMap<String, String>,
     /// Origins the op may send HTTP requests to (patterns: `https://*.example.com:443`).
     pub http: Vec<sluice_model::Origin>,
     /// Told of every program the op starts, before the program does any work.
     pub exec_watch: Option<ExecWatcher>,
+    /// Under test (`sluice op test`): granted `exec` and HTTP calls are answered from these
+    /// instead of starting a program or opening a connection; a call none answers fails.
+    pub fixtures: Option<Arc<sluice_model::fixtures::Fixtures>>,
 }
 
 /// Hears of every program an op starts through `exec`, so the caller can record it (the
