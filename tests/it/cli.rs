@@ -335,6 +335,14 @@ fn op_new_writes_a_project_that_builds_and_runs() {
         json(&o)["outcome"]["output"],
         serde_json::json!({ "greeting": "hello, ops" })
     );
+    // Its own cases pass (the build went to the shared target dir: put the op where they look).
+    let at = dir.join("target/wasm32-wasip2/release/deploy_check.wasm");
+    std::fs::create_dir_all(at.parent().unwrap()).unwrap();
+    std::fs::copy(&wasm, &at).unwrap();
+    let tests = dir.join("op-test.yaml");
+    let o = sluice(home.path(), &["op", "test", tests.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
+    assert!(stdout(&o).contains("op test: 2 passed, 0 failed"), "{}", stdout(&o));
 
     let o = sluice(
         home.path(),

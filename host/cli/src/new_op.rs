@@ -15,6 +15,7 @@ const SDK_DURATION: &str = include_str!("../../../plugins/sdk/src/duration.rs");
 const DURATION_MANIFEST: &str = include_str!("../../../host/duration/Cargo.toml");
 const DURATION_LIB: &str = include_str!("../../../host/duration/src/lib.rs");
 const WIT: &str = include_str!("../../../wit/op.wit");
+const SDK_PYTHON: &str = include_str!("../../../plugins/sdk-python/sluice_op/__init__.py");
 
 /// The tool versions the templates pin (the test suite builds with the same).
 const COMPONENTIZE_PY: &str = "componentize-py==0.25.1";
@@ -45,51 +46,51 @@ fn python_files(name: &str) -> Vec<(&'static str, String)> {
         (
             "app.py",
             format!(
-                r#""""`{name}`: a sluice op in Python. Change `run`; see docs/authoring-ops.md."""
+                r#""""`{name}`: a sluice op in Python. Change `Input` and `{fn_name}`; see docs/authoring-ops.md."""
 
-import json
+from dataclasses import dataclass
+from typing import Annotated
 
-from wit_world import WitWorld
-from wit_world.imports import host, types
-
-INPUT_SCHEMA = {{
-    "type": "object",
-    "required": ["name"],
-    "additionalProperties": False,
-    "properties": {{"name": {{"type": "string", "description": "who to greet"}}}},
-}}
+from sluice_op import export, failure, log, op, success
 
 
-def failure(message):
-    return types.Outcome_Failure(types.Failure(message=message, retryable=False, details=""))
+@dataclass
+class Input:
+    name: Annotated[str, "who to greet"]
 
 
-class WitWorld(WitWorld):
-    def describe(self) -> types.OpInfo:
-        return types.OpInfo(
-            name="{name}",
-            version="0.1.0",
-            description="Greets someone by name (a template: make it yours)",
-            input_schema=json.dumps(INPUT_SCHEMA),
-            output_schema="",
-            idempotent=True,
-            can_rollback=False,
-            needs=[],
-        )
+@op("{name}", description="Greets someone by name (a template: make it yours)", idempotent=True)
+def {fn_name}(ctx, input: Input):
+    if not input.name.strip():
+        return failure("`name` is empty: give the name of someone to greet")
+    log.info(f"greeting {{input.name}} for {{ctx.started_by}}")
+    return success({{"greeting": f"hello, {{input.name}}"}})
 
-    def run(self, ctx: types.JobContext, input: str) -> types.Outcome:
-        args = json.loads(input)
-        name = args.get("name", "") if isinstance(args, dict) else ""
-        if not isinstance(name, str) or not name.strip():
-            return failure("`name` is empty: give the name of someone to greet")
-        host.log(types.LogLevel.INFO, f"greeting {{name}} for {{ctx.started_by}}")
-        return types.Outcome_Success(json.dumps({{"greeting": f"hello, {{name}}"}}))
 
-    def resume(self, ctx, input, state, decision) -> types.Outcome:
-        return failure("{name} opens no gates, so it cannot resume")
-
-    def rollback(self, ctx, input, output) -> types.Outcome:
-        return failure("{name} cannot roll back")
+WitWorld = export({fn_name})
+"#,
+                fn_name = crate_name
+            ),
+        ),
+        // The SDK, until it is published on PyPI.
+        ("sluice_op/__init__.py", SDK_PYTHON.to_string()),
+        (
+            "op-test.yaml",
+            format!(
+                r#"# Cases for `sluice op test` (docs/authoring-ops.md, "Testing").
+op: {crate_name}.wasm
+build: .venv/bin/componentize-py -d wit -w op componentize app -o {crate_name}.wasm
+cases:
+  - name: greets by name
+    input: {{ name: ops }}
+    context: {{ started-by: alice }}
+    expect:
+      outcome: success
+      output: {{ greeting: "hello, ops" }}
+      logs: ["greeting ops for alice"]
+  - name: a blank name fails
+    input: {{ name: " " }}
+    expect: {{ outcome: failure, message: "`name` is empty" }}
 "#
             ),
         ),
@@ -97,7 +98,7 @@ class WitWorld(WitWorld):
         (
             "README.md",
             format!(
-                "# {name}\n\nA sluice op in Python, built with componentize-py.\n\n```sh\npython3 -m venv .venv && .venv/bin/pip install {COMPONENTIZE_PY}\n.venv/bin/componentize-py -d wit -w op componentize app -o {crate_name}.wasm\nsluice op run {crate_name}.wasm --input '{{\"name\": \"ops\"}}'\n```\n\n`.venv/bin/componentize-py -d wit -w op bindings .bindings` writes the Python types of the op world\nfor your editor. In a rule:\n\n```yaml\nops:\n  {name}: {{ path: {name}/{crate_name}.wasm }}\n```\n"
+                "# {name}\n\nA sluice op in Python on the `sluice_op` SDK (in `sluice_op/`), built with componentize-py.\n\n```sh\npython3 -m venv .venv && .venv/bin/pip install {COMPONENTIZE_PY}\n.venv/bin/componentize-py -d wit -w op componentize app -o {crate_name}.wasm\nsluice op test          # the cases in op-test.yaml; --watch builds and tests on every change\nsluice op run {crate_name}.wasm --input '{{\"name\": \"ops\"}}'\n```\n\nIn a rule:\n\n```yaml\nops:\n  {name}: {{ path: {name}/{crate_name}.wasm }}\n```\n"
             ),
         ),
         (
@@ -300,7 +301,27 @@ export_op!(ThisOp);
         (
             "README.md",
             format!(
-                "# {name}\n\nA sluice op.\n\n```sh\nrustup target add wasm32-wasip2\ncargo build --release --target wasm32-wasip2\nsluice op describe target/wasm32-wasip2/release/{crate_name}.wasm\nsluice op run target/wasm32-wasip2/release/{crate_name}.wasm --input '{{\"name\": \"ops\"}}'\n```\n\nIn a rule:\n\n```yaml\nops:\n  {name}: {{ path: {name}/target/wasm32-wasip2/release/{crate_name}.wasm }}\n```\n"
+                "# {name}\n\nA sluice op.\n\n```sh\nrustup target add wasm32-wasip2\ncargo build --release --target wasm32-wasip2\nsluice op describe target/wasm32-wasip2/release/{crate_name}.wasm\nsluice op run target/wasm32-wasip2/release/{crate_name}.wasm --input '{{\"name\": \"ops\"}}'\nsluice op test          # the cases in op-test.yaml; --watch builds and tests on every change\n```\n\nIn a rule:\n\n```yaml\nops:\n  {name}: {{ path: {name}/target/wasm32-wasip2/release/{crate_name}.wasm }}\n```\n"
+            ),
+        ),
+        (
+            "op-test.yaml",
+            format!(
+                r#"# Cases for `sluice op test` (docs/authoring-ops.md, "Testing").
+op: target/wasm32-wasip2/release/{crate_name}.wasm
+build: cargo build --release --target wasm32-wasip2
+cases:
+  - name: greets by name
+    input: {{ name: ops }}
+    context: {{ started-by: alice }}
+    expect:
+      outcome: success
+      output: {{ greeting: "hello, ops" }}
+      logs: ["greeting ops for alice"]
+  - name: a blank name fails
+    input: {{ name: " " }}
+    expect: {{ outcome: failure, message: "`name` is empty" }}
+"#
             ),
         ),
         (".gitignore", "/target\n".to_string()),
