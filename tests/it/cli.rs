@@ -342,7 +342,11 @@ fn op_new_writes_a_project_that_builds_and_runs() {
     let tests = dir.join("op-test.yaml");
     let o = sluice(home.path(), &["op", "test", tests.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(0), "{}{}", stdout(&o), stderr(&o));
-    assert!(stdout(&o).contains("op test: 2 passed, 0 failed"), "{}", stdout(&o));
+    assert!(
+        stdout(&o).contains("op test: 2 passed, 0 failed"),
+        "{}",
+        stdout(&o)
+    );
 
     let o = sluice(
         home.path(),

@@ -97,10 +97,21 @@ fn python_and_javascript_ops_run_in_a_rule() {
     let notes = home.path().join("release_notes.wasm");
     run(
         Command::new(componentize_py())
-            .args(["-d", "../../wit", "-w", "op", "componentize", "app", "-o"])
+            .args(["-d", "../../wit", "-w", "op", "componentize", "app"])
+            .args(["-p", ".", "-p", "../../plugins/sdk-python", "-o"])
             .arg(&notes)
             .current_dir(root().join("examples/python-op")),
         "building examples/python-op with componentize-py",
+    );
+    // The example's own cases (op-test.yaml names the op beside it).
+    let cases = home.path().join("op-test.yaml");
+    std::fs::copy(root().join("examples/python-op/op-test.yaml"), &cases).unwrap();
+    let o = sluice(home.path(), &["op", "test", cases.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", out(&o), err(&o));
+    assert!(
+        out(&o).contains("op test: 5 passed, 0 failed"),
+        "{}",
+        out(&o)
     );
     let bump = home.path().join("bump.wasm");
     run(
@@ -120,6 +131,15 @@ fn python_and_javascript_ops_run_in_a_rule() {
             .arg(&bump)
             .current_dir(root().join("examples/js-op")),
         "building examples/js-op with jco",
+    );
+    let cases = home.path().join("op-test.yaml");
+    std::fs::copy(root().join("examples/js-op/op-test.yaml"), &cases).unwrap();
+    let o = sluice(home.path(), &["op", "test", cases.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", out(&o), err(&o));
+    assert!(
+        out(&o).contains("op test: 5 passed, 0 failed"),
+        "{}",
+        out(&o)
     );
 
     let rule = RELEASE_NOTES
@@ -216,6 +236,15 @@ fn op_new_python_and_js_projects_build_and_run() {
                 );
             }
         }
+        // The project's own cases pass.
+        let cases = dir.join("op-test.yaml");
+        let o = sluice(home.path(), &["op", "test", cases.to_str().unwrap()]);
+        assert_eq!(o.status.code(), Some(0), "{lang}: {}{}", out(&o), err(&o));
+        assert!(
+            out(&o).contains("op test: 2 passed, 0 failed"),
+            "{lang}: {}",
+            out(&o)
+        );
         let o = sluice(
             home.path(),
             &[

@@ -40,6 +40,27 @@ fn project(name: &str, lang: &str) -> Option<(Vec<(&'static str, String)>, Strin
     }
 }
 
+/// The templates' `op-test.yaml`: the same cases for the same greeting op in every language.
+fn greet_cases(op: &str, build: &str) -> String {
+    format!(
+        r#"# Cases for `sluice op test` (docs/authoring-ops.md, "Testing locally").
+op: {op}
+build: {build}
+cases:
+  - name: greets by name
+    input: {{ name: ops }}
+    context: {{ started-by: alice }}
+    expect:
+      outcome: success
+      output: {{ greeting: "hello, ops" }}
+      logs: ["greeting ops for alice"]
+  - name: a blank name fails
+    input: {{ name: " " }}
+    expect: {{ outcome: failure, message: "`name` is empty" }}
+"#
+    )
+}
+
 fn python_files(name: &str) -> Vec<(&'static str, String)> {
     let crate_name = name.replace('-', "_");
     vec![
@@ -76,22 +97,11 @@ WitWorld = export({fn_name})
         ("sluice_op/__init__.py", SDK_PYTHON.to_string()),
         (
             "op-test.yaml",
-            format!(
-                r#"# Cases for `sluice op test` (docs/authoring-ops.md, "Testing").
-op: {crate_name}.wasm
-build: .venv/bin/componentize-py -d wit -w op componentize app -o {crate_name}.wasm
-cases:
-  - name: greets by name
-    input: {{ name: ops }}
-    context: {{ started-by: alice }}
-    expect:
-      outcome: success
-      output: {{ greeting: "hello, ops" }}
-      logs: ["greeting ops for alice"]
-  - name: a blank name fails
-    input: {{ name: " " }}
-    expect: {{ outcome: failure, message: "`name` is empty" }}
-"#
+            greet_cases(
+                &format!("{crate_name}.wasm"),
+                &format!(
+                    ".venv/bin/componentize-py -d wit -w op componentize app -o {crate_name}.wasm"
+                ),
             ),
         ),
         ("wit/op.wit", WIT.to_string()),
@@ -183,6 +193,10 @@ export function rollback() {{
             format!(
                 "# {name}\n\nA sluice op in JavaScript, built with jco's QuickJS backend (a 1.6 MB component that\nstarts fast).\n\n```sh\nnpm install && npm run build\nsluice op run {crate_name}.wasm --input '{{\"name\": \"ops\"}}'\n```\n\nIn a rule:\n\n```yaml\nops:\n  {name}: {{ path: {name}/{crate_name}.wasm }}\n```\n"
             ),
+        ),
+        (
+            "op-test.yaml",
+            greet_cases(&format!("{crate_name}.wasm"), "npm run build"),
         ),
         (".gitignore", "/node_modules\n*.wasm\n".to_string()),
     ]
@@ -306,22 +320,9 @@ export_op!(ThisOp);
         ),
         (
             "op-test.yaml",
-            format!(
-                r#"# Cases for `sluice op test` (docs/authoring-ops.md, "Testing").
-op: target/wasm32-wasip2/release/{crate_name}.wasm
-build: cargo build --release --target wasm32-wasip2
-cases:
-  - name: greets by name
-    input: {{ name: ops }}
-    context: {{ started-by: alice }}
-    expect:
-      outcome: success
-      output: {{ greeting: "hello, ops" }}
-      logs: ["greeting ops for alice"]
-  - name: a blank name fails
-    input: {{ name: " " }}
-    expect: {{ outcome: failure, message: "`name` is empty" }}
-"#
+            greet_cases(
+                &format!("target/wasm32-wasip2/release/{crate_name}.wasm"),
+                "cargo build --release --target wasm32-wasip2",
             ),
         ),
         (".gitignore", "/target\n".to_string()),
