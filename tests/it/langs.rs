@@ -113,28 +113,45 @@ fn python_and_javascript_ops_run_in_a_rule() {
         "{}",
         out(&o)
     );
-    let bump = home.path().join("bump.wasm");
-    run(
-        Command::new(jco())
-            .args([
-                "componentize",
-                "bump.js",
-                "--wit",
-                "../../wit",
-                "--world-name",
-                "op",
-                "--backend",
-                "qjs",
-                "--backend-qjs-disable-async",
-                "-o",
-            ])
-            .arg(&bump)
-            .current_dir(root().join("examples/js-op")),
-        "building examples/js-op with jco",
-    );
-    let cases = home.path().join("op-test.yaml");
-    std::fs::copy(root().join("examples/js-op/op-test.yaml"), &cases).unwrap();
+    // The example imports the SDK from beside it (jco's module root is the op's directory):
+    // its build copies it there, as this does in a directory of its own.
+    let js = home.path().join("js-op");
+    std::fs::create_dir_all(&js).unwrap();
+    for (from, to) in [
+        ("examples/js-op/bump.js", "bump.js"),
+        ("examples/js-op/op-test.yaml", "op-test.yaml"),
+        ("plugins/sdk-js/sluice-op.js", "sluice-op.js"),
+        ("plugins/sdk-js/test/check.js", "check.js"),
+        ("plugins/sdk-js/test/op-test.yaml", "check-test.yaml"),
+    ] {
+        std::fs::copy(root().join(from), js.join(to)).unwrap();
+    }
+    let jco_build = |module: &str, wasm: &Path| {
+        run(
+            Command::new(jco())
+                .args(["componentize", module, "--wit"])
+                .arg(root().join("wit"))
+                .args(["--world-name", "op", "--backend", "qjs"])
+                .args(["--backend-qjs-disable-async", "-o"])
+                .arg(wasm)
+                .current_dir(&js),
+            &format!("building {module} with jco"),
+        )
+    };
+    let bump = js.join("bump.wasm");
+    jco_build("bump.js", &bump);
+    let cases = js.join("op-test.yaml");
     let o = sluice(home.path(), &["op", "test", cases.to_str().unwrap()]);
+    assert_eq!(o.status.code(), Some(0), "{}{}", out(&o), err(&o));
+    assert!(
+        out(&o).contains("op test: 7 passed, 0 failed"),
+        "{}",
+        out(&o)
+    );
+    // The SDK's own cases: exec, secrets, annotations, a gate resumed, rollback, refusals.
+    jco_build("check.js", &js.join("check.wasm"));
+    let check = js.join("check-test.yaml");
+    let o = sluice(home.path(), &["op", "test", check.to_str().unwrap()]);
     assert_eq!(o.status.code(), Some(0), "{}{}", out(&o), err(&o));
     assert!(
         out(&o).contains("op test: 5 passed, 0 failed"),

@@ -1,5 +1,5 @@
 //! `sluice op new NAME --lang rust|python|js`: a ready-to-build op project with the WIT in it
-//! (and, for Rust, the SDK), so it builds with nothing but the language's own tools and
+//! and the language's SDK, so it builds with nothing but the language's own tools and
 //! registry: rustup and crates.io, a venv and componentize-py from PyPI, npm and jco.
 
 use std::path::{Path, PathBuf};
@@ -15,6 +15,8 @@ const SDK_DURATION: &str = include_str!("../../../plugins/sdk/src/duration.rs");
 const DURATION_MANIFEST: &str = include_str!("../../../host/duration/Cargo.toml");
 const DURATION_LIB: &str = include_str!("../../../host/duration/src/lib.rs");
 const WIT: &str = include_str!("../../../wit/op.wit");
+const SDK_JS: &str = include_str!("../../../plugins/sdk-js/sluice-op.js");
+const SDK_JS_TYPES: &str = include_str!("../../../plugins/sdk-js/sluice-op.d.ts");
 const SDK_PYTHON: &str = include_str!("../../../plugins/sdk-python/sluice_op/__init__.py");
 
 /// The tool versions the templates pin (the test suite builds with the same).
@@ -124,51 +126,27 @@ fn js_files(name: &str) -> Vec<(&'static str, String)> {
         (
             "op.js",
             format!(
-                r#"// `{name}`: a sluice op in JavaScript. Change `run`; see docs/authoring-ops.md.
-// Imports name the WIT package with its version.
-import {{ log }} from 'sluice:op/host@0.1.0';
+                r#"// `{name}`: a sluice op in JavaScript on the sluice-op SDK (sluice-op.js, typed in
+// sluice-op.d.ts). Change `input` and `run`; see docs/authoring-ops.md.
+import {{ defineOp, failure, log, success, t }} from './sluice-op.js';
 
-const INPUT_SCHEMA = {{
-  type: 'object',
-  required: ['name'],
-  additionalProperties: false,
-  properties: {{ name: {{ type: 'string', description: 'who to greet' }} }},
-}};
-
-const failure = (message) => ({{ tag: 'failure', val: {{ message, retryable: false, details: '' }} }});
-
-export function describe() {{
-  return {{
-    name: '{name}',
-    version: '0.1.0',
-    description: 'Greets someone by name (a template: make it yours)',
-    inputSchema: JSON.stringify(INPUT_SCHEMA),
-    outputSchema: '',
-    idempotent: true,
-    canRollback: false,
-    needs: [],
-  }};
-}}
-
-export function run(ctx, input) {{
-  const {{ name }} = JSON.parse(input);
-  if (typeof name !== 'string' || !name.trim()) {{
-    return failure('`name` is empty: give the name of someone to greet');
-  }}
-  log('info', `greeting ${{name}} for ${{ctx.startedBy}}`);
-  return {{ tag: 'success', val: JSON.stringify({{ greeting: `hello, ${{name}}` }}) }};
-}}
-
-export function resume() {{
-  return failure('{name} opens no gates, so it cannot resume');
-}}
-
-export function rollback() {{
-  return failure('{name} cannot roll back');
-}}
+export const {{ describe, run, resume, rollback }} = defineOp({{
+  name: '{name}',
+  description: 'Greets someone by name (a template: make it yours)',
+  idempotent: true,
+  input: t.object({{ name: t.string('who to greet') }}),
+  run(ctx, {{ name }}) {{
+    if (!name.trim()) return failure('`name` is empty: give the name of someone to greet');
+    log.info(`greeting ${{name}} for ${{ctx.startedBy}}`);
+    return success({{ greeting: `hello, ${{name}}` }});
+  }},
+}});
 "#
             ),
         ),
+        // The SDK, until it is published on npm.
+        ("sluice-op.js", SDK_JS.to_string()),
+        ("sluice-op.d.ts", SDK_JS_TYPES.to_string()),
         (
             "package.json",
             format!(
