@@ -28,6 +28,7 @@ const OWN: &[&str] = &[
     "rule: r\n# a comment { [\ndescription: |\n  text { with [ brackets\n  and 'quotes\nphases:\n  run: [{ op: log, with: { m: \"a \\\" {\" } }]\n",
     "rule: r\ndefaults: { timeout: 5m, retry: { attempts: 2, delay: 5s } }\nconcurrency: { group: \"g-${{ params.e }}\", mode: queue }\nlocks: [ l1, { name: l2, mode: shared } ]\nparams: { e: string }\nphases:\n  init: [{ op: approve, trap: { timeout: 1h, on-timeout: skip, max-retries: 2 } }]\nrollback: [{ op: log }]\n",
     "groups:\n  rm: [alice, bob]\nallow:\n  approve: [group:rm]\n  annotate: ['*']\n",
+    "op: x.wasm\ncases:\n  - name: a\n    input: { n: 1 }\n    grants: [exec:git, \"secret:t\", \"http:https://a.example\"]\n    secrets: { t: v }\n    exec: [{ program: git, args: [log], code: 1, stdout: x }]\n    http: [{ method: get, url: \"https://a.example/x\", status: 500, headers: { a: b }, body: { ok: false } }]\n    expect: { outcome: suspend, gate: { kind: approval, message: m } }\n    resume: { decision: timed-out, expect: { outcome: failure, message: x, retryable: true, logs: [a], annotations: [b] } }\n",
 ];
 
 /// Like the `trap` and `deploy` ops' input schemas.
@@ -280,6 +281,11 @@ fn read_everything(bytes: Vec<u8>, schemas: &BTreeMap<String, InputSchema>) {
         Err(d) => {
             let _ = d.to_string();
         }
+    }
+    // `sluice op test` files go through the same reader.
+    if let Err(d) = sluice_rule::optest::parse(&text, "op-test.yaml") {
+        assert!(!d.items.is_empty(), "an op test error with no diagnostic");
+        let _ = d.to_string();
     }
 }
 
